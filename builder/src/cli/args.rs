@@ -1,0 +1,91 @@
+//! Raw command-line arguments (clap). Validation and defaults live in [`super::config`].
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strata",
+    version,
+    about = "A daemonless Dockerfile image builder",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: CommandArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// State directory (default: /var/lib/strata as root, else $XDG_DATA_HOME/strata)
+    #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Configuration file (default: <root>/config.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// OCI runtime for RUN steps: the built-in one, runc, crun or a path
+    #[arg(long, global = true, value_name = "NAME")]
+    pub runtime: Option<String>,
+    /// Verbose logging
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CommandArgs {
+    /// Print the raw syntax tree of a Dockerfile, split exactly as BuildKit's parser splits it
+    Parse(ParseArgs),
+    /// Check a Dockerfile: parse errors, instruction errors and build-check (lint) findings
+    Check(FrontendArgs),
+    /// Print the build graph a Dockerfile lowers to
+    Graph(GraphArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseFormat {
+    /// BuildKit's S-expression dump (the format of its parser fixtures)
+    Sexp,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ParseArgs {
+    #[arg(long, value_enum, default_value = "sexp")]
+    pub format: ParseFormat,
+    /// The Dockerfile (`-` for standard input)
+    pub file: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FrontendArgs {
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile; `-` for standard input)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Set a build-time variable (`K=V`, or `K` to take the value from the environment)
+    #[arg(long = "build-arg", value_name = "K[=V]")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last one)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Target platform (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The build context directory
+    pub context: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFormat {
+    Dot,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub frontend: FrontendArgs,
+    #[arg(long, value_enum, default_value = "dot")]
+    pub format: GraphFormat,
+}

@@ -1,0 +1,220 @@
+//! Validated configuration derived from the raw arguments: the state root, the Dockerfile
+//! location, build args resolved from the environment, the platform.
+
+use super::args::{FrontendArgs, GlobalArgs};
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use strata_frontend::lower::BuildOptions;
+use strata_solver::Platform;
+
+/// Global settings every command shares.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub root: PathBuf,
+    pub config_file: PathBuf,
+    pub runtime: Option<String>,
+    pub debug: bool,
+}
+
+/// The default state root: /var/lib/strata as root, else $XDG_DATA_HOME/strata
+/// (or ~/.local/share/strata).
+pub fn default_root(is_root: bool, xdg: Option<&str>, home: Option<&str>) -> PathBuf {
+    if is_root {
+        return PathBuf::from("/var/lib/strata");
+    }
+    match (xdg, home) {
+        (Some(x), _) if !x.is_empty() => Path::new(x).join("strata"),
+        (_, Some(h)) => Path::new(h).join(".local/share/strata"),
+        _ => PathBuf::from(".strata"),
+    }
+}
+
+impl Global {
+    pub fn from_args(a: &GlobalArgs) -> Global {
+        let root = a.root.clone().unwrap_or_else(|| {
+            let is_root = std::fs::metadata("/proc/self")
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+                .unwrap_or(false);
+            default_root(
+                is_root,
+                std::env::var("XDG_DATA_HOME").ok().as_deref(),
+                std::env::var("HOME").ok().as_deref(),
+            )
+        });
+        let config_file = a.config.clone().unwrap_or_else(|| root.join("config.toml"));
+        Global {
+            root,
+            config_file,
+            runtime: a.runtime.clone(),
+            debug: a.debug,
+        }
+    }
+}
+
+/// A Dockerfile's text and where it came from.
+pub struct DockerfileSource {
+    /// The name as the user gave it (for messages).
+    pub name: String,
+    pub text: String,
+    /// The `.dockerignore` text that applies, if any.
+    pub dockerignore: Option<String>,
+}
+
+/// Reads a file or standard input (`-`) as text; invalid UTF-8 is replaced, never fatal.
+pub fn read_text(path: &str) -> Result<String> {
+    let bytes = if path == "-" {
+        let mut b = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut b)
+            .context("reading the Dockerfile from standard input")?;
+        b
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {path}"))?
+    };
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Finds and reads the Dockerfile and its ignore file, as docker build does: `-f` or
+/// CONTEXT/Dockerfile (falling back to lower-case `dockerfile`); `<Dockerfile>.dockerignore`
+/// beside it wins over CONTEXT/.dockerignore.
+pub fn load_dockerfile(a: &FrontendArgs) -> Result<DockerfileSource> {
+    if !a.context.is_dir() {
+        bail!(
+            "build context {} is not a directory: pass the directory to build from, e.g. `.`",
+            a.context.display()
+        );
+    }
+    let (name, path) = match &a.file {
+        Some(f) if f == "-" => ("-".to_string(), None),
+        Some(f) => (f.clone(), Some(PathBuf::from(f))),
+        None => {
+            let p = a.context.join("Dockerfile");
+            let lower = a.context.join("dockerfile");
+            let p = if !p.exists() && lower.exists() {
+                lower
+            } else {
+                p
+            };
+            (p.display().to_string(), Some(p))
+        }
+    };
+    let text = match &path {
+        None => read_text("-")?,
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| {
+                format!(
+                    "cannot read Dockerfile {}: pass -f FILE or put a Dockerfile in the context",
+                    p.display()
+                )
+            })?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    };
+    let specific = path.as_ref().map(|p| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(".dockerignore");
+        PathBuf::from(s)
+    });
+    let dockerignore = match specific.filter(|p| p.is_file()) {
+        Some(p) => Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
+        None => {
+            let p = a.context.join(".dockerignore");
+            if p.is_file() {
+                Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
+            } else {
+                None
+            }
+        }
+    };
+    Ok(DockerfileSource {
+        name,
+        text,
+        dockerignore: dockerignore.map(|b| String::from_utf8_lossy(&b).into_owned()),
+    })
+}
+
+/// `K=V` or `K` (value from the environment; skipped when unset, as docker does).
+pub fn parse_build_args(
+    raw: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some(("", _)) => {
+                bail!("invalid --build-arg {a:?}: the name is empty; write NAME=VALUE")
+            }
+            Some((k, v)) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Some(v) = env(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the frontend options from the arguments and the loaded Dockerfile.
+pub fn build_options(a: &FrontendArgs, df: &DockerfileSource) -> Result<BuildOptions> {
+    let platform = match &a.platform {
+        Some(p) => Some(Platform::parse(p).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let dockerignore = match &df.dockerignore {
+        Some(text) => strata_frontend::dockerignore::read_ignore_file(text.as_bytes())
+            .context("reading .dockerignore")?
+            .into_iter()
+            .map(|l| l.pattern)
+            .collect(),
+        None => vec![],
+    };
+    Ok(BuildOptions {
+        file_name: df.name.clone(),
+        build_args: parse_build_args(&a.build_args, |k| std::env::var(k).ok())?,
+        target: a.target.clone(),
+        platform,
+        dockerignore,
+        ..BuildOptions::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots() {
+        assert_eq!(
+            default_root(true, None, None),
+            PathBuf::from("/var/lib/strata")
+        );
+        assert_eq!(
+            default_root(false, Some("/x"), Some("/h")),
+            PathBuf::from("/x/strata")
+        );
+        assert_eq!(
+            default_root(false, None, Some("/h")),
+            PathBuf::from("/h/.local/share/strata")
+        );
+    }
+
+    #[test]
+    fn build_args_from_env() {
+        let env = |k: &str| (k == "SET").then(|| "v".to_string());
+        let m = parse_build_args(
+            &["A=1".into(), "SET".into(), "UNSET".into(), "B=x=y".into()],
+            env,
+        )
+        .unwrap();
+        assert_eq!(m.get("A").map(String::as_str), Some("1"));
+        assert_eq!(m.get("SET").map(String::as_str), Some("v"));
+        assert!(!m.contains_key("UNSET"));
+        assert_eq!(m.get("B").map(String::as_str), Some("x=y"));
+        assert!(parse_build_args(&["=1".into()], env).is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! The `strata` command line: raw arguments ([`args`]) → validated settings ([`config`]) →
+//! the library. `main.rs` only calls [`run`].
+
+pub mod args;
+pub mod config;
+
+use anyhow::{Context, Result};
+use args::{CommandArgs, GraphFormat, ParseFormat};
+use std::fmt::Write as _;
+use std::io::Write;
+use strata_frontend::Diagnostic;
+use strata_frontend::lower::{Lowered, NoResolver, lower};
+use strata_frontend::parser;
+use strata_solver::graph::{OpKind, SourceOp};
+
+/// What a command wants the process to exit with.
+pub type ExitCode = i32;
+
+fn print_diagnostics(
+    diags: &[Diagnostic],
+    file: &str,
+    src: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
+    for d in diags {
+        let sev = if d.is_error() { "error" } else { "warning" };
+        writeln!(out, "{sev}: {}", d.render(file, src))?;
+    }
+    Ok(())
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: args::Cli) -> Result<ExitCode> {
+    let _global = config::Global::from_args(&cli.global);
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    match cli.command {
+        CommandArgs::Parse(a) => {
+            let text = config::read_text(&a.file)?;
+            let (ast, diags) = parser::parse(&text);
+            let mut out = stdout.lock();
+            match a.format {
+                ParseFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &parser::dump::to_json(&ast))?;
+                    writeln!(out)?;
+                }
+                ParseFormat::Sexp => write!(out, "{}", parser::dump::dump(&ast))?,
+            }
+            print_diagnostics(&diags, &a.file, &text, &mut stderr.lock())?;
+            Ok(if diags.iter().any(Diagnostic::is_error) {
+                1
+            } else {
+                0
+            })
+        }
+        CommandArgs::Check(a) => {
+            let df = config::load_dockerfile(&a)?;
+            let mut opts = config::build_options(&a, &df)?;
+            opts.all_stages = true;
+            let (_, diags) = lower(&df.text, &opts, &NoResolver);
+            let mut out = stdout.lock();
+            for d in &diags {
+                writeln!(out, "{}", d.headline(&df.name))?;
+            }
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            let mut err = stderr.lock();
+            for d in diags.iter().filter(|d| d.is_error()) {
+                writeln!(err, "error: {}", d.render(&df.name, &df.text))?;
+            }
+            writeln!(
+                err,
+                "{}: {} error(s), {} warning(s)",
+                df.name,
+                errors,
+                diags.len() - errors
+            )?;
+            Ok(if errors > 0 { 1 } else { 0 })
+        }
+        CommandArgs::Graph(g) => {
+            let df = config::load_dockerfile(&g.frontend)?;
+            let opts = config::build_options(&g.frontend, &df)?;
+            let (lowered, diags) = lower(&df.text, &opts, &NoResolver);
+            print_diagnostics(&diags, &df.name, &df.text, &mut stderr.lock())?;
+            let Some(l) = lowered else {
+                return Ok(1);
+            };
+            let mut out = stdout.lock();
+            match g.format {
+                GraphFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &graph_json(&l))?;
+                    writeln!(out)?;
+                }
+                GraphFormat::Dot => write!(out, "{}", graph_dot(&l))?,
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// The lowered graph as JSON: ops with digests, inputs and definitions, plus the target's
+/// image config.
+pub fn graph_json(l: &Lowered) -> serde_json::Value {
+    let ops: Vec<serde_json::Value> = l
+        .graph
+        .ops()
+        .map(|(id, op)| {
+            serde_json::json!({
+                "id": id.0,
+                "digest": l.graph.digest(id),
+                "name": op.name,
+                "stage": op.stage,
+                "inputs": op.inputs.iter().map(|i| i.0).collect::<Vec<_>>(),
+                "location": op.location,
+                "ignore_cache": op.ignore_cache,
+                "op": op.kind,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "target": l.target.0,
+        "target_digest": l.graph.digest(l.target),
+        "platform": l.platform.to_string(),
+        "stages": l.stages,
+        "ops": ops,
+        "config": l.config,
+        "history": l.history,
+    })
+}
+
+fn dot_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The lowered graph for Graphviz: one node per op, edges from inputs to users, stages as
+/// clusters.
+pub fn graph_dot(l: &Lowered) -> String {
+    let mut s = String::from(
+        "digraph strata {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
+    let mut stages: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (id, op) in l.graph.ops() {
+        stages.entry(op.stage.as_str()).or_default().push(id.0);
+    }
+    for (n, (stage, ids)) in stages.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  subgraph cluster_{n} {{\n    label=\"{}\";",
+            dot_escape(stage)
+        );
+        for id in ids {
+            let op = l.graph.op(strata_solver::OpId(*id));
+            let shape = match &op.kind {
+                OpKind::Source(SourceOp::Local { .. }) => "folder",
+                OpKind::Source(_) => "cylinder",
+                OpKind::Exec(_) => "box",
+                OpKind::File { .. } => "note",
+                OpKind::Merge => "invtriangle",
+            };
+            let label: String = op.name.chars().take(80).collect();
+            let _ = writeln!(
+                s,
+                "    op{id} [label=\"{}\\n{}\", shape={shape}{}];",
+                dot_escape(&label),
+                l.graph.digest(strata_solver::OpId(*id)).short(),
+                if *id == l.target.0 {
+                    ", penwidth=2"
+                } else {
+                    ""
+                }
+            );
+        }
+        s.push_str("  }\n");
+    }
+    for (id, op) in l.graph.ops() {
+        for i in &op.inputs {
+            let _ = writeln!(s, "  op{} -> op{};", i.0, id.0);
+        }
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// Prints an error chain the way the CLI reports failures.
+pub fn report_error(e: &anyhow::Error) {
+    let mut msg = format!("error: {e}");
+    for cause in e.chain().skip(1) {
+        msg.push_str(&format!("\n  caused by: {cause}"));
+    }
+    eprintln!("{msg}");
+}
+
+/// Used by tests: lowers text with default options.
+pub fn lower_text(text: &str) -> Result<Lowered> {
+    let (l, diags) = lower(text, &Default::default(), &NoResolver);
+    l.with_context(|| {
+        diags
+            .iter()
+            .map(|d| d.headline("Dockerfile"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}

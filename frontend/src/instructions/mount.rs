@@ -1,0 +1,446 @@
+//! `RUN --mount=...` values: CSV fields parsed and validated as BuildKit does.
+
+use crate::suggest::did_you_mean;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountType {
+    Bind,
+    Cache,
+    Tmpfs,
+    Secret,
+    Ssh,
+}
+
+impl MountType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountType::Bind => "bind",
+            MountType::Cache => "cache",
+            MountType::Tmpfs => "tmpfs",
+            MountType::Secret => "secret",
+            MountType::Ssh => "ssh",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sharing {
+    Shared,
+    Private,
+    Locked,
+}
+
+/// One parsed `--mount` flag.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Mount {
+    pub kind: MountType,
+    pub from: String,
+    pub source: String,
+    pub target: String,
+    pub readonly: bool,
+    pub size_limit: Option<u64>,
+    pub id: String,
+    pub sharing: Option<Sharing>,
+    pub required: bool,
+    pub env: Option<String>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Splits one CSV record (fields separated by `,`, `"` quoting with `""` for a quote).
+pub fn csv_fields(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars().peekable();
+    let mut at_field_start = true;
+    let mut in_quotes = false;
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    cur.push('"');
+                } else {
+                    in_quotes = false;
+                    match chars.peek() {
+                        None | Some(',') => {}
+                        Some(_) => return Err(format!("extraneous \" in field: {s}")),
+                    }
+                }
+            } else {
+                cur.push(c);
+            }
+            continue;
+        }
+        match c {
+            ',' => {
+                out.push(std::mem::take(&mut cur));
+                at_field_start = true;
+                continue;
+            }
+            '"' if at_field_start => in_quotes = true,
+            '"' => return Err(format!("bare \" in non-quoted field: {s}")),
+            c => cur.push(c),
+        }
+        at_field_start = false;
+    }
+    if in_quotes {
+        return Err(format!("extraneous or missing \" in quoted field: {s}"));
+    }
+    out.push(cur);
+    Ok(out)
+}
+
+/// Docker's `units.RAMInBytes`: `64m`, `1g`, `512k`, `1.5GiB`, plain bytes.
+pub fn ram_in_bytes(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size: {s:?}");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim_start_matches(' ').to_ascii_lowercase();
+    let unit = unit.trim_end_matches('b').trim_end_matches('i');
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024f64.powi(4),
+        "p" => 1024f64.powi(5),
+        _ => return Err(bad()),
+    };
+    let v = num * mult;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(v as u64)
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid value for {key}: {v}")),
+    }
+}
+
+const ALL_KEYS: [&str; 19] = [
+    "type",
+    "from",
+    "source",
+    "target",
+    "readonly",
+    "id",
+    "sharing",
+    "required",
+    "size",
+    "mode",
+    "uid",
+    "gid",
+    "src",
+    "dst",
+    "destination",
+    "ro",
+    "rw",
+    "readwrite",
+    "env",
+];
+
+/// Parses a `--mount` value. With `expand`, option values (except `from`) are expanded and
+/// every option is checked; without it (the first pass, before variables are known), only
+/// `type` and `from` are read.
+pub fn parse_mount(
+    val: &str,
+    expand: Option<&dyn Fn(&str) -> Result<String, String>>,
+) -> Result<Mount, String> {
+    let fields = csv_fields(val).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+    let mut m = Mount {
+        kind: MountType::Bind,
+        from: String::new(),
+        source: String::new(),
+        target: String::new(),
+        readonly: false,
+        size_limit: None,
+        id: String::new(),
+        sharing: None,
+        required: false,
+        env: None,
+        mode: None,
+        uid: None,
+        gid: None,
+    };
+    let mut ro_auto = true;
+    for field in &fields {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
+            None => (field.to_ascii_lowercase(), None),
+        };
+        let Some(mut value) = value else {
+            if expand.is_none() {
+                continue;
+            }
+            match key.as_str() {
+                "readonly" | "ro" => {
+                    m.readonly = true;
+                    ro_auto = false;
+                }
+                "readwrite" | "rw" => {
+                    m.readonly = false;
+                    ro_auto = false;
+                }
+                "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
+                    m.required = true
+                }
+                "required" => {
+                    return Err(format!(
+                        "unexpected key '{key}' for mount type '{}'",
+                        m.kind.as_str()
+                    ));
+                }
+                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+            }
+            continue;
+        };
+        // `from` is never expanded here: lowering expands it with the stage's variables and
+        // the global ARGs (a strata extension; BuildKit refuses variables in `from`).
+        if key != "from" {
+            if let Some(ex) = expand {
+                value = ex(&value)?;
+            } else if key != "type" {
+                continue;
+            }
+        }
+        match key.as_str() {
+            "type" => {
+                m.kind = match value.to_ascii_lowercase().as_str() {
+                    "bind" => MountType::Bind,
+                    "cache" => MountType::Cache,
+                    "tmpfs" => MountType::Tmpfs,
+                    "secret" => MountType::Secret,
+                    "ssh" => MountType::Ssh,
+                    _ => {
+                        let mut msg = format!("unsupported mount type {value:?}");
+                        if let Some(s) =
+                            did_you_mean(&value, &["bind", "cache", "tmpfs", "secret", "ssh"])
+                        {
+                            msg.push_str(&format!(" (did you mean {s}?)"));
+                        }
+                        return Err(msg);
+                    }
+                }
+            }
+            "from" => m.from = value,
+            "source" | "src" => m.source = value,
+            "target" | "dst" | "destination" => m.target = value,
+            "readonly" | "ro" => {
+                m.readonly = parse_bool(&key, &value)?;
+                ro_auto = false;
+            }
+            "readwrite" | "rw" => {
+                m.readonly = !parse_bool(&key, &value)?;
+                ro_auto = false;
+            }
+            "required" => {
+                if matches!(m.kind, MountType::Secret | MountType::Ssh) {
+                    m.required = parse_bool(&key, &value)?;
+                } else {
+                    return Err(format!(
+                        "unexpected key '{key}' for mount type '{}'",
+                        m.kind.as_str()
+                    ));
+                }
+            }
+            "size" => {
+                if m.kind == MountType::Tmpfs {
+                    m.size_limit = Some(
+                        ram_in_bytes(&value)
+                            .map_err(|_| format!("invalid value for {key}: {value}"))?,
+                    );
+                } else {
+                    return Err(format!(
+                        "unexpected key '{key}' for mount type '{}'",
+                        m.kind.as_str()
+                    ));
+                }
+            }
+            "id" => m.id = value,
+            "sharing" => {
+                m.sharing = Some(match value.to_ascii_lowercase().as_str() {
+                    "shared" => Sharing::Shared,
+                    "private" => Sharing::Private,
+                    "locked" => Sharing::Locked,
+                    _ => {
+                        return Err(format!(
+                            "unsupported sharing value {value:?} (use shared, private or locked)"
+                        ));
+                    }
+                })
+            }
+            "mode" => {
+                m.mode = Some(
+                    u32::from_str_radix(&value, 8)
+                        .map_err(|_| format!("invalid value {value} for mode"))?,
+                )
+            }
+            "uid" => {
+                m.uid = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("invalid value {value} for uid"))?,
+                )
+            }
+            "gid" => {
+                m.gid = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("invalid value {value} for gid"))?,
+                )
+            }
+            "env" => m.env = Some(value),
+            _ => {
+                let mut msg = format!("unexpected key '{key}' in '{field}'");
+                if let Some(s) = did_you_mean(&key, &ALL_KEYS) {
+                    msg.push_str(&format!(" (did you mean {s}?)"));
+                }
+                return Err(msg);
+            }
+        }
+    }
+    let file_info = matches!(
+        m.kind,
+        MountType::Secret | MountType::Ssh | MountType::Cache
+    );
+    if !file_info {
+        for (name, set) in [
+            ("mode", m.mode.is_some()),
+            ("uid", m.uid.is_some()),
+            ("gid", m.gid.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "{name} not allowed for \"{}\" type mounts",
+                    m.kind.as_str()
+                ));
+            }
+        }
+    }
+    if ro_auto {
+        m.readonly = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
+    }
+    if m.kind == MountType::Secret {
+        if !m.from.is_empty() {
+            return Err("secret mount should not have a from".into());
+        }
+        if m.sharing.is_some() {
+            return Err("secret mount should not define sharing".into());
+        }
+        if expand.is_some() && m.source.is_empty() && m.target.is_empty() && m.id.is_empty() {
+            return Err("invalid secret mount. one of source, target required".into());
+        }
+        if !m.source.is_empty() && !m.id.is_empty() {
+            return Err("both source and id can't be set".into());
+        }
+    }
+    if m.sharing.is_some() && m.kind != MountType::Cache {
+        return Err(format!(
+            "invalid cache sharing set for {} mount",
+            m.kind.as_str()
+        ));
+    }
+    if expand.is_some()
+        && m.target.is_empty()
+        && matches!(
+            m.kind,
+            MountType::Bind | MountType::Cache | MountType::Tmpfs
+        )
+    {
+        return Err(format!(
+            "mount type {} requires a target (target=/path)",
+            m.kind.as_str()
+        ));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(s: &str) -> Result<Mount, String> {
+        let id = |v: &str| Ok(v.to_string());
+        parse_mount(s, Some(&id))
+    }
+
+    #[test]
+    fn csv() {
+        assert_eq!(csv_fields("a,b=c").unwrap(), vec!["a", "b=c"]);
+        assert_eq!(
+            csv_fields("\"target=/a,b\",ro").unwrap(),
+            vec!["target=/a,b", "ro"]
+        );
+        assert!(csv_fields("\"open").is_err());
+    }
+
+    #[test]
+    fn defaults_per_type() {
+        let m = full("target=/x").unwrap();
+        assert_eq!(m.kind, MountType::Bind);
+        assert!(m.readonly);
+        let m = full("type=cache,target=/x,sharing=locked,mode=0700,uid=1").unwrap();
+        assert!(!m.readonly);
+        assert_eq!(m.mode, Some(0o700));
+        assert_eq!(m.sharing, Some(Sharing::Locked));
+        let m = full("type=tmpfs,target=/t,size=64m").unwrap();
+        assert_eq!(m.size_limit, Some(64 << 20));
+        let m = full("type=secret,id=tok,env=TOKEN,required").unwrap();
+        assert!(m.required && m.readonly);
+        let m = full("type=bind,target=/x,rw").unwrap();
+        assert!(!m.readonly);
+    }
+
+    #[test]
+    fn errors() {
+        let e = |s: &str| full(s).unwrap_err();
+        assert_eq!(
+            e("type=cahce,target=/x"),
+            "unsupported mount type \"cahce\" (did you mean cache?)"
+        );
+        assert_eq!(
+            e("type=bind,target=/x,mode=0700"),
+            "mode not allowed for \"bind\" type mounts"
+        );
+        assert_eq!(
+            e("type=secret,from=x,id=a"),
+            "secret mount should not have a from"
+        );
+        assert_eq!(
+            e("type=bind,target=/x,size=1m"),
+            "unexpected key 'size' for mount type 'bind'"
+        );
+        assert_eq!(
+            e("type=bind,targte=/x"),
+            "unexpected key 'targte' in 'targte=/x' (did you mean target?)"
+        );
+        assert_eq!(
+            e("type=cache"),
+            "mount type cache requires a target (target=/path)"
+        );
+        assert_eq!(
+            parse_mount("from=$IMG,target=/x", None).unwrap().from,
+            "$IMG"
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ram_in_bytes("100").unwrap(), 100);
+        assert_eq!(ram_in_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(ram_in_bytes("1.5KiB").unwrap(), 1536);
+        assert!(ram_in_bytes("lots").is_err());
+    }
+}

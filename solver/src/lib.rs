@@ -1,0 +1,14 @@
+//! strata-solver: the build graph and (from the engine issue on) the scheduler that runs it.
+//!
+//! - [`graph`]: ops (source, exec, file, merge), their inputs and their definition digests;
+//! - [`image`]: the image config and history a build produces alongside its graph;
+//! - [`reference`]: image references normalized as Docker does.
+//!
+//! Architecture invariant: the solver never sees a Dockerfile. The frontend lowers a
+//! Dockerfile into a [`graph::BuildGraph`]; the solver only knows ops and digests.
+
+pub mod graph;
+pub mod image;
+pub mod reference;
+
+pub use graph::{BuildGraph, Digest, Op, OpId, OpKind, Platform};
