@@ -14,10 +14,19 @@ fn main() {
         .init();
     let code = match strata::cli::run(cli) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             strata::cli::report_error(&e);
             2
         }
     };
     std::process::exit(code);
+}
+
+/// Output closed early (`strata graph | head`): not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -32,7 +32,7 @@ impl Env for std::collections::HashMap<String, String> {
 }
 
 /// Pairs; the last definition of a name wins.
-impl Env for [(String, String)] {
+impl Env for Vec<(String, String)> {
     fn get(&self, name: &str) -> Option<&str> {
         self.iter()
             .rev()

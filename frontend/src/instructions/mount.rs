@@ -352,18 +352,6 @@ pub fn parse_mount(
             m.kind.as_str()
         ));
     }
-    if expand.is_some()
-        && m.target.is_empty()
-        && matches!(
-            m.kind,
-            MountType::Bind | MountType::Cache | MountType::Tmpfs
-        )
-    {
-        return Err(format!(
-            "mount type {} requires a target (target=/path)",
-            m.kind.as_str()
-        ));
-    }
     Ok(m)
 }
 
@@ -425,10 +413,6 @@ mod tests {
         assert_eq!(
             e("type=bind,targte=/x"),
             "unexpected key 'targte' in 'targte=/x' (did you mean target?)"
-        );
-        assert_eq!(
-            e("type=cache"),
-            "mount type cache requires a target (target=/path)"
         );
         assert_eq!(
             parse_mount("from=$IMG,target=/x", None).unwrap().from,

@@ -220,6 +220,7 @@ struct Lowerer<'a> {
     stages: Vec<StageDef>,
     done: Vec<Option<State>>,
     in_progress: Vec<bool>,
+    attempted: Vec<bool>,
     meta: Vars,
     /// Global ARG names declared before the first FROM (plus automatic ones).
     meta_declared: BTreeSet<String>,
@@ -334,6 +335,7 @@ impl<'a> Lowerer<'a> {
             stages: vec![],
             done: vec![],
             in_progress: vec![],
+            attempted: vec![],
             meta: Vars::default(),
             meta_declared: BTreeSet::new(),
             used_build_args: BTreeSet::new(),
@@ -442,6 +444,7 @@ impl<'a> Lowerer<'a> {
         self.multi_stage = self.stages.len() > 1;
         self.done = vec![None; self.stages.len()];
         self.in_progress = vec![false; self.stages.len()];
+        self.attempted = vec![false; self.stages.len()];
         self.lint_stage_names();
         self.meta_args(&global_args);
         self.lint_from_args();
@@ -663,6 +666,10 @@ impl<'a> Lowerer<'a> {
     fn lower_stage(&mut self, i: usize) -> Option<State> {
         if let Some(s) = &self.done[i] {
             return Some(s.clone());
+        }
+        if std::mem::replace(&mut self.attempted[i], true) && !self.in_progress[i] {
+            // Lowered before and failed: its errors are already reported.
+            return None;
         }
         if self.in_progress[i] {
             let r = self.stages[i].from_range;
@@ -1627,15 +1634,19 @@ impl<'a> Lowerer<'a> {
             } else {
                 state.config.working_dir.clone()
             };
-            let target = if m.target.is_empty() {
-                String::new()
-            } else {
-                clean(&normalize(&workdir, &m.target, false))
-            };
+            // A relative (or empty) target is joined with the working directory, as in
+            // BuildKit; secrets and ssh sockets have their own defaults when it is empty.
+            let target =
+                if m.target.is_empty() && matches!(m.kind, MountType::Secret | MountType::Ssh) {
+                    String::new()
+                } else {
+                    clean(&normalize(&workdir, &m.target, false))
+                };
             if target == "/" {
-                self.error(
+                self.error_hint(
                     ins.range,
-                    format!("RUN --mount={raw}: mounting on / is not allowed"),
+                    format!("RUN --mount={raw}: invalid mount target \"/\""),
+                    "give the mount a target directory, e.g. target=/mnt",
                 );
                 return;
             }
@@ -1676,7 +1687,7 @@ impl<'a> Lowerer<'a> {
                 }
                 MountType::Cache => {
                     let id = if m.id.is_empty() {
-                        target.clone()
+                        clean(&m.target)
                     } else {
                         m.id.clone()
                     };
