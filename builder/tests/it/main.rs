@@ -1,0 +1,5 @@
+//! The builder crate's integration tests: one binary, one module per area (cargo's habit).
+
+mod cli;
+mod parse_oracle;
+mod support;

@@ -1,0 +1,63 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn testdata() -> PathBuf {
+    root().join("testdata")
+}
+
+/// `../shared/conformance` next to the checkout, when present. In CI its absence is an error.
+pub fn conformance_dir() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var("STRATA_CONFORMANCE_DIR").ok().map(PathBuf::from),
+        Some(root().join("../shared/conformance")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| p.is_dir());
+    if found.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI must have ../shared/conformance");
+        eprintln!("skipping the shared conformance data: ../shared/conformance is not present");
+    }
+    found
+}
+
+/// Runs the `strata` binary.
+pub fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .env("STRATA_ROOT", std::env::temp_dir().join("strata-test-root"))
+        .output()
+        .expect("run strata")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Files below `dir` (recursively) whose name satisfies `pred`, sorted.
+pub fn files(dir: &Path, pred: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if pred(&e.file_name().to_string_lossy()) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
