@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what strata's build, tests and main job need on a fresh Debian machine of this kind.
+# Idempotent: does nothing that is already done. Run as root for the apt packages.
+set -euo pipefail
+
+need_apt=()
+command -v busybox >/dev/null 2>&1 || need_apt+=(busybox-static)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing ${need_apt[*]}; run as root (or install them) first" >&2
+    exit 1
+  fi
+fi
+
+# BuildKit's own Dockerfile parser, wrapped for Python: the oracle of the parser conformance test.
+if ! python3 -c 'import dockerfile' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'dockerfile==3.4.0' \
+    || python3 -m pip install --quiet --break-system-packages 'dockerfile==3.4.0'
+fi
+
+command -v cargo >/dev/null 2>&1 || { echo "setup: cargo is required (the machine's Rust toolchain)" >&2; exit 1; }
