@@ -5,7 +5,9 @@
 pub fn large_dockerfile(stages: usize, per_stage: usize) -> String {
     let mut s = String::from("# syntax=docker/dockerfile:1\nARG BASE=busybox\nARG VERSION=1.0\n");
     for st in 0..stages {
-        s.push_str(&format!("FROM ${{BASE}}:latest AS stage{st}\nARG VERSION\n"));
+        s.push_str(&format!(
+            "FROM ${{BASE}}:latest AS stage{st}\nARG VERSION\n"
+        ));
         for i in 0..per_stage {
             match i % 8 {
                 0 => s.push_str(&format!("ENV VAR_{i}=\"value ${{VERSION}} {i}\" OTHER_{i}=x\n")),

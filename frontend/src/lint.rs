@@ -200,9 +200,7 @@ pub fn looks_secret(name: &str) -> bool {
     ];
     const ALLOW: [&str; 3] = ["public", "file", "version"];
     let lower = name.to_ascii_lowercase();
-    let words: Vec<&str> = lower
-        .split(|c: char| c == '_' || c == '-' || c == '.')
-        .collect();
+    let words: Vec<&str> = lower.split(['_', '-', '.']).collect();
     if words.iter().any(|w| ALLOW.contains(w)) {
         return false;
     }

@@ -15,12 +15,27 @@ fn check_reports_rules_and_exit_codes() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let s = stdout(&out);
     let file = format!("{d}/Dockerfile");
-    assert!(s.contains(&format!("{file}:1: StageNameCasing: Stage name 'Build' should be lowercase")), "{s}");
+    assert!(
+        s.contains(&format!(
+            "{file}:1: StageNameCasing: Stage name 'Build' should be lowercase"
+        )),
+        "{s}"
+    );
     assert!(s.contains(&format!("{file}:1: FromAsCasing:")), "{s}");
-    assert!(s.contains(&format!("{file}:2: MaintainerDeprecated:")), "{s}");
-    assert!(s.contains(&format!("{file}:3: JSONArgsRecommended:")), "{s}");
+    assert!(
+        s.contains(&format!("{file}:2: MaintainerDeprecated:")),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!("{file}:3: JSONArgsRecommended:")),
+        "{s}"
+    );
 
-    std::fs::write(dir.path().join("Dockerfile"), "# check=error=true\nFROM busybox\nMAINTAINER me\n").unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "# check=error=true\nFROM busybox\nMAINTAINER me\n",
+    )
+    .unwrap();
     let out = strata(&["check", &d]);
     assert_eq!(out.status.code(), Some(1));
 }
@@ -28,13 +43,24 @@ fn check_reports_rules_and_exit_codes() {
 #[test]
 fn errors_name_the_file_and_line_and_show_it() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("app.Dockerfile"), "FROM busybox\nRUN ok\nCOPY onlyone\n").unwrap();
-    let f = dir.path().join("app.Dockerfile").to_string_lossy().to_string();
+    std::fs::write(
+        dir.path().join("app.Dockerfile"),
+        "FROM busybox\nRUN ok\nCOPY onlyone\n",
+    )
+    .unwrap();
+    let f = dir
+        .path()
+        .join("app.Dockerfile")
+        .to_string_lossy()
+        .to_string();
     let d = dir.path().to_string_lossy().to_string();
     let out = strata(&["check", "-f", &f, &d]);
     assert_eq!(out.status.code(), Some(1));
     let e = stderr(&out);
-    assert!(e.contains(&format!("{f}:3: COPY requires at least two arguments")), "{e}");
+    assert!(
+        e.contains(&format!("{f}:3: COPY requires at least two arguments")),
+        "{e}"
+    );
     assert!(e.contains(" 3 | COPY onlyone"), "{e}");
     assert!(e.contains("hint: write COPY <src>... <dest>"), "{e}");
 }
@@ -55,10 +81,20 @@ fn graph_prints_dot_and_json() {
     assert!(ops.iter().any(|o| o["op"]["op"] == "exec"));
     assert!(j["target_digest"].as_str().unwrap().starts_with("sha256:"));
     // The same input always lowers to the same digests.
-    let again: serde_json::Value = serde_json::from_slice(&strata(&["graph", "--format", "json", &s]).stdout).unwrap();
+    let again: serde_json::Value =
+        serde_json::from_slice(&strata(&["graph", "--format", "json", &s]).stdout).unwrap();
     assert_eq!(j["target_digest"], again["target_digest"]);
     // --target picks a stage; a build arg changes digests downstream of its ARG.
-    let out = strata(&["graph", "--format", "json", "--target", "build", "--build-arg", "BASE=alpine", &s]);
+    let out = strata(&[
+        "graph",
+        "--format",
+        "json",
+        "--target",
+        "build",
+        "--build-arg",
+        "BASE=alpine",
+        &s,
+    ]);
     let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(t["stages"][0]["needed"], true);
     assert_eq!(t["stages"][2]["needed"], false);
@@ -77,7 +113,12 @@ fn dockerfile_from_stdin() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"FROM busybox\nRUN true\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM busybox\nRUN true\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -90,7 +131,10 @@ fn parse_prints_buildkit_dump() {
     let out = strata(&["parse", &f.to_string_lossy()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let s = stdout(&out);
-    assert!(s.contains("(env \"LEGACY\" \"value with spaces\" \"\")"), "{s}");
+    assert!(
+        s.contains("(env \"LEGACY\" \"value with spaces\" \"\")"),
+        "{s}"
+    );
     assert!(s.contains("(onbuild (run \"echo triggered\"))"), "{s}");
 }
 
@@ -118,29 +162,51 @@ fn realworld_dockerfiles_check_and_graph() {
             other => panic!("{fs}: exit {other:?}: {err}"),
         }
         let out = strata(&["graph", "--format", "json", "-f", &fs, &d]);
-        assert!(matches!(out.status.code(), Some(0) | Some(1)), "{fs}: {}", stderr(&out));
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "{fs}: {}",
+            stderr(&out)
+        );
     }
-    assert!(clean >= all.len() - 8, "{clean} of {} checked cleanly", all.len());
+    assert!(
+        clean >= all.len() - 8,
+        "{clean} of {} checked cleanly",
+        all.len()
+    );
 }
 
 #[test]
 fn testdata_dockerfiles_check_cleanly() {
-    for f in files(&testdata().join("dockerfiles"), &|n| n.ends_with(".Dockerfile")) {
+    for f in files(&testdata().join("dockerfiles"), &|n| {
+        n.ends_with(".Dockerfile")
+    }) {
         let dir = f.parent().unwrap().to_string_lossy().to_string();
         let out = strata(&["check", "-f", &f.to_string_lossy(), &dir]);
-        assert_eq!(out.status.code(), Some(0), "{}: {}", f.display(), stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            f.display(),
+            stderr(&out)
+        );
     }
 }
 
 #[test]
 fn bad_input_never_panics() {
     let dir = tempfile::tempdir().unwrap();
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(dir.path().join("Dockerfile"), &garbage).unwrap();
     let d = dir.path().to_string_lossy().to_string();
     for cmd in ["check", "graph"] {
         let out = strata(&[cmd, &d]);
-        assert!(matches!(out.status.code(), Some(0) | Some(1)), "{cmd}: {}", stderr(&out));
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "{cmd}: {}",
+            stderr(&out)
+        );
         assert!(!stderr(&out).contains("panicked"));
     }
 }

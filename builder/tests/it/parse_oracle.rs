@@ -51,7 +51,9 @@ fn truncate_at_nul(v: &serde_json::Value) -> serde_json::Value {
         serde_json::Value::String(s) => {
             serde_json::Value::String(s.split('\0').next().unwrap_or_default().to_string())
         }
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(truncate_at_nul).collect()),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(truncate_at_nul).collect())
+        }
         other => other.clone(),
     }
 }
@@ -69,7 +71,10 @@ fn parse_matches_buildkit_field_by_field() {
         let out = strata(&["parse", "--format", "json", &key]);
         if expected.get("error").is_some() {
             if out.status.success() {
-                failures.push(format!("{key}: BuildKit rejects it ({}), strata accepted it", expected["error"]));
+                failures.push(format!(
+                    "{key}: BuildKit rejects it ({}), strata accepted it",
+                    expected["error"]
+                ));
             }
             continue;
         }
@@ -89,16 +94,33 @@ fn parse_matches_buildkit_field_by_field() {
             continue;
         };
         if exp.len() != got.len() {
-            failures.push(format!("{key}: {} instructions from BuildKit, {} from strata", exp.len(), got.len()));
+            failures.push(format!(
+                "{key}: {} instructions from BuildKit, {} from strata",
+                exp.len(),
+                got.len()
+            ));
             continue;
         }
         for (i, (e, g)) in exp.iter().zip(got).enumerate() {
-            if let Some((_, _, why)) = ORACLE_DIVERGENCES.iter().find(|(f, n, _)| key.ends_with(f) && *n == i) {
+            if let Some((_, _, why)) = ORACLE_DIVERGENCES
+                .iter()
+                .find(|(f, n, _)| key.ends_with(f) && *n == i)
+            {
                 // Check that strata does what current BuildKit does: shell form.
                 assert_eq!(g["json"], false, "{key}: instruction {i}: {why}");
                 continue;
             }
-            for field in ["cmd", "sub_cmd", "json", "original", "start_line", "end_line", "flags", "value", "heredocs"] {
+            for field in [
+                "cmd",
+                "sub_cmd",
+                "json",
+                "original",
+                "start_line",
+                "end_line",
+                "flags",
+                "value",
+                "heredocs",
+            ] {
                 if e[field] != g[field] && e[field] != truncate_at_nul(&g[field]) {
                     failures.push(format!(
                         "{key}: instruction {i} ({}) field {field}: BuildKit {} strata {}",
@@ -110,5 +132,10 @@ fn parse_matches_buildkit_field_by_field() {
         compared += 1;
     }
     eprintln!("compared {compared} Dockerfiles with BuildKit's parser");
-    assert!(failures.is_empty(), "{} differences:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -15,12 +15,17 @@ pub fn testdata() -> PathBuf {
 /// `../shared/conformance` next to the checkout, when present. In CI its absence is an error.
 pub fn conformance_dir() -> Option<PathBuf> {
     let candidates = [
-        std::env::var("STRATA_CONFORMANCE_DIR").ok().map(PathBuf::from),
+        std::env::var("STRATA_CONFORMANCE_DIR")
+            .ok()
+            .map(PathBuf::from),
         Some(root().join("../shared/conformance")),
     ];
     let found = candidates.into_iter().flatten().find(|p| p.is_dir());
     if found.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI must have ../shared/conformance");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have ../shared/conformance"
+        );
         eprintln!("skipping the shared conformance data: ../shared/conformance is not present");
     }
     found
@@ -48,7 +53,9 @@ pub fn files(dir: &Path, pred: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {

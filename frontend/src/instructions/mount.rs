@@ -154,10 +154,10 @@ const ALL_KEYS: [&str; 19] = [
 /// Parses a `--mount` value. With `expand`, option values (except `from`) are expanded and
 /// every option is checked; without it (the first pass, before variables are known), only
 /// `type` and `from` are read.
-pub fn parse_mount(
-    val: &str,
-    expand: Option<&dyn Fn(&str) -> Result<String, String>>,
-) -> Result<Mount, String> {
+/// Expands one option value.
+pub type Expander<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, String> {
     let fields = csv_fields(val).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
     let mut m = Mount {
         kind: MountType::Bind,

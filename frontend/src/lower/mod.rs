@@ -261,13 +261,13 @@ pub fn lower(
 ) -> (Option<Lowered>, Vec<Diagnostic>) {
     let (ast, mut diags) = parser::parse(src);
     let mut check = CheckConfig::default();
-    if let Some(d) = ast.directive("check") {
-        if let Err(e) = check.merge(&d.value) {
-            diags.push(
-                Diagnostic::error(LineRange::line(d.line), e)
-                    .with_hint("write # check=skip=RuleName;error=true"),
-            );
-        }
+    if let Some(d) = ast.directive("check")
+        && let Err(e) = check.merge(&d.value)
+    {
+        diags.push(
+            Diagnostic::error(LineRange::line(d.line), e)
+                .with_hint("write # check=skip=RuleName;error=true"),
+        );
     }
     if let Some(v) = opts.build_args.get("BUILDKIT_DOCKERFILE_CHECK")
         && let Err(e) = check.merge(v)
@@ -806,8 +806,6 @@ impl<'a> Lowerer<'a> {
             let mut s = self.lower_stage(j)?;
             s.ignore_cache = ignore_cache;
             let triggers = std::mem::take(&mut s.config.on_build);
-            s.history.clear();
-            let mut s = s;
             s.platform = platform.clone();
             self.run_triggers(i, &mut s, &triggers, from_range);
             s
