@@ -138,6 +138,7 @@ impl CheckConfig {
 pub struct Linter {
     pub config: CheckConfig,
     pub findings: Vec<Diagnostic>,
+    seen: std::collections::HashSet<(&'static str, usize, String)>,
 }
 
 impl Linter {
@@ -145,6 +146,7 @@ impl Linter {
         Linter {
             config,
             findings: vec![],
+            seen: Default::default(),
         }
     }
 
@@ -163,7 +165,10 @@ impl Linter {
         let mut d = Diagnostic::warning(range, message);
         d.rule = Some(rule.name);
         d.url = Some(doc_url(rule.name));
-        if self.findings.iter().any(|f| f == &d) {
+        if !self
+            .seen
+            .insert((rule.name, range.start, d.message.clone()))
+        {
             return;
         }
         self.findings.push(d);

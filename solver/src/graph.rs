@@ -434,16 +434,7 @@ impl BuildGraph {
         if let Some(existing) = self.by_digest.get(&digest) {
             return Ok(*existing);
         }
-        let id = OpId(self.ops.len());
-        let node = self.graph.add_node(id);
-        for input in &op.inputs {
-            self.graph.add_edge(self.nodes[input.0], node, ());
-        }
-        self.ops.push(op);
-        self.digests.push(digest.clone());
-        self.nodes.push(node);
-        self.by_digest.insert(digest, id);
-        Ok(id)
+        Ok(self.push(op, digest))
     }
 
     fn compute_digest(&self, op: &Op) -> Result<Digest, GraphError> {
@@ -504,6 +495,44 @@ impl BuildGraph {
             stack.extend(self.ops[id.0].inputs.iter().copied());
         }
         (0..self.ops.len()).filter(|i| seen[*i]).map(OpId).collect()
+    }
+
+    /// Keeps only `root` and the ops it depends on. Digests are carried over, not recomputed
+    /// (an op's digest depends only on its own definition and its inputs). Returns the new id
+    /// of `root`.
+    pub fn into_subgraph(self, root: OpId) -> (BuildGraph, OpId) {
+        let keep = self.ancestors(root);
+        if keep.len() == self.ops.len() {
+            return (self, root);
+        }
+        let mut map: BTreeMap<OpId, OpId> = BTreeMap::new();
+        let mut out = BuildGraph::new();
+        for id in keep {
+            let mut op = self.ops[id.0].clone();
+            op.inputs = op
+                .inputs
+                .iter()
+                .filter_map(|i| map.get(i).copied())
+                .collect();
+            let new = out.push(op, self.digests[id.0].clone());
+            map.insert(id, new);
+        }
+        let new_root = map.get(&root).copied().unwrap_or(OpId(0));
+        (out, new_root)
+    }
+
+    /// Appends an op whose digest is already known and whose inputs are present.
+    fn push(&mut self, op: Op, digest: Digest) -> OpId {
+        let id = OpId(self.ops.len());
+        let node = self.graph.add_node(id);
+        for input in &op.inputs {
+            self.graph.add_edge(self.nodes[input.0], node, ());
+        }
+        self.ops.push(op);
+        self.digests.push(digest.clone());
+        self.nodes.push(node);
+        self.by_digest.insert(digest, id);
+        id
     }
 
     /// Marks `id` to run even when cached. Its digest does not change.
@@ -596,6 +625,20 @@ mod tests {
         let mut h = BuildGraph::new();
         let b = h.add(op).unwrap();
         assert_eq!(g.digest(a), h.digest(b));
+    }
+
+    #[test]
+    fn subgraphs_keep_digests() {
+        let mut g = BuildGraph::new();
+        let a = g.add(image("a")).unwrap();
+        let b = g.add(image("b")).unwrap();
+        let ra = g.add(run(a, "x")).unwrap();
+        let _rb = g.add(run(b, "y")).unwrap();
+        let want = g.digest(ra).clone();
+        let (sub, root) = g.into_subgraph(ra);
+        assert_eq!(sub.len(), 2);
+        assert_eq!(sub.digest(root), &want);
+        assert_eq!(sub.op(root).inputs, vec![OpId(0)]);
     }
 
     #[test]

@@ -34,6 +34,8 @@ use util::{ChmodValue, clean, dest_path, normalize};
 
 /// The default PATH BuildKit gives images whose config has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How deeply stage lowering may recurse through references only known while lowering.
+const MAX_STAGE_RECURSION: usize = 64;
 /// The hostname RUN steps see.
 pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
 /// History comment BuildKit writes.
@@ -147,33 +149,46 @@ pub struct Lowered {
     pub stages: Vec<StageInfo>,
 }
 
-/// An ordered variable list where the last definition wins.
+/// An ordered variable list: setting an existing name replaces its value in place.
+/// Lookups and updates are O(1), so long Dockerfiles stay linear.
 #[derive(Clone, Debug, Default)]
-pub struct Vars(pub Vec<(String, String)>);
+pub struct Vars {
+    items: Vec<(String, String)>,
+    index: std::collections::HashMap<String, usize>,
+}
 
 impl Vars {
+    pub fn from_env_list(list: &[String]) -> Vars {
+        let mut v = Vars::default();
+        for e in list {
+            let (k, val) = e.split_once('=').unwrap_or((e.as_str(), ""));
+            v.set(k, val);
+        }
+        v
+    }
     pub fn set(&mut self, k: &str, v: &str) {
-        if let Some(e) = self.0.iter_mut().find(|(key, _)| key == k) {
-            e.1 = v.to_string();
-        } else {
-            self.0.push((k.to_string(), v.to_string()));
+        match self.index.get(k) {
+            Some(&i) => self.items[i].1 = v.to_string(),
+            None => {
+                self.index.insert(k.to_string(), self.items.len());
+                self.items.push((k.to_string(), v.to_string()));
+            }
         }
     }
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_str())
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.items.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
-    fn to_env_list(&self) -> Vec<String> {
-        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.items.iter().map(|(k, _)| k.as_str())
+    }
+    pub fn to_env_list(&self) -> Vec<String> {
+        self.items.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 }
 
 impl Env for Vars {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.index.get(name).map(|&i| self.items[i].1.as_str())
     }
 }
 
@@ -203,6 +218,8 @@ struct State {
     history: Vec<HistoryEntry>,
     author: String,
     platform: Platform,
+    /// ENV values only: what the image config's Env becomes (materialized when the stage ends).
+    config_env: Vars,
     /// Declared ARGs (in scope) with their values.
     args: Vec<(String, Option<String>)>,
     workdir_set: bool,
@@ -221,6 +238,8 @@ struct Lowerer<'a> {
     done: Vec<Option<State>>,
     in_progress: Vec<bool>,
     attempted: Vec<bool>,
+    /// How deeply `lower_stage` is nested (through `--from` references found while lowering).
+    depth: usize,
     meta: Vars,
     /// Global ARG names declared before the first FROM (plus automatic ones).
     meta_declared: BTreeSet<String>,
@@ -336,6 +355,7 @@ impl<'a> Lowerer<'a> {
             done: vec![],
             in_progress: vec![],
             attempted: vec![],
+            depth: 0,
             meta: Vars::default(),
             meta_declared: BTreeSet::new(),
             used_build_args: BTreeSet::new(),
@@ -391,7 +411,7 @@ impl<'a> Lowerer<'a> {
         if declared.iter().any(|(k, _)| k == name) || PROXY_ARGS.contains(&name) {
             return;
         }
-        let known: Vec<&str> = declared.iter().map(|(k, _)| k.as_str()).collect();
+        let known: Vec<&str> = declared.iter().map(|(k, _)| k.as_str()).take(256).collect();
         let mut msg = format!("Usage of undefined variable '${name}'");
         if let Some(s) = did_you_mean(name, &known) {
             msg.push_str(&format!(" (did you mean ${s}?)"));
@@ -485,6 +505,11 @@ impl<'a> Lowerer<'a> {
                 .unwrap_or(&target_name),
         );
 
+        // Lower what the target needs in file order (dependencies always come first), so that
+        // long chains of stages need no recursion.
+        for j in self.static_dependencies(target_index) {
+            self.lower_stage(j);
+        }
         let target_state = self.lower_stage(target_index);
         if self.opts.all_stages {
             for i in 0..self.stages.len() {
@@ -495,8 +520,8 @@ impl<'a> Lowerer<'a> {
         let state = target_state?;
 
         // Prune the graph to what the target needs.
-        let (graph, target) = prune(&self.graph, state.op);
         let needed_ops: BTreeSet<OpId> = self.graph.ancestors(state.op).into_iter().collect();
+        let (graph, target) = std::mem::take(&mut self.graph).into_subgraph(state.op);
         let stages: Vec<StageInfo> = self
             .stages
             .iter()
@@ -663,9 +688,64 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Lowers stage `i` (once) and returns its final state.
+    /// The stages `target` needs through references that are known without lowering: FROM
+    /// (global ARGs only), and `--from` / `from=` values without variables. Sorted, target
+    /// excluded.
+    fn static_dependencies(&self, target: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.stages.len()];
+        let mut stack = vec![target];
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            let stage = &self.stages[i];
+            let mut refs: Vec<String> = Vec::new();
+            if let Ok(e) = self.lexer.process_word(&stage.from.base, &self.meta) {
+                refs.push(e.result);
+            }
+            for ins in &stage.commands {
+                match &ins.command {
+                    Command::Copy(c) | Command::Add(c) if !c.from.is_empty() => {
+                        refs.push(c.from.clone())
+                    }
+                    Command::Run(r) => {
+                        for m in &r.mounts {
+                            if let Ok(m) = mount::parse_mount(m, None)
+                                && !m.from.is_empty()
+                            {
+                                refs.push(m.from);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for r in refs.iter().filter(|r| !r.contains('$')) {
+                let j = self
+                    .stage_index(r)
+                    .or_else(|| r.parse::<usize>().ok().filter(|n| *n < self.stages.len()));
+                if let Some(j) = j.filter(|j| *j < i) {
+                    stack.push(j);
+                }
+            }
+        }
+        (0..self.stages.len())
+            .filter(|j| seen[*j] && *j != target)
+            .collect()
+    }
+
     fn lower_stage(&mut self, i: usize) -> Option<State> {
         if let Some(s) = &self.done[i] {
             return Some(s.clone());
+        }
+        if self.depth >= MAX_STAGE_RECURSION {
+            let r = self.stages[i].from_range;
+            self.error_hint(
+                r,
+                format!("stage {} is reached through more than {MAX_STAGE_RECURSION} nested --from references with variables", self.stage_label(i)),
+                "name the stages in --from directly, or with global ARGs",
+            );
+            return None;
         }
         if std::mem::replace(&mut self.attempted[i], true) && !self.in_progress[i] {
             // Lowered before and failed: its errors are already reported.
@@ -683,7 +763,9 @@ impl<'a> Lowerer<'a> {
             return None;
         }
         self.in_progress[i] = true;
+        self.depth += 1;
         let state = self.lower_stage_inner(i);
+        self.depth -= 1;
         self.in_progress[i] = false;
         self.done[i] = state.clone();
         state
@@ -825,10 +907,11 @@ impl<'a> Lowerer<'a> {
                 ignore_cache: false,
             };
             let op = self.add_op(op, from_range)?;
-            let mut config = ImageConfig::default();
-            config.env_set("PATH", DEFAULT_PATH);
+            let config = ImageConfig::default();
+            let path = Vars::from_env_list(&[format!("PATH={DEFAULT_PATH}")]);
             State {
-                env: Vars(vec![("PATH".into(), DEFAULT_PATH.into())]),
+                env: path.clone(),
+                config_env: path,
                 op,
                 config,
                 history: vec![],
@@ -864,18 +947,10 @@ impl<'a> Lowerer<'a> {
             if config.env_get("PATH").is_none() {
                 config.env_set("PATH", DEFAULT_PATH);
             }
-            let env = Vars(
-                config
-                    .env
-                    .iter()
-                    .map(|e| {
-                        let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
-                        (k.to_string(), v.to_string())
-                    })
-                    .collect(),
-            );
+            let env = Vars::from_env_list(&config.env);
             let mut s = State {
                 op,
+                config_env: env.clone(),
                 env,
                 config,
                 history: resolved.history.clone(),
@@ -910,6 +985,7 @@ impl<'a> Lowerer<'a> {
             let name = self.step_name(i, n + 2, total, &display(ins));
             self.dispatch(i, &mut state, ins, name);
         }
+        state.config.env = state.config_env.to_env_list();
         Some(state)
     }
 
@@ -946,7 +1022,7 @@ impl<'a> Lowerer<'a> {
         }
         // Expand with defaults only (no --build-arg values).
         let mut defaults = Vars::default();
-        for (k, v) in &self.meta.0 {
+        for (k, v) in self.meta.iter() {
             if !self.opts.build_args.contains_key(k)
                 || k.starts_with("TARGET")
                 || k.starts_with("BUILD")
@@ -1069,22 +1145,24 @@ impl<'a> Lowerer<'a> {
     }
 
     fn dispatch(&mut self, i: usize, state: &mut State, ins: &Instruction, name: String) {
-        let declared = state.args.clone();
         match &ins.command {
             Command::From(_) => {}
             Command::Env { pairs, legacy } => {
                 if *legacy {
                     self.linter.report(&lint::LEGACY_KEY_VALUE_FORMAT, ins.range, &ins.prev_comment, "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format".into());
                 }
-                let before = state.env.clone();
                 let mut msg = String::from("ENV");
+                let mut expanded = Vec::with_capacity(pairs.len());
                 for kv in pairs {
-                    let Some(k) = self.expand(&kv.key, &before, &declared, ins) else {
+                    let Some(k) = self.expand(&kv.key, &state.env, &state.args, ins) else {
                         return;
                     };
-                    let Some(v) = self.expand(&kv.value, &before, &declared, ins) else {
+                    let Some(v) = self.expand(&kv.value, &state.env, &state.args, ins) else {
                         return;
                     };
+                    expanded.push((k, v));
+                }
+                for (k, v) in expanded {
                     if lint::looks_secret(&k) {
                         self.linter.report(
                             &lint::SECRETS_USED_IN_ARG_OR_ENV,
@@ -1097,7 +1175,7 @@ impl<'a> Lowerer<'a> {
                     }
                     msg.push_str(&format!(" {k}={v}"));
                     state.env.set(&k, &v);
-                    state.config.env_set(&k, &v);
+                    state.config_env.set(&k, &v);
                 }
                 Self::history(state, msg, false);
             }
@@ -1105,13 +1183,12 @@ impl<'a> Lowerer<'a> {
                 if *legacy {
                     self.linter.report(&lint::LEGACY_KEY_VALUE_FORMAT, ins.range, &ins.prev_comment, "\"LABEL key=value\" should be used instead of legacy \"LABEL key value\" format".into());
                 }
-                let env = state.env.clone();
                 let mut msg = String::from("LABEL");
                 for kv in pairs {
-                    let Some(k) = self.expand(&kv.key, &env, &declared, ins) else {
+                    let Some(k) = self.expand(&kv.key, &state.env, &state.args, ins) else {
                         return;
                     };
-                    let Some(v) = self.expand(&kv.value, &env, &declared, ins) else {
+                    let Some(v) = self.expand(&kv.value, &state.env, &state.args, ins) else {
                         return;
                     };
                     msg.push_str(&format!(" {k}={v}"));
@@ -1123,8 +1200,7 @@ impl<'a> Lowerer<'a> {
             Command::Run(run) => self.dispatch_run(i, state, ins, run, name),
             Command::Copy(c) | Command::Add(c) => self.dispatch_copy(i, state, ins, c, name),
             Command::Workdir { path } => {
-                let env = state.env.clone();
-                let Some(p) = self.expand(path, &env, &declared, ins) else {
+                let Some(p) = self.expand(path, &state.env, &state.args, ins) else {
                     return;
                 };
                 if !state.workdir_set && !p.starts_with('/') {
@@ -1166,18 +1242,16 @@ impl<'a> Lowerer<'a> {
                 Self::history(state, format!("WORKDIR {wd}"), layer);
             }
             Command::User { user } => {
-                let env = state.env.clone();
-                let Some(u) = self.expand(user, &env, &declared, ins) else {
+                let Some(u) = self.expand(user, &state.env, &state.args, ins) else {
                     return;
                 };
                 state.config.user = u.clone();
                 Self::history(state, format!("USER {u}"), false);
             }
             Command::Expose { ports } => {
-                let env = state.env.clone();
                 let mut all = Vec::new();
                 for p in ports {
-                    match self.lexer.process_words(p, &env) {
+                    match self.lexer.process_words(p, &state.env) {
                         Ok(words) => all.extend(words),
                         Err(e) => {
                             self.error(ins.range, format!("EXPOSE: {e}"));
@@ -1230,10 +1304,9 @@ impl<'a> Lowerer<'a> {
                 );
             }
             Command::Volume { volumes } => {
-                let env = state.env.clone();
                 let mut vs = Vec::new();
                 for v in volumes {
-                    let Some(e) = self.expand(v, &env, &declared, ins) else {
+                    let Some(e) = self.expand(v, &state.env, &state.args, ins) else {
                         return;
                     };
                     if e.trim().is_empty() {
@@ -1246,8 +1319,7 @@ impl<'a> Lowerer<'a> {
                 Self::history(state, format!("VOLUME [{}]", vs.join(" ")), false);
             }
             Command::Stopsignal { signal } => {
-                let env = state.env.clone();
-                let Some(s) = self.expand(signal, &env, &declared, ins) else {
+                let Some(s) = self.expand(signal, &state.env, &state.args, ins) else {
                     return;
                 };
                 if !util::valid_signal(&s) {
@@ -1362,9 +1434,9 @@ impl<'a> Lowerer<'a> {
             let v = if let Some(v) = from_cli {
                 Some(v)
             } else if let Some(def) = value {
-                let env = state.env.clone();
-                let declared = state.args.clone();
-                let Some(e) = self.expand(def, &env, &declared, ins) else {
+                let env = &state.env;
+                let declared = &state.args;
+                let Some(e) = self.expand(def, env, declared, ins) else {
                     return;
                 };
                 Some(e)
@@ -1603,14 +1675,14 @@ impl<'a> Lowerer<'a> {
         }
 
         // Mounts.
-        let env = state.env.clone();
-        let declared = state.args.clone();
+        let env = &state.env;
+        let declared = &state.args;
         for raw in &run.mounts {
             let lexer = self.lexer.clone();
             let unmatched = std::cell::RefCell::new(BTreeSet::new());
             let expand = |w: &str| -> Result<String, String> {
                 lexer
-                    .process_word(w, &env)
+                    .process_word(w, env)
                     .map(|e| {
                         unmatched.borrow_mut().extend(e.unmatched);
                         e.result
@@ -1625,7 +1697,7 @@ impl<'a> Lowerer<'a> {
                 }
             };
             for n in unmatched.into_inner() {
-                self.report_undefined(&n, &env, &declared, ins);
+                self.report_undefined(&n, env, declared, ins);
             }
             let workdir = if state.config.working_dir.is_empty() {
                 "/".to_string()
@@ -1878,9 +1950,9 @@ impl<'a> Lowerer<'a> {
     ) {
         let stage = self.stage_label(i);
         let word = if c.is_add { "ADD" } else { "COPY" };
-        let env = state.env.clone();
-        let declared = state.args.clone();
-        let exp = |l: &mut Self, w: &str| l.expand(w, &env, &declared, ins);
+        let env = &state.env;
+        let declared = &state.args;
+        let exp = |l: &mut Self, w: &str| l.expand(w, env, declared, ins);
         let Some(dest_raw) = exp(self, &c.dest) else {
             return;
         };
@@ -2118,7 +2190,7 @@ impl<'a> Lowerer<'a> {
             let data = if content.expand {
                 let mut lex = Lexer::new('\\');
                 lex.skip_process_quotes = true;
-                match lex.process_word(&content.data, &env) {
+                match lex.process_word(&content.data, env) {
                     Ok(e) => e.result,
                     Err(e) => {
                         self.error(ins.range, format!("{word} heredoc {}: {e}", content.path));
@@ -2336,22 +2408,6 @@ fn go_q_list(v: &[String]) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     )
-}
-
-/// Copies the ops `root` needs into a fresh graph; returns it and the new id of `root`.
-fn prune(g: &BuildGraph, root: OpId) -> (BuildGraph, OpId) {
-    let mut out = BuildGraph::new();
-    let mut map: BTreeMap<OpId, OpId> = BTreeMap::new();
-    for id in g.ancestors(root) {
-        let mut op = g.op(id).clone();
-        op.inputs = op.inputs.iter().map(|i| map[i]).collect();
-        // Adding ops that were valid in `g` cannot fail.
-        if let Ok(new) = out.add(op) {
-            map.insert(id, new);
-        }
-    }
-    let new_root = map.get(&root).copied().unwrap_or(OpId(0));
-    (out, new_root)
 }
 
 #[cfg(test)]
