@@ -210,3 +210,47 @@ fn bad_input_never_panics() {
         assert!(!stderr(&out).contains("panicked"));
     }
 }
+
+#[test]
+fn dockerfile_specific_ignore_file_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("app.Dockerfile"),
+        "FROM busybox\nCOPY secret.txt /s\nCOPY notes.md /n\n",
+    )
+    .unwrap();
+    std::fs::write(d.join(".dockerignore"), "notes.md\n").unwrap();
+    let f = d.join("app.Dockerfile").to_string_lossy().to_string();
+    let ds = d.to_string_lossy().to_string();
+    // The context's .dockerignore applies...
+    let out = strata(&["check", "-f", &f, &ds]);
+    let s = stdout(&out);
+    assert!(
+        s.contains(":3: CopyIgnoredFile: Attempting to COPY file \"notes.md\""),
+        "{s}"
+    );
+    assert!(!s.contains("secret.txt"), "{s}");
+    // ...until app.Dockerfile.dockerignore replaces it.
+    std::fs::write(d.join("app.Dockerfile.dockerignore"), "secret.txt\n").unwrap();
+    let s = stdout(&strata(&["check", "-f", &f, &ds]));
+    assert!(
+        s.contains(":2: CopyIgnoredFile: Attempting to COPY file \"secret.txt\""),
+        "{s}"
+    );
+    assert!(!s.contains("notes.md"), "{s}");
+    // The graph's context source carries the patterns.
+    let j: serde_json::Value =
+        serde_json::from_slice(&strata(&["graph", "--format", "json", "-f", &f, &ds]).stdout)
+            .unwrap();
+    let local = j["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["op"]["type"] == "local")
+        .expect("a context source");
+    assert_eq!(
+        local["op"]["exclude_patterns"],
+        serde_json::json!(["secret.txt"])
+    );
+}

@@ -296,13 +296,18 @@ pub fn lower(
             format!("BUILDKIT_DOCKERFILE_CHECK: {e}"),
         ));
     }
-    if let Some(d) = ast.directive("syntax") {
+    if let Some(d) = ast.directive("syntax")
+        && !is_dockerfile_frontend(&d.value)
+    {
         diags.push(
             Diagnostic::warning(
                 LineRange::line(d.line),
-                format!("syntax directive {:?} is recorded but strata always uses its built-in Dockerfile frontend", d.value),
+                format!(
+                    "syntax directive names the frontend image {:?}: strata always uses its built-in Dockerfile frontend",
+                    d.value
+                ),
             )
-            .with_hint("remove the # syntax line to silence this warning"),
+            .with_hint("strata follows the current docker/dockerfile syntax; drop the directive or name docker/dockerfile"),
         );
     }
     let mut linter = Linter::new(check);
@@ -2373,6 +2378,24 @@ fn check_description(linter: &mut Linter, ins: &Instruction, word: &str, keys: &
         &ins.prev_comment,
         format!("Comment for {word} should follow the format: `# {example} <description>`"),
     );
+}
+
+/// Whether a `# syntax=` value names Docker's own Dockerfile frontend (any tag or digest),
+/// which is what strata implements.
+fn is_dockerfile_frontend(value: &str) -> bool {
+    let image = value.split_whitespace().next().unwrap_or("");
+    let name = image.split('@').next().unwrap_or("");
+    let name = match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    };
+    matches!(
+        name,
+        "docker/dockerfile"
+            | "docker.io/docker/dockerfile"
+            | "docker/dockerfile-upstream"
+            | "docker.io/docker/dockerfile-upstream"
+    )
 }
 
 fn first_word(s: &str) -> String {

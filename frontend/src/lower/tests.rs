@@ -494,3 +494,21 @@ fn exec_ops_with_flags(l: &Lowered) -> Vec<bool> {
         .map(|(_, op)| op.ignore_cache)
         .collect()
 }
+
+#[test]
+fn syntax_directive_warns_only_for_other_frontends() {
+    let (_, d) = lower(
+        "# syntax=docker/dockerfile:1.7\nFROM a\n",
+        &opts(),
+        &NoResolver,
+    );
+    assert!(d.is_empty(), "{d:?}");
+    let (_, d) = lower(
+        "# syntax=example.com/custom/frontend:2\nFROM a\n",
+        &opts(),
+        &NoResolver,
+    );
+    assert_eq!(d.len(), 1);
+    assert!(d[0].message.contains("built-in Dockerfile frontend"));
+    assert!(!d[0].is_error());
+}
