@@ -234,7 +234,8 @@ fn interval(flags: &Flags, name: &str) -> Result<u64, Diag> {
     }
     let d = parse_duration(&v).map_err(|e| err(e).hint("use a duration such as 30s or 1m30s"))?;
     if d != 0 && d < 1_000_000 {
-        return Err(err(format!("Interval \"{name}\" cannot be less than 1ms")));
+        return Err(err(format!("Interval \"{name}\" cannot be less than 1ms"))
+            .hint("use 0 (the default) or a duration of at least 1ms, e.g. 30s"));
     }
     Ok(d)
 }
@@ -413,7 +414,8 @@ fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
         "shell" => {
             let f = plain(node)?;
             if a.is_empty() {
-                return Err(err("SHELL requires at least one argument"));
+                return Err(err("SHELL requires at least one argument")
+                    .hint("write SHELL [\"/bin/sh\", \"-c\"]"));
             }
             if !node.json {
                 return Err(err(format!(
@@ -454,7 +456,11 @@ fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
             let mut args = Vec::new();
             for w in a {
                 match w.split_once('=') {
-                    Some(("", _)) => return Err(err("ARG names can not be blank")),
+                    Some(("", _)) => {
+                        return Err(
+                            err("ARG names can not be blank").hint("write ARG NAME[=default]")
+                        );
+                    }
                     Some((k, v)) => args.push(ArgDef {
                         key: k.to_string(),
                         value: Some(v.to_string()),
@@ -522,14 +528,16 @@ fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
         }
         "volume" => {
             if a.is_empty() {
-                return Err(err("VOLUME requires at least one argument"));
+                return Err(err("VOLUME requires at least one argument")
+                    .hint("write VOLUME /path or VOLUME [\"/a\", \"/b\"]"));
             }
             let f = plain(node)?;
             let mut volumes = Vec::new();
             for v in a {
                 let v = v.trim();
                 if v.is_empty() {
-                    return Err(err("VOLUME specified can not be an empty string"));
+                    return Err(err("VOLUME specified can not be an empty string")
+                        .hint("give every volume a path"));
                 }
                 volumes.push(v.to_string());
             }
@@ -554,18 +562,22 @@ fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
         }
         "onbuild" => {
             let Some(child) = &node.child else {
-                return Err(err("ONBUILD requires at least one argument"));
+                return Err(err("ONBUILD requires at least one argument")
+                    .hint("write ONBUILD <instruction>, e.g. ONBUILD RUN make"));
             };
             let f = plain(node)?;
             let trigger = child.value.to_uppercase();
             match trigger.as_str() {
                 "ONBUILD" => {
-                    return Err(err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"));
+                    return Err(err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+                        .hint("remove one ONBUILD"));
                 }
                 "MAINTAINER" | "FROM" => {
-                    return Err(err(format!(
-                        "{trigger} isn't allowed as an ONBUILD trigger"
-                    )));
+                    return Err(
+                        err(format!("{trigger} isn't allowed as an ONBUILD trigger")).hint(
+                            "ONBUILD may wrap any instruction except FROM, MAINTAINER and ONBUILD",
+                        ),
+                    );
                 }
                 _ => {}
             }
@@ -590,7 +602,8 @@ fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
             let rest = &a[1..];
             if typ == "NONE" {
                 if !rest.is_empty() {
-                    return Err(err("HEALTHCHECK NONE takes no arguments"));
+                    return Err(err("HEALTHCHECK NONE takes no arguments")
+                        .hint("write HEALTHCHECK NONE alone, or HEALTHCHECK CMD <command>"));
                 }
                 let f = plain(node)?;
                 (
@@ -609,10 +622,10 @@ fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
                     .string("retries")
                     .parse(&node.flags)?;
                 if typ != "CMD" {
-                    return Err(err(format!(
-                        "Unknown type {:?} in HEALTHCHECK (try CMD)",
-                        a[0]
-                    )));
+                    return Err(
+                        err(format!("Unknown type {:?} in HEALTHCHECK (try CMD)", a[0]))
+                            .hint("write HEALTHCHECK CMD <command> or HEALTHCHECK NONE"),
+                    );
                 }
                 let cmd_args: Vec<String> = if node.json {
                     rest.to_vec()
@@ -622,7 +635,8 @@ fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
                     vec![rest.join(" ")]
                 };
                 if cmd_args.is_empty() {
-                    return Err(err("Missing command after HEALTHCHECK CMD"));
+                    return Err(err("Missing command after HEALTHCHECK CMD")
+                        .hint("write HEALTHCHECK CMD <command>"));
                 }
                 let mut test = vec![if node.json { "CMD" } else { "CMD-SHELL" }.to_string()];
                 test.extend(cmd_args);
@@ -634,7 +648,8 @@ fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
                         .parse()
                         .map_err(|_| err(format!("invalid --retries value {retries:?}")))?;
                     if r < 0 {
-                        return Err(err(format!("--retries cannot be negative ({r})")));
+                        return Err(err(format!("--retries cannot be negative ({r})"))
+                            .hint("use --retries=0 or more"));
                     }
                     r as u64
                 };
