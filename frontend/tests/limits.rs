@@ -104,3 +104,22 @@ fn many_heredocs_and_stages() {
     let (l, diags) = lower(&src, &BuildOptions::default(), &NoResolver);
     assert!(l.is_some(), "{:?}", diags.iter().find(|d| d.is_error()));
 }
+
+#[test]
+fn ten_megabytes_of_args_and_runs() {
+    let mut src = String::new();
+    let mut i = 0;
+    while src.len() < TEN_MB / 2 {
+        src.push_str(&format!("ARG G{i}=v{i}\n"));
+        i += 1;
+    }
+    src.push_str("FROM busybox\n");
+    let mut j = 0;
+    while src.len() < TEN_MB {
+        src.push_str(&format!("ARG A{j}=$G{j}\nARG A{j}\n"));
+        j += 1;
+    }
+    src.push_str("RUN true\n");
+    let (l, diags) = lower(&src, &BuildOptions::default(), &NoResolver);
+    assert!(l.is_some(), "{:?}", diags.iter().find(|d| d.is_error()));
+}

@@ -192,6 +192,35 @@ impl Env for Vars {
     }
 }
 
+/// Declared ARG names in declaration order, with their values. Re-declaring keeps the first
+/// position and updates the value (as BuildKit's history does).
+#[derive(Clone, Debug, Default)]
+pub struct Args {
+    items: Vec<(String, Option<String>)>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl Args {
+    pub fn set(&mut self, k: &str, v: Option<String>) {
+        match self.index.get(k) {
+            Some(&i) => self.items[i].1 = v,
+            None => {
+                self.index.insert(k.to_string(), self.items.len());
+                self.items.push((k.to_string(), v));
+            }
+        }
+    }
+    pub fn contains(&self, k: &str) -> bool {
+        self.index.contains_key(k)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.items.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.items.iter().map(|(k, _)| k.as_str())
+    }
+}
+
 /// Two environments, the first shadowing the second.
 struct Layered<'a>(&'a Vars, &'a Vars);
 impl Env for Layered<'_> {
@@ -221,7 +250,7 @@ struct State {
     /// ENV values only: what the image config's Env becomes (materialized when the stage ends).
     config_env: Vars,
     /// Declared ARGs (in scope) with their values.
-    args: Vec<(String, Option<String>)>,
+    args: Args,
     workdir_set: bool,
     cmd_set: bool,
     ignore_cache: bool,
@@ -242,7 +271,7 @@ struct Lowerer<'a> {
     depth: usize,
     meta: Vars,
     /// Global ARG names declared before the first FROM (plus automatic ones).
-    meta_declared: BTreeSet<String>,
+    meta_declared: Args,
     used_build_args: BTreeSet<String>,
     target_platform: Platform,
     multi_stage: bool,
@@ -362,7 +391,7 @@ impl<'a> Lowerer<'a> {
             attempted: vec![],
             depth: 0,
             meta: Vars::default(),
-            meta_declared: BTreeSet::new(),
+            meta_declared: Args::default(),
             used_build_args: BTreeSet::new(),
             target_platform,
             multi_stage: false,
@@ -385,7 +414,7 @@ impl<'a> Lowerer<'a> {
         &mut self,
         word: &str,
         env: &dyn Env,
-        declared: &[(String, Option<String>)],
+        declared: &Args,
         ins: &Instruction,
     ) -> Option<String> {
         match self.lexer.process_word(word, env) {
@@ -406,17 +435,11 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    fn report_undefined(
-        &mut self,
-        name: &str,
-        _env: &dyn Env,
-        declared: &[(String, Option<String>)],
-        ins: &Instruction,
-    ) {
-        if declared.iter().any(|(k, _)| k == name) || PROXY_ARGS.contains(&name) {
+    fn report_undefined(&mut self, name: &str, _env: &dyn Env, declared: &Args, ins: &Instruction) {
+        if declared.contains(name) || PROXY_ARGS.contains(&name) {
             return;
         }
-        let known: Vec<&str> = declared.iter().map(|(k, _)| k.as_str()).take(256).collect();
+        let known: Vec<&str> = declared.names().take(64).collect();
         let mut msg = format!("Usage of undefined variable '${name}'");
         if let Some(s) = did_you_mean(name, &known) {
             msg.push_str(&format!(" (did you mean ${s}?)"));
@@ -634,9 +657,9 @@ impl<'a> Lowerer<'a> {
         for (k, v) in automatic {
             let v = self.opts.build_args.get(&k).cloned().unwrap_or(v);
             self.meta.set(&k, &v);
-            self.meta_declared.insert(k);
+            self.meta_declared.set(&k, None);
         }
-        self.meta_declared.insert("TARGETSTAGE".into());
+        self.meta_declared.set("TARGETSTAGE", None);
         for ins in global {
             let Command::Arg { args } = &ins.command else {
                 continue;
@@ -652,19 +675,18 @@ impl<'a> Lowerer<'a> {
                         ),
                     );
                 }
-                self.meta_declared.insert(key.clone());
+                self.meta_declared.set(key, None);
                 if let Some(v) = self.opts.build_args.get(key) {
                     self.used_build_args.insert(key.clone());
                     let v = v.clone();
                     self.meta.set(key, &v);
                 } else if let Some(def) = value {
-                    let declared: Vec<(String, Option<String>)> = self
-                        .meta_declared
-                        .iter()
-                        .map(|k| (k.clone(), None))
-                        .collect();
-                    let meta = self.meta.clone();
-                    if let Some(v) = self.expand(def, &meta, &declared, ins) {
+                    let declared = std::mem::take(&mut self.meta_declared);
+                    let meta = std::mem::take(&mut self.meta);
+                    let expanded = self.expand(def, &meta, &declared, ins);
+                    self.meta = meta;
+                    self.meta_declared = declared;
+                    if let Some(v) = expanded {
                         self.meta.set(key, &v);
                     }
                 }
@@ -826,8 +848,7 @@ impl<'a> Lowerer<'a> {
             flags_used: vec![],
         };
         // FROM: global args only.
-        let meta = self.meta.clone();
-        let base = match self.lexer.process_word(&from.base, &meta) {
+        let base = match self.lexer.process_word(&from.base, &self.meta) {
             Ok(e) => e.result,
             Err(err) => {
                 self.error(from_range, format!("FROM: {err}"));
@@ -847,7 +868,7 @@ impl<'a> Lowerer<'a> {
         }
         let mut platform = self.target_platform.clone();
         if !from.platform.is_empty() {
-            let p = match self.lexer.process_word(&from.platform, &meta) {
+            let p = match self.lexer.process_word(&from.platform, &self.meta) {
                 Ok(e) => e.result,
                 Err(err) => {
                     self.error(from_range, format!("FROM --platform: {err}"));
@@ -922,7 +943,7 @@ impl<'a> Lowerer<'a> {
                 history: vec![],
                 author: String::new(),
                 platform: platform.clone(),
-                args: vec![],
+                args: Args::default(),
                 workdir_set: false,
                 cmd_set: false,
                 ignore_cache,
@@ -961,7 +982,7 @@ impl<'a> Lowerer<'a> {
                 history: resolved.history.clone(),
                 author: String::new(),
                 platform: platform.clone(),
-                args: vec![],
+                args: Args::default(),
                 workdir_set: false,
                 cmd_set: false,
                 ignore_cache,
@@ -1009,7 +1030,7 @@ impl<'a> Lowerer<'a> {
                 if self.meta_declared.contains(name) {
                     continue;
                 }
-                let names: Vec<&str> = self.meta_declared.iter().map(String::as_str).collect();
+                let names: Vec<&str> = self.meta_declared.names().collect();
                 let mut msg = format!("FROM argument '{name}' is not declared");
                 if let Some(s) = did_you_mean(name, &names) {
                     msg.push_str(&format!(" (did you mean {s}?)"));
@@ -1460,8 +1481,7 @@ impl<'a> Lowerer<'a> {
                 Some(v) => format!("{key}={v}"),
                 None => key.clone(),
             });
-            state.args.retain(|(k, _)| k != key);
-            state.args.push((key.clone(), v));
+            state.args.set(key, v);
         }
         let keys: Vec<&str> = args.iter().map(|a| a.key.as_str()).collect();
         check_description(&mut self.linter, ins, "ARG", &keys);
@@ -1478,17 +1498,12 @@ impl<'a> Lowerer<'a> {
         ins: &Instruction,
     ) -> Option<OpId> {
         let env = Layered(&state.env, &self.meta);
-        let declared: Vec<(String, Option<String>)> = state
-            .args
-            .iter()
-            .cloned()
-            .chain(self.meta_declared.iter().map(|k| (k.clone(), None)))
-            .collect();
+
         let value = if raw.contains('$') {
             match self.lexer.process_word(raw, &env) {
                 Ok(e) => {
                     for n in &e.unmatched {
-                        if !declared.iter().any(|(k, _)| k == n) {
+                        if !state.args.contains(n) && !self.meta_declared.contains(n) {
                             self.linter.report(
                                 &lint::UNDEFINED_VAR,
                                 ins.range,
@@ -1919,23 +1934,11 @@ impl<'a> Lowerer<'a> {
         };
         state.op = id;
         // History: `RUN |N K=V ... argv`.
-        let mut build_env: Vec<String> = Vec::new();
-        for (k, v) in &state.args {
-            let v = state
-                .env
-                .get(k)
-                .map(str::to_string)
-                .or_else(|| v.clone())
-                .unwrap_or_default();
-            if let Some(pos) = build_env
-                .iter()
-                .position(|e| e.split_once('=').map(|x| x.0) == Some(k))
-            {
-                build_env[pos] = format!("{k}={v}");
-            } else {
-                build_env.push(format!("{k}={v}"));
-            }
-        }
+        let build_env: Vec<String> = state
+            .args
+            .iter()
+            .map(|(k, v)| format!("{k}={}", state.env.get(k).or(v).unwrap_or_default()))
+            .collect();
         let mut words = Vec::new();
         if !build_env.is_empty() {
             words.push(format!("|{}", build_env.len()));
