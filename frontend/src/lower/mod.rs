@@ -1608,6 +1608,34 @@ impl<'a> Lowerer<'a> {
         self.add_op(op, ins.range)
     }
 
+    /// A heredoc as a file of its own (in an empty filesystem), for RUN scripts and COPY.
+    fn inline_document(
+        &mut self,
+        name: &str,
+        mode: u32,
+        data: String,
+        stage: &str,
+        ins: &Instruction,
+    ) -> Option<OpId> {
+        let op = Op {
+            kind: OpKind::File {
+                base: false,
+                actions: vec![FileAction::Mkfile {
+                    path: format!("/{name}"),
+                    mode,
+                    data,
+                    chown: None,
+                }],
+            },
+            inputs: vec![],
+            name: "preparing inline document".into(),
+            stage: stage.to_string(),
+            location: None,
+            ignore_cache: false,
+        };
+        self.add_op(op, ins.range)
+    }
+
     fn dispatch_run(
         &mut self,
         i: usize,
@@ -1640,23 +1668,7 @@ impl<'a> Lowerer<'a> {
                     f.content.clone()
                 };
                 if data.starts_with("#!") {
-                    let file_op = Op {
-                        kind: OpKind::File {
-                            base: false,
-                            actions: vec![FileAction::Mkfile {
-                                path: format!("/{}", f.name),
-                                mode: 0o755,
-                                data,
-                                chown: None,
-                            }],
-                        },
-                        inputs: vec![],
-                        name: "preparing inline document".into(),
-                        stage: stage.clone(),
-                        location: None,
-                        ignore_cache: false,
-                    };
-                    let Some(fid) = self.add_op(file_op, ins.range) else {
+                    let Some(fid) = self.inline_document(&f.name, 0o755, data, &stage, ins) else {
                         return;
                     };
                     inputs.push(fid);
@@ -2208,23 +2220,7 @@ impl<'a> Lowerer<'a> {
             } else {
                 content.data.clone()
             };
-            let file_op = Op {
-                kind: OpKind::File {
-                    base: false,
-                    actions: vec![FileAction::Mkfile {
-                        path: format!("/{}", content.path),
-                        mode: 0o644,
-                        data,
-                        chown: None,
-                    }],
-                },
-                inputs: vec![],
-                name: "preparing inline document".into(),
-                stage: stage.clone(),
-                location: None,
-                ignore_cache: false,
-            };
-            let Some(fid) = self.add_op(file_op, ins.range) else {
+            let Some(fid) = self.inline_document(&content.path, 0o644, data, &stage, ins) else {
                 return;
             };
             inputs.push(fid);
