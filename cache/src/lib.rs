@@ -1,7 +1,15 @@
 //! strata-cache: local state under the state root.
 //!
-//! This crate will own the sha256 content store, the SQLite metadata, layer snapshots and
-//! garbage collection (the image-store issue). Until then it is empty on purpose: nothing in
-//! strata stores anything yet, and no code pretends to.
+//! - [`digest`]: `sha256:` content digests;
+//! - [`store`]: the content store, blobs addressed by digest, never visible half-written;
+//! - [`metadata`]: SQLite metadata (images, tags, layers, snapshots), safe for several strata
+//!   processes on one root;
 //!
-//! Architecture invariant: cache depends on no other strata crate.
+//! Architecture invariant: cache depends on no other strata crate, never mounts and never
+//! forks.
+
+pub mod digest;
+pub mod metadata;
+pub mod store;
+
+pub use digest::Digest;

@@ -20,45 +20,10 @@
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// A `sha256:<hex>` digest.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Digest(String);
-
-impl Digest {
-    /// sha256 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Digest {
-        Digest(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    /// The hex part, without `sha256:`.
-    pub fn hex(&self) -> &str {
-        self.0.strip_prefix("sha256:").unwrap_or(&self.0)
-    }
-    /// The first 12 hex characters, for display.
-    pub fn short(&self) -> &str {
-        let h = self.hex();
-        &h[..h.len().min(12)]
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.short())
-    }
-}
+pub use strata_cache::Digest;
 
 /// A target platform, `os/arch[/variant]`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -1,0 +1,540 @@
+//! SQLite metadata of a state root: images, tags, layers and their snapshots.
+//!
+//! The database runs in WAL mode with a busy timeout, and every change is one `IMMEDIATE`
+//! transaction, so several strata processes can share a root. The schema is versioned with
+//! `PRAGMA user_version`; [`MIGRATIONS`] are applied in order, each in its own transaction.
+//! Reference counts are not stored: they are counted from the rows that reference a layer, so
+//! they can never drift.
+
+use crate::digest::Digest;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "metadata database is from a newer strata (schema {found}, this strata knows {known}): upgrade strata"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+    #[error("no such image: {0}")]
+    NoSuchImage(String),
+}
+
+/// Schema versions, applied in order.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: images, tags, layers, snapshots.
+    "CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        config_digest TEXT NOT NULL,
+        manifest_digest TEXT,
+        created TEXT,
+        size INTEGER NOT NULL,
+        added_at INTEGER NOT NULL
+     );
+     CREATE TABLE tags (
+        name TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL REFERENCES images(id)
+     );
+     CREATE INDEX tags_by_image ON tags(image_id);
+     CREATE TABLE layers (
+        diff_id TEXT PRIMARY KEY,
+        blob_digest TEXT,
+        media_type TEXT,
+        size INTEGER NOT NULL,
+        snapshot TEXT
+     );
+     CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id),
+        position INTEGER NOT NULL,
+        diff_id TEXT NOT NULL REFERENCES layers(diff_id),
+        PRIMARY KEY (image_id, position)
+     );
+     CREATE INDEX image_layers_by_layer ON image_layers(diff_id);",
+];
+
+/// An image record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// The image ID: the digest of its config.
+    pub id: Digest,
+    pub config_digest: Digest,
+    pub manifest_digest: Option<Digest>,
+    /// `created` from the config, as written there.
+    pub created: Option<String>,
+    /// Sum of the uncompressed layer sizes.
+    pub size: u64,
+    pub layers: Vec<Digest>,
+    pub tags: Vec<String>,
+}
+
+/// A layer record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRecord {
+    pub diff_id: Digest,
+    pub blob_digest: Option<Digest>,
+    pub media_type: Option<String>,
+    pub size: u64,
+    /// The snapshot directory name, once unpacked.
+    pub snapshot: Option<String>,
+}
+
+pub struct Metadata {
+    conn: Connection,
+}
+
+fn digest(s: String) -> Result<Digest, MetadataError> {
+    s.parse()
+        .map_err(|e: crate::digest::DigestError| MetadataError::Corrupt(e.to_string()))
+}
+
+impl Metadata {
+    /// Opens (creating and migrating if needed) `<root>/metadata.db`.
+    pub fn open(root: &Path) -> Result<Metadata, MetadataError> {
+        let conn = Connection::open(root.join("metadata.db"))?;
+        conn.busy_timeout(Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut m = Metadata { conn };
+        m.migrate()?;
+        Ok(m)
+    }
+
+    fn migrate(&mut self) -> Result<(), MetadataError> {
+        let known = MIGRATIONS.len() as i64;
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > known {
+                return Err(MetadataError::TooNew {
+                    found: version,
+                    known,
+                });
+            }
+            if version == known {
+                return Ok(());
+            }
+            tx.execute_batch(MIGRATIONS[version as usize])?;
+            tx.pragma_update(None, "user_version", version + 1)?;
+            tx.commit()?;
+        }
+    }
+
+    pub fn schema_version(&self) -> Result<i64, MetadataError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Records a layer (or updates what is known about it).
+    pub fn put_layer(&mut self, l: &LayerRecord) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO layers (diff_id, blob_digest, media_type, size, snapshot)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(diff_id) DO UPDATE SET
+                blob_digest = COALESCE(excluded.blob_digest, layers.blob_digest),
+                media_type = COALESCE(excluded.media_type, layers.media_type),
+                snapshot = COALESCE(excluded.snapshot, layers.snapshot)",
+            params![
+                l.diff_id.as_str(),
+                l.blob_digest.as_ref().map(Digest::as_str),
+                l.media_type,
+                l.size as i64,
+                l.snapshot
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn layer(&self, diff_id: &Digest) -> Result<Option<LayerRecord>, MetadataError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT diff_id, blob_digest, media_type, size, snapshot FROM layers WHERE diff_id = ?1",
+                [diff_id.as_str()],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(d, b, m, s, snap)| {
+            Ok(LayerRecord {
+                diff_id: digest(d)?,
+                blob_digest: b.map(digest).transpose()?,
+                media_type: m,
+                size: s.max(0) as u64,
+                snapshot: snap,
+            })
+        })
+        .transpose()
+    }
+
+    /// How many images use a layer.
+    pub fn layer_refcount(&self, diff_id: &Digest) -> Result<u64, MetadataError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(DISTINCT image_id) FROM image_layers WHERE diff_id = ?1",
+            [diff_id.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Records an image with its layers (which must be recorded already) and tags. Each tag
+    /// moves to this image, as `docker tag` does.
+    pub fn put_image(&mut self, img: &ImageRecord, added_at: i64) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO images (id, config_digest, manifest_digest, created, size, added_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(id) DO UPDATE SET
+                manifest_digest = COALESCE(excluded.manifest_digest, images.manifest_digest)",
+            params![
+                img.id.as_str(),
+                img.config_digest.as_str(),
+                img.manifest_digest.as_ref().map(Digest::as_str),
+                img.created,
+                img.size as i64,
+                added_at
+            ],
+        )?;
+        tx.execute(
+            "DELETE FROM image_layers WHERE image_id = ?1",
+            [img.id.as_str()],
+        )?;
+        for (i, l) in img.layers.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO image_layers (image_id, position, diff_id) VALUES (?1, ?2, ?3)",
+                params![img.id.as_str(), i as i64, l.as_str()],
+            )?;
+        }
+        for t in &img.tags {
+            tx.execute(
+                "INSERT INTO tags (name, image_id) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
+                params![t, img.id.as_str()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Points `tag` at `image_id`.
+    pub fn tag(&mut self, tag: &str, image_id: &Digest) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: Option<String> = tx
+            .query_row(
+                "SELECT id FROM images WHERE id = ?1",
+                [image_id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Err(MetadataError::NoSuchImage(image_id.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO tags (name, image_id) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
+            params![tag, image_id.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a tag; returns the image it named.
+    pub fn untag(&mut self, tag: &str) -> Result<Option<Digest>, MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id: Option<String> = tx
+            .query_row("SELECT image_id FROM tags WHERE name = ?1", [tag], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        tx.execute("DELETE FROM tags WHERE name = ?1", [tag])?;
+        tx.commit()?;
+        id.map(digest).transpose()
+    }
+
+    /// Removes an image record and its layer references; returns the layers no image uses
+    /// any more (for the caller to remove their blobs and snapshots).
+    pub fn delete_image(&mut self, id: &Digest) -> Result<Vec<LayerRecord>, MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let layers: Vec<String> = {
+            let mut st =
+                tx.prepare("SELECT DISTINCT diff_id FROM image_layers WHERE image_id = ?1")?;
+            st.query_map([id.as_str()], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        tx.execute("DELETE FROM tags WHERE image_id = ?1", [id.as_str()])?;
+        tx.execute(
+            "DELETE FROM image_layers WHERE image_id = ?1",
+            [id.as_str()],
+        )?;
+        let n = tx.execute("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
+        if n == 0 {
+            return Err(MetadataError::NoSuchImage(id.to_string()));
+        }
+        let mut orphans = Vec::new();
+        for d in layers {
+            let used: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM image_layers WHERE diff_id = ?1",
+                [&d],
+                |r| r.get(0),
+            )?;
+            if used == 0 {
+                let rec = tx.query_row(
+                    "SELECT blob_digest, media_type, size, snapshot FROM layers WHERE diff_id = ?1",
+                    [&d],
+                    |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                        ))
+                    },
+                )?;
+                tx.execute("DELETE FROM layers WHERE diff_id = ?1", [&d])?;
+                orphans.push(LayerRecord {
+                    diff_id: digest(d)?,
+                    blob_digest: rec.0.map(digest).transpose()?,
+                    media_type: rec.1,
+                    size: rec.2.max(0) as u64,
+                    snapshot: rec.3,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(orphans)
+    }
+
+    fn image_row(&self, id: &str) -> Result<Option<ImageRecord>, MetadataError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, config_digest, manifest_digest, created, size FROM images WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((id, config, manifest, created, size)) = row else {
+            return Ok(None);
+        };
+        let layers: Vec<String> = {
+            let mut st = self.conn.prepare(
+                "SELECT diff_id FROM image_layers WHERE image_id = ?1 ORDER BY position",
+            )?;
+            st.query_map([&id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let tags: Vec<String> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT name FROM tags WHERE image_id = ?1 ORDER BY name")?;
+            st.query_map([&id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        Ok(Some(ImageRecord {
+            id: digest(id)?,
+            config_digest: digest(config)?,
+            manifest_digest: manifest.map(digest).transpose()?,
+            created,
+            size: size.max(0) as u64,
+            layers: layers.into_iter().map(digest).collect::<Result<_, _>>()?,
+            tags,
+        }))
+    }
+
+    /// Looks an image up by tag, full ID, or an unambiguous ID prefix (at least 4 hex digits),
+    /// as `docker` does.
+    pub fn resolve(&self, name: &str) -> Result<Option<ImageRecord>, MetadataError> {
+        let by_tag: Option<String> = self
+            .conn
+            .query_row("SELECT image_id FROM tags WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(id) = by_tag {
+            return self.image_row(&id);
+        }
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM images WHERE id LIKE ?1 LIMIT 2")?;
+        let ids: Vec<String> = st
+            .query_map([format!("sha256:{}%", hex.to_ascii_lowercase())], |r| {
+                r.get(0)
+            })?
+            .collect::<Result<_, _>>()?;
+        match ids.as_slice() {
+            [one] => self.image_row(one),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every image, newest first.
+    pub fn images(&self) -> Result<Vec<ImageRecord>, MetadataError> {
+        let ids: Vec<String> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT id FROM images ORDER BY added_at DESC, id")?;
+            st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(r) = self.image_row(&id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(n: u8) -> LayerRecord {
+        LayerRecord {
+            diff_id: Digest::of(&[n]),
+            blob_digest: None,
+            media_type: None,
+            size: 10 * n as u64,
+            snapshot: Some(format!("snap{n}")),
+        }
+    }
+
+    fn image(n: u8, layers: &[u8], tags: &[&str]) -> ImageRecord {
+        let id = Digest::of(&[100 + n]);
+        ImageRecord {
+            config_digest: id.clone(),
+            id,
+            manifest_digest: None,
+            created: None,
+            size: 0,
+            layers: layers.iter().map(|l| Digest::of(&[*l])).collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn images_tags_and_refcounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Metadata::open(dir.path()).unwrap();
+        assert_eq!(m.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        for l in [1, 2, 3] {
+            m.put_layer(&layer(l)).unwrap();
+        }
+        let a = image(1, &[1, 2], &["a:latest"]);
+        let b = image(2, &[1, 3], &["b:latest", "b:v1"]);
+        m.put_image(&a, 1).unwrap();
+        m.put_image(&b, 2).unwrap();
+        assert_eq!(m.layer_refcount(&Digest::of(&[1])).unwrap(), 2);
+        assert_eq!(m.resolve("b:v1").unwrap().unwrap().id, b.id);
+        assert_eq!(m.resolve(&a.id.hex()[..6]).unwrap().unwrap().id, a.id);
+        assert_eq!(m.images().unwrap()[0].tags, vec!["b:latest", "b:v1"]);
+        // Tags move; removing the last use of a layer reports it.
+        m.tag("a:latest", &b.id).unwrap();
+        assert!(
+            m.resolve("a:latest")
+                .unwrap()
+                .unwrap()
+                .tags
+                .contains(&"a:latest".to_string())
+        );
+        let orphans = m.delete_image(&a.id).unwrap();
+        assert_eq!(
+            orphans
+                .iter()
+                .map(|l| l.diff_id.clone())
+                .collect::<Vec<_>>(),
+            vec![Digest::of(&[2])]
+        );
+        assert_eq!(m.layer_refcount(&Digest::of(&[1])).unwrap(), 1);
+        assert!(matches!(
+            m.tag("x", &a.id),
+            Err(MetadataError::NoSuchImage(_))
+        ));
+        assert_eq!(m.untag("b:v1").unwrap(), Some(b.id.clone()));
+        assert!(m.resolve("b:v1").unwrap().is_none());
+    }
+
+    #[test]
+    fn reopening_keeps_everything_and_newer_schemas_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut m = Metadata::open(dir.path()).unwrap();
+            m.put_layer(&layer(1)).unwrap();
+            m.put_image(&image(1, &[1], &["x"]), 1).unwrap();
+        }
+        let m = Metadata::open(dir.path()).unwrap();
+        assert!(m.resolve("x").unwrap().is_some());
+        m.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(m);
+        assert!(matches!(
+            Metadata::open(dir.path()),
+            Err(MetadataError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn two_connections_share_one_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Metadata::open(dir.path()).unwrap();
+        let mut b = Metadata::open(dir.path()).unwrap();
+        let handles: Vec<_> = (0..4u8)
+            .map(|t| {
+                let p = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let mut m = Metadata::open(&p).unwrap();
+                    for i in 0..25u8 {
+                        let n = t * 25 + i;
+                        m.put_layer(&layer(n)).unwrap();
+                        m.put_image(&image(n, &[n], &[&format!("img:{n}")]), n as i64)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        a.put_layer(&layer(200)).unwrap();
+        b.put_layer(&layer(201)).unwrap();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(a.images().unwrap().len(), 100);
+    }
+}
