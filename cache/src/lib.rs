@@ -4,6 +4,9 @@
 //! - [`store`]: the content store, blobs addressed by digest, never visible half-written;
 //! - [`metadata`]: SQLite metadata (images, tags, layers, snapshots), safe for several strata
 //!   processes on one root;
+//! - [`unpack`]: applying a layer tar to a directory without ever writing outside it;
+//! - [`sys`]: the privileged filesystem calls (mknod, setxattr, chown) behind a trait with a
+//!   recording fake.
 //!
 //! Architecture invariant: cache depends on no other strata crate, never mounts and never
 //! forks.
@@ -11,5 +14,7 @@
 pub mod digest;
 pub mod metadata;
 pub mod store;
+pub mod sys;
+pub mod unpack;
 
 pub use digest::Digest;
