@@ -9,3 +9,4 @@
 //! Architecture invariant: nothing depends on this crate.
 
 pub mod cli;
+pub mod timefmt;

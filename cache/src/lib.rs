@@ -12,6 +12,7 @@
 //! forks.
 
 pub mod digest;
+pub mod images;
 pub mod metadata;
 pub mod store;
 pub mod sys;

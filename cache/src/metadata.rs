@@ -87,6 +87,13 @@ pub struct Metadata {
     conn: Connection,
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn digest(s: String) -> Result<Digest, MetadataError> {
     s.parse()
         .map_err(|e: crate::digest::DigestError| MetadataError::Corrupt(e.to_string()))
@@ -95,6 +102,24 @@ fn digest(s: String) -> Result<Digest, MetadataError> {
 impl Metadata {
     /// Opens (creating and migrating if needed) `<root>/metadata.db`.
     pub fn open(root: &Path) -> Result<Metadata, MetadataError> {
+        // Switching to WAL (and the first migration) can meet another process doing the same:
+        // SQLite reports "busy" there without waiting, so retry for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut delay = Duration::from_millis(5);
+        loop {
+            match Self::try_open(root) {
+                Err(MetadataError::Sqlite(e))
+                    if is_busy(&e) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn try_open(root: &Path) -> Result<Metadata, MetadataError> {
         let conn = Connection::open(root.join("metadata.db"))?;
         conn.busy_timeout(Duration::from_secs(60))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -41,6 +41,60 @@ pub enum CommandArgs {
     Check(FrontendArgs),
     /// Print the build graph a Dockerfile lowers to
     Graph(GraphArgs),
+    /// Import a root filesystem tarball (plain, gzip or zstd; `-` for stdin) as a one-layer image
+    Import(ImportArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Give an image another name
+    Tag(TagArgs),
+    /// Remove images (tags; an image's layers go when nothing uses them)
+    Rmi(RmiArgs),
+    /// Show an image's details as JSON
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The tarball, or `-` for standard input
+    pub file: String,
+    /// NAME[:TAG] for the new image
+    pub reference: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ListFormat,
+    /// Show manifest digests
+    #[arg(long)]
+    pub digests: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Remove the image even when several tags name it
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

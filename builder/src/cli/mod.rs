@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod config;
+pub mod images;
 
 use anyhow::{Context, Result};
 use args::{CommandArgs, GraphFormat, ParseFormat};
@@ -31,7 +32,7 @@ fn print_diagnostics(
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: args::Cli) -> Result<ExitCode> {
-    let _global = config::Global::from_args(&cli.global);
+    let global = config::Global::from_args(&cli.global);
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     match cli.command {
@@ -76,6 +77,11 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
             )?;
             Ok(if errors > 0 { 1 } else { 0 })
         }
+        CommandArgs::Import(a) => images::import(&global, &a),
+        CommandArgs::Images(a) => images::images(&global, &a),
+        CommandArgs::Tag(a) => images::tag(&global, &a),
+        CommandArgs::Rmi(a) => images::rmi(&global, &a),
+        CommandArgs::Inspect(a) => images::inspect(&global, &a),
         CommandArgs::Graph(g) => {
             let df = config::load_dockerfile(&g.frontend)?;
             let opts = config::build_options(&g.frontend, &df)?;

@@ -1,0 +1,257 @@
+//! `strata import`, `images`, `tag`, `rmi`, `inspect`: the local image store from the command
+//! line, shaped like their docker counterparts.
+
+use super::args::{ImagesArgs, ImportArgs, InspectArgs, ListFormat, RmiArgs, TagArgs};
+use super::config::Global;
+use crate::timefmt::{ago, human_size, parse_rfc3339, rfc3339};
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use strata_cache::images::{ImageConfigFile, ImageStore, RootFs};
+use strata_cache::sys::RealFs;
+use strata_cache::unpack::UnpackOptions;
+use strata_solver::Platform;
+use strata_solver::reference::Reference;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn open_store(g: &Global) -> Result<ImageStore> {
+    std::fs::create_dir_all(&g.root)
+        .with_context(|| format!("creating the state root {}", g.root.display()))?;
+    ImageStore::open(&g.root)
+        .with_context(|| format!("opening the image store in {}", g.root.display()))
+}
+
+/// The stored form of a user's image name: normalized as docker does.
+pub fn normalize_tag(name: &str) -> Result<String> {
+    let r = Reference::parse(name).with_context(|| format!("invalid image name {name:?}"))?;
+    if r.digest.is_some() {
+        bail!("{name}: a tag cannot contain a digest");
+    }
+    Ok(r.to_string())
+}
+
+/// The short form docker prints: `busybox:latest` for `docker.io/library/busybox:latest`.
+pub fn familiar(tag: &str) -> String {
+    let t = tag.strip_prefix("docker.io/").unwrap_or(tag);
+    t.strip_prefix("library/").unwrap_or(t).to_string()
+}
+
+/// Looks an image up by what the user typed: a tag (short or full) or an ID prefix.
+pub fn find(store: &ImageStore, name: &str) -> Result<strata_cache::images::Image> {
+    if let Ok(full) = normalize_tag(name)
+        && let Ok(img) = store.image(&full)
+    {
+        return Ok(img);
+    }
+    store
+        .image(name)
+        .map_err(|_| anyhow::anyhow!("no such image: {name}"))
+}
+
+pub fn import(g: &Global, a: &ImportArgs) -> Result<i32> {
+    let tag = a.reference.as_deref().map(normalize_tag).transpose()?;
+    let mut store = open_store(g)?;
+    let input: Box<dyn std::io::Read> = if a.file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?)
+    };
+    let layer = store
+        .import_layer(input, &RealFs, &UnpackOptions::default())
+        .with_context(|| format!("importing {}", a.file))?;
+    let created = rfc3339(now());
+    let platform = Platform::host();
+    let config = ImageConfigFile {
+        created: Some(created.clone()),
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        config: serde_json::json!({}),
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.diff_id.clone()],
+        },
+        history: vec![serde_json::json!({
+            "created": created,
+            "created_by": format!("strata import {}", a.file),
+            "comment": "Imported from a root filesystem tarball",
+        })],
+        ..ImageConfigFile::default()
+    };
+    let tags: Vec<String> = tag.into_iter().collect();
+    let id = store.put_image(&config, &tags, now())?;
+    println!("{id}");
+    Ok(0)
+}
+
+pub fn images(g: &Global, a: &ImagesArgs) -> Result<i32> {
+    let store = open_store(g)?;
+    let now = now();
+    let mut rows = Vec::new();
+    for img in store.meta.images()? {
+        let created = img.created.as_deref().and_then(parse_rfc3339);
+        let tags: Vec<Option<String>> = if img.tags.is_empty() {
+            vec![None]
+        } else {
+            img.tags.iter().cloned().map(Some).collect()
+        };
+        for t in tags {
+            let (repo, tag) = match &t {
+                Some(t) => {
+                    let f = familiar(t);
+                    match f.rfind(':').filter(|i| !f[*i..].contains('/')) {
+                        Some(i) => (f[..i].to_string(), f[i + 1..].to_string()),
+                        None => (f.clone(), "<none>".into()),
+                    }
+                }
+                None => ("<none>".into(), "<none>".into()),
+            };
+            rows.push((repo, tag, img.clone(), created));
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    match a.format {
+        ListFormat::Json => {
+            for (repo, tag, img, created) in &rows {
+                let j = serde_json::json!({
+                    "Repository": repo,
+                    "Tag": tag,
+                    "ID": img.id.to_string(),
+                    "Digest": img.manifest_digest.as_ref().map(|d| d.to_string()).unwrap_or_else(|| "<none>".into()),
+                    "CreatedAt": img.created,
+                    "CreatedSince": created.map(|c| ago(c, now)).unwrap_or_else(|| "N/A".into()),
+                    "Size": human_size(img.size),
+                    "VirtualSize": img.size,
+                });
+                writeln!(out, "{j}")?;
+            }
+        }
+        ListFormat::Table => {
+            let mut table: Vec<Vec<String>> = vec![];
+            let mut header = vec!["REPOSITORY", "TAG"];
+            if a.digests {
+                header.push("DIGEST");
+            }
+            header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+            table.push(header.iter().map(|s| s.to_string()).collect());
+            for (repo, tag, img, created) in &rows {
+                let mut r = vec![repo.clone(), tag.clone()];
+                if a.digests {
+                    r.push(
+                        img.manifest_digest
+                            .as_ref()
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "<none>".into()),
+                    );
+                }
+                r.push(img.id.short().to_string());
+                r.push(created.map(|c| ago(c, now)).unwrap_or_else(|| "N/A".into()));
+                r.push(human_size(img.size));
+                table.push(r);
+            }
+            let widths: Vec<usize> = (0..table[0].len())
+                .map(|i| {
+                    table
+                        .iter()
+                        .map(|r| r[i].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for r in table {
+                let line: Vec<String> = r
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if i + 1 == widths.len() {
+                            c.clone()
+                        } else {
+                            format!("{c:<w$}", w = widths[i])
+                        }
+                    })
+                    .collect();
+                writeln!(out, "{}", line.join("   ").trim_end())?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn tag(g: &Global, a: &TagArgs) -> Result<i32> {
+    let mut store = open_store(g)?;
+    let img = find(&store, &a.source)?;
+    let t = normalize_tag(&a.target)?;
+    store.meta.tag(&t, &img.record.id)?;
+    Ok(0)
+}
+
+pub fn rmi(g: &Global, a: &RmiArgs) -> Result<i32> {
+    let mut store = open_store(g)?;
+    let mut code = 0;
+    for name in &a.images {
+        let key = match normalize_tag(name) {
+            Ok(full) if store.image(&full).is_ok() => full,
+            _ => name.clone(),
+        };
+        match store.remove(&key, a.force) {
+            Ok(lines) => {
+                for l in lines {
+                    let l = match l.strip_prefix("Untagged: ") {
+                        Some(t) => format!("Untagged: {}", familiar(t)),
+                        None => l,
+                    };
+                    println!("{l}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn inspect(g: &Global, a: &InspectArgs) -> Result<i32> {
+    let store = open_store(g)?;
+    let mut out = Vec::new();
+    let mut code = 0;
+    for name in &a.images {
+        match find(&store, name) {
+            Ok(img) => {
+                let c = &img.config;
+                out.push(serde_json::json!({
+                    "Id": img.record.id.to_string(),
+                    "RepoTags": img.record.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
+                    "RepoDigests": [],
+                    "Created": c.created,
+                    "Author": c.author.clone().unwrap_or_default(),
+                    "Architecture": c.architecture,
+                    "Variant": c.variant,
+                    "Os": c.os,
+                    "Config": c.config,
+                    "RootFS": {
+                        "Type": c.rootfs.kind,
+                        "Layers": c.rootfs.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                    },
+                    "History": c.history,
+                    "Size": img.record.size,
+                    "Metadata": { "ManifestDigest": img.record.manifest_digest.as_ref().map(|d| d.to_string()) },
+                }));
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = 1;
+            }
+        }
+    }
+    let mut o = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut o, &out)?;
+    writeln!(o)?;
+    Ok(code)
+}

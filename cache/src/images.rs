@@ -1,0 +1,495 @@
+//! The local image store: content store + metadata + layer snapshots, under one state root.
+//!
+//! Layout of `<root>`:
+//! - `blobs/sha256/<hex>`: layer tars, image configs and manifests ([`crate::store`]);
+//! - `metadata.db`: images, tags, layers ([`crate::metadata`]);
+//! - `snapshots/<diff_id hex>`: each layer unpacked once, with overlay whiteouts, shared by every
+//!   image (and container) that uses it;
+//! - `tmp/`: writes in progress.
+
+use crate::digest::Digest;
+use crate::metadata::{ImageRecord, LayerRecord, Metadata, MetadataError};
+use crate::store::{ContentStore, StoreError};
+use crate::sys::FsOps;
+use crate::unpack::{UnpackError, UnpackOptions, decompress, unpack_new};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    #[error("image config {digest}: {reason}")]
+    BadConfig { digest: Digest, reason: String },
+    #[error("no such image: {0}")]
+    NoSuchImage(String),
+    #[error("image {image} is referenced by {tags} tags: remove them or use -f")]
+    InUse { image: String, tags: usize },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// The `rootfs` of an image config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootFs {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub diff_ids: Vec<Digest>,
+}
+
+/// An image config file (OCI image spec / Docker image JSON). Fields strata does not model are
+/// kept in `extra`; the stored blob is never re-serialized.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageConfigFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// The runtime config (Env, Cmd, …), as JSON.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub config: serde_json::Value,
+    pub rootfs: RootFs,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<serde_json::Value>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A content descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// An OCI image manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub media_type: String,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+/// An image as the store knows it.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub record: ImageRecord,
+    pub config: ImageConfigFile,
+    /// The config blob's bytes, exactly as stored.
+    pub config_bytes: Vec<u8>,
+}
+
+/// The store under one state root.
+pub struct ImageStore {
+    root: PathBuf,
+    pub content: ContentStore,
+    pub meta: Metadata,
+}
+
+/// Hashes what passes through.
+struct Tee<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl ImageStore {
+    pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
+        let snaps = root.join("snapshots");
+        std::fs::create_dir_all(&snaps).map_err(|source| ImageError::Io {
+            op: "create",
+            path: snaps,
+            source,
+        })?;
+        Ok(ImageStore {
+            root: root.to_path_buf(),
+            content: ContentStore::open(root)?,
+            meta: Metadata::open(root)?,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of a layer's snapshot.
+    pub fn snapshot_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join("snapshots").join(diff_id.hex())
+    }
+
+    /// Imports a layer archive (plain or compressed): stores the uncompressed tar as a blob
+    /// (its digest is the diff ID) and unpacks it once into its snapshot.
+    pub fn import_layer(
+        &mut self,
+        r: impl Read,
+        fs: &dyn FsOps,
+        opts: &UnpackOptions,
+    ) -> Result<LayerRecord, ImageError> {
+        // 1. Decompress into the store; the blob digest is the diff ID.
+        let plain = decompress(r).map_err(|e| ImageError::Unpack(UnpackError::Archive(e)))?;
+        let written = self
+            .content
+            .ingest(plain, None, Some(opts.max_bytes.saturating_mul(2)))?;
+        let diff_id = written.digest.clone();
+        // 2. Unpack once; a concurrent import of the same layer may win the rename.
+        let dir = self.snapshot_dir(&diff_id);
+        if !dir.exists() {
+            let blob = self.content.open_blob(&diff_id)?;
+            match unpack_new(blob, &dir, fs, opts) {
+                Ok(_) => {}
+                Err(UnpackError::Dest { .. }) if dir.exists() => {}
+                Err(e) => {
+                    // The blob of a rejected layer is not kept either.
+                    let _ = self.content.delete(&diff_id);
+                    return Err(e.into());
+                }
+            }
+        }
+        let rec = LayerRecord {
+            diff_id: diff_id.clone(),
+            blob_digest: Some(diff_id.clone()),
+            media_type: Some(MEDIA_TYPE_LAYER_TAR.into()),
+            size: written.size,
+            snapshot: Some(diff_id.hex().to_string()),
+        };
+        self.meta.put_layer(&rec)?;
+        Ok(rec)
+    }
+
+    /// Records an image from its config (serialized here, once) and its layers, which must
+    /// have been imported. Returns the image ID.
+    pub fn put_image(
+        &mut self,
+        config: &ImageConfigFile,
+        tags: &[String],
+        now: i64,
+    ) -> Result<Digest, ImageError> {
+        let config_bytes = serde_json::to_vec(config).map_err(|e| ImageError::BadConfig {
+            digest: Digest::of(b""),
+            reason: e.to_string(),
+        })?;
+        let cfg = self.content.put(&config_bytes)?;
+        let mut layers = Vec::new();
+        let mut size = 0;
+        for d in &config.rootfs.diff_ids {
+            let l = self.meta.layer(d)?.ok_or_else(|| ImageError::BadConfig {
+                digest: cfg.digest.clone(),
+                reason: format!("layer {d} is not in the store"),
+            })?;
+            size += l.size;
+            layers.push(Descriptor {
+                media_type: l
+                    .media_type
+                    .clone()
+                    .unwrap_or_else(|| MEDIA_TYPE_LAYER_TAR.into()),
+                digest: l.blob_digest.clone().unwrap_or_else(|| d.clone()),
+                size: l.size,
+            });
+        }
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: MEDIA_TYPE_MANIFEST.into(),
+            config: Descriptor {
+                media_type: MEDIA_TYPE_CONFIG.into(),
+                digest: cfg.digest.clone(),
+                size: cfg.size,
+            },
+            layers,
+        };
+        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::BadConfig {
+            digest: cfg.digest.clone(),
+            reason: e.to_string(),
+        })?;
+        let m = self.content.put(&manifest_bytes)?;
+        let rec = ImageRecord {
+            id: cfg.digest.clone(),
+            config_digest: cfg.digest.clone(),
+            manifest_digest: Some(m.digest),
+            created: config.created.clone(),
+            size,
+            layers: config.rootfs.diff_ids.clone(),
+            tags: tags.to_vec(),
+        };
+        self.meta.put_image(&rec, now)?;
+        Ok(cfg.digest)
+    }
+
+    /// Looks an image up by tag or ID and loads its config.
+    pub fn image(&self, name: &str) -> Result<Image, ImageError> {
+        let record = self
+            .meta
+            .resolve(name)?
+            .or_else(|| {
+                // `busybox` means `busybox:latest`, as in docker.
+                if name.contains(':') || name.contains('@') {
+                    None
+                } else {
+                    self.meta.resolve(&format!("{name}:latest")).ok().flatten()
+                }
+            })
+            .ok_or_else(|| ImageError::NoSuchImage(name.to_string()))?;
+        let config_bytes = self.content.read(&record.config_digest)?;
+        let config: ImageConfigFile =
+            serde_json::from_slice(&config_bytes).map_err(|e| ImageError::BadConfig {
+                digest: record.config_digest.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Image {
+            record,
+            config,
+            config_bytes,
+        })
+    }
+
+    /// `docker rmi`: removes a tag; when `name` is an ID, or its last tag goes, removes the image
+    /// and the layers nothing else uses (blobs and snapshots). Returns what was removed, as
+    /// `Untagged: …` / `Deleted: …` lines.
+    pub fn remove(&mut self, name: &str, force: bool) -> Result<Vec<String>, ImageError> {
+        let img = self.image(name)?;
+        let mut out = Vec::new();
+        let tag = if img.record.tags.iter().any(|t| t == name) {
+            Some(name.to_string())
+        } else if img
+            .record
+            .tags
+            .iter()
+            .any(|t| *t == format!("{name}:latest"))
+        {
+            Some(format!("{name}:latest"))
+        } else {
+            None
+        };
+        match tag {
+            Some(t) => {
+                self.meta.untag(&t)?;
+                out.push(format!("Untagged: {t}"));
+                if img.record.tags.len() > 1 {
+                    return Ok(out);
+                }
+            }
+            None => {
+                if img.record.tags.len() > 1 && !force {
+                    return Err(ImageError::InUse {
+                        image: img.record.id.short().to_string(),
+                        tags: img.record.tags.len(),
+                    });
+                }
+                for t in &img.record.tags {
+                    self.meta.untag(t)?;
+                    out.push(format!("Untagged: {t}"));
+                }
+            }
+        }
+        let orphans = self.meta.delete_image(&img.record.id)?;
+        out.push(format!("Deleted: {}", img.record.id));
+        let _ = self.content.delete(&img.record.config_digest);
+        if let Some(m) = &img.record.manifest_digest {
+            let _ = self.content.delete(m);
+        }
+        for l in orphans {
+            let dir = self.snapshot_dir(&l.diff_id);
+            if dir.exists() {
+                remove_tree(&dir).map_err(|source| ImageError::Io {
+                    op: "remove snapshot",
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            if let Some(b) = &l.blob_digest {
+                self.content.delete(b)?;
+            }
+            out.push(format!("Deleted: {}", l.diff_id));
+        }
+        Ok(out)
+    }
+}
+
+/// Removes a snapshot directory. Snapshot contents are owned by anyone and may be read-only
+/// directories; make them writable first.
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dir.with_file_name(format!(
+        ".removing-{}",
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    // Move it aside first so a half-removed snapshot is never visible under its name.
+    std::fs::rename(dir, &tmp)?;
+    let mut stack = vec![tmp.clone()];
+    while let Some(d) = stack.pop() {
+        if let Ok(m) = std::fs::symlink_metadata(&d)
+            && m.is_dir()
+        {
+            let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+            for e in std::fs::read_dir(&d)?.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&tmp)
+}
+
+/// The digest of everything `r` yields (for diff IDs of archives read elsewhere).
+pub fn digest_reader(r: impl Read) -> io::Result<(Digest, u64)> {
+    let mut t = Tee {
+        inner: r,
+        hasher: Sha256::new(),
+    };
+    let n = io::copy(&mut t, &mut io::sink())?;
+    Ok((Digest::from_hasher(t.hasher), n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::RecordingFs;
+
+    fn rootfs_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("bin/sh", &b"#!"[..]),
+            ("etc/passwd", &b"root:x:0:0::/root:/bin/sh\n"[..]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn config(diff: &Digest) -> ImageConfigFile {
+        ImageConfigFile {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: vec![diff.clone()],
+            },
+            ..ImageConfigFile::default()
+        }
+    }
+
+    #[test]
+    fn import_list_tag_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ImageStore::open(dir.path()).unwrap();
+        let fs = RecordingFs::default();
+        let l = s
+            .import_layer(&rootfs_tar()[..], &fs, &UnpackOptions::default())
+            .unwrap();
+        assert!(s.snapshot_dir(&l.diff_id).join("etc/passwd").is_file());
+        // The same layer again: stored and unpacked once.
+        let again = s
+            .import_layer(&rootfs_tar()[..], &fs, &UnpackOptions::default())
+            .unwrap();
+        assert_eq!(again.diff_id, l.diff_id);
+        let a = s
+            .put_image(&config(&l.diff_id), &["a:latest".into()], 1)
+            .unwrap();
+        let mut c2 = config(&l.diff_id);
+        c2.created = Some("2026-01-01T00:00:00Z".into());
+        let b = s
+            .put_image(&c2, &["b:latest".into(), "b:v2".into()], 2)
+            .unwrap();
+        assert_eq!(s.image("a").unwrap().record.id, a);
+        assert_eq!(
+            s.image(&b.hex()[..8]).unwrap().config.created.as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(s.meta.layer_refcount(&l.diff_id).unwrap(), 2);
+        // Removing one tag of two keeps the image.
+        assert_eq!(s.remove("b:v2", false).unwrap(), vec!["Untagged: b:v2"]);
+        assert!(matches!(s.image("b:v2"), Err(ImageError::NoSuchImage(_))));
+        // Removing `a` keeps the shared layer.
+        let out = s.remove("a", false).unwrap();
+        assert_eq!(out[0], "Untagged: a:latest");
+        assert!(s.snapshot_dir(&l.diff_id).exists());
+        // Removing `b` removes the layer, its blob and its snapshot.
+        let out = s.remove("b:latest", false).unwrap();
+        assert!(
+            out.iter()
+                .any(|l2| l2 == &format!("Deleted: {}", l.diff_id)),
+            "{out:?}"
+        );
+        assert!(!s.snapshot_dir(&l.diff_id).exists());
+        assert!(!s.content.exists(&l.diff_id));
+    }
+
+    #[test]
+    fn gzip_layers_get_the_uncompressed_digest() {
+        use std::io::Write;
+        let plain = rootfs_tar();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ImageStore::open(dir.path()).unwrap();
+        let l = s
+            .import_layer(&gz[..], &RecordingFs::default(), &UnpackOptions::default())
+            .unwrap();
+        assert_eq!(l.diff_id, Digest::of(&plain));
+        assert_eq!(digest_reader(&plain[..]).unwrap().0, l.diff_id);
+    }
+
+    #[test]
+    fn a_hostile_layer_leaves_nothing() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
+        h.set_size(1);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let bad = b.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ImageStore::open(dir.path()).unwrap();
+        assert!(
+            s.import_layer(&bad[..], &RecordingFs::default(), &UnpackOptions::default())
+                .is_err()
+        );
+        assert!(s.content.list().unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("snapshots"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(s.meta.images().unwrap().is_empty());
+    }
+}
