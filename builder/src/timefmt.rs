@@ -107,17 +107,20 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    let s = format!("{v:.4}");
-    let digits: String = s.chars().take(if v >= 100.0 { 3 } else { 4 }).collect();
-    let digits = digits.trim_end_matches('.').to_string();
-    let digits = if digits.contains('.') {
-        digits
+    // Four significant digits, trailing zeros dropped (Go's %.4g, as docker prints sizes).
+    let int_digits = if v < 1.0 {
+        1
+    } else {
+        (v.log10().floor() as usize) + 1
+    };
+    let decimals = 4usize.saturating_sub(int_digits);
+    let mut digits = format!("{v:.decimals$}");
+    if digits.contains('.') {
+        digits = digits
             .trim_end_matches('0')
             .trim_end_matches('.')
-            .to_string()
-    } else {
-        digits
-    };
+            .to_string();
+    }
     format!("{digits}{}", units[i])
 }
 
@@ -128,10 +131,10 @@ mod tests {
     #[test]
     fn round_trips() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T10:26:40Z");
-        assert_eq!(parse_rfc3339("2026-11-18T10:26:40Z"), Some(1_795_000_000));
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(parse_rfc3339("2026-11-18T11:06:40Z"), Some(1_795_000_000));
         assert_eq!(
-            parse_rfc3339("2026-11-18T11:26:40.123+01:00"),
+            parse_rfc3339("2026-11-18T12:06:40.123+01:00"),
             Some(1_795_000_000)
         );
         assert_eq!(parse_rfc3339("garbage"), None);
@@ -145,7 +148,8 @@ mod tests {
         assert_eq!(human_size(0), "0B");
         assert_eq!(human_size(1_234_567), "1.235MB");
         assert_eq!(human_size(4_200_000), "4.2MB");
-        assert_eq!(human_size(123_456_789_000), "123GB");
+        assert_eq!(human_size(123_456_789_000), "123.5GB");
+        assert_eq!(human_size(999), "999B");
         assert_eq!(ago(0, 30), "Less than a minute ago");
         assert_eq!(ago(0, 7200), "2 hours ago");
         assert_eq!(ago(0, 3600), "About an hour ago");
