@@ -9,4 +9,5 @@
 //! Architecture invariant: nothing depends on this crate.
 
 pub mod cli;
+pub mod executor;
 pub mod timefmt;

@@ -51,6 +51,66 @@ pub enum CommandArgs {
     Rmi(RmiArgs),
     /// Show an image's details as JSON
     Inspect(InspectArgs),
+    /// Run a command in a new container (the image plus a writable layer thrown away at exit)
+    Run(RunArgs),
+    #[command(name = "__shim", hide = true)]
+    Shim(ShimArgs),
+    #[command(name = "__init", hide = true)]
+    Init(InitArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkArg {
+    Host,
+    None,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Remove the container when it exits (always the case: accepted for docker compatibility)
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep standard input open
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Network: the host's, or none (loopback only)
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: NetworkArg,
+    /// Overwrite the image's ENTRYPOINT
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Give the container all capabilities and no seccomp filter
+    #[arg(long)]
+    pub privileged: bool,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ShimArgs {
+    pub bundle: std::path::PathBuf,
+    #[arg(long)]
+    pub id: String,
+    #[arg(long)]
+    pub runtime_path: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    pub bundle: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod config;
 pub mod images;
+pub mod run;
 
 use anyhow::{Context, Result};
 use args::{CommandArgs, GraphFormat, ParseFormat};
@@ -82,6 +83,15 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
         CommandArgs::Tag(a) => images::tag(&global, &a),
         CommandArgs::Rmi(a) => images::rmi(&global, &a),
         CommandArgs::Inspect(a) => images::inspect(&global, &a),
+        CommandArgs::Run(a) => run::run(&global, &a),
+        CommandArgs::Shim(a) => {
+            let rt = match a.runtime_path {
+                Some(p) => crate::executor::init::Runtime::External(p),
+                None => crate::executor::init::Runtime::Builtin,
+            };
+            crate::executor::init::shim(&a.bundle, &rt, &a.id)
+        }
+        CommandArgs::Init(a) => crate::executor::init::init(&a.bundle),
         CommandArgs::Graph(g) => {
             let df = config::load_dockerfile(&g.frontend)?;
             let opts = config::build_options(&g.frontend, &df)?;

@@ -1,0 +1,115 @@
+//! `strata run`: a command in a container made of an image's layers plus a fresh writable
+//! layer that is thrown away when the command exits.
+
+use super::args::{NetworkArg, RunArgs};
+use super::config::Global;
+use super::images::{find, open_store};
+use crate::executor::{self, RunRequest, spec::Network};
+use anyhow::{Context, Result};
+use std::io::Read;
+
+fn random_id() -> String {
+    let mut b = [0u8; 32];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !ok {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let d = strata_cache::Digest::of(format!("{t}-{}", std::process::id()).as_bytes());
+        return d.hex().to_string();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn strings(v: &serde_json::Value) -> Option<Vec<String>> {
+    v.as_array().map(|a| {
+        a.iter()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
+    let store = open_store(g)?;
+    let img = find(&store, &a.image)?;
+    let cfg = &img.config.config;
+    // Top layer first.
+    let lower: Vec<_> = img
+        .record
+        .layers
+        .iter()
+        .rev()
+        .map(|d| store.snapshot_dir(d))
+        .collect();
+    for l in &lower {
+        if !l.is_dir() {
+            anyhow::bail!(
+                "layer snapshot {} is missing: re-import or rebuild the image",
+                l.display()
+            );
+        }
+    }
+    let image_entrypoint = strings(&cfg["Entrypoint"]).unwrap_or_default();
+    let image_cmd = strings(&cfg["Cmd"]).unwrap_or_default();
+    let entrypoint = match &a.entrypoint {
+        Some(e) if e.is_empty() => vec![],
+        Some(e) => vec![e.clone()],
+        None => image_entrypoint,
+    };
+    let cmd = if !a.command.is_empty() {
+        a.command.clone()
+    } else if a.entrypoint.is_some() {
+        vec![]
+    } else {
+        image_cmd
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        anyhow::bail!(
+            "no command specified: give one after the image name, or use an image with CMD or ENTRYPOINT"
+        );
+    }
+    let mut env = strings(&cfg["Env"]).unwrap_or_default();
+    for e in &a.env {
+        let (k, v) = match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.clone(), std::env::var(e).unwrap_or_default()),
+        };
+        env.retain(|x| x.split_once('=').map(|(xk, _)| xk) != Some(k.as_str()));
+        env.push(format!("{k}={v}"));
+    }
+    let id = random_id();
+    let req = RunRequest {
+        lower,
+        args,
+        env,
+        cwd: a
+            .workdir
+            .clone()
+            .or_else(|| cfg["WorkingDir"].as_str().map(str::to_string))
+            .unwrap_or_default(),
+        user: a
+            .user
+            .clone()
+            .or_else(|| cfg["User"].as_str().map(str::to_string))
+            .unwrap_or_default(),
+        hostname: id[..12].to_string(),
+        network: match a.network {
+            NetworkArg::Host => Network::Host,
+            NetworkArg::None => Network::None,
+        },
+        terminal: a.tty,
+        privileged: a.privileged,
+    };
+    let runtime = executor::runtime(g.runtime.as_deref())?;
+    let dir = g.root.join("containers").join(&id);
+    let result = executor::prepare_bundle(&dir, &req)
+        .and_then(|_| executor::run_bundle(&dir, &id, &runtime))
+        .with_context(|| format!("running {}", a.image));
+    // The writable layer is thrown away whatever happened.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

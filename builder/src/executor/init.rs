@@ -1,0 +1,544 @@
+//! The processes that run a container. Each is strata re-executed with a hidden subcommand, so
+//! none of this runs in a fork of a multi-threaded process:
+//!
+//! 1. the **shim** (`strata __shim BUNDLE`): dies with its parent; enters a private mount
+//!    namespace, mounts the overlay root filesystem at `BUNDLE/rootfs`, and either runs
+//!    `runc run` on the bundle, or (built-in runtime) creates the spec's other namespaces and
+//!    starts
+//! 2. the **init** (`strata __init BUNDLE`), PID 1 of the new PID namespace: mounts what the
+//!    spec asks for, pivots into the root filesystem, hides masked paths, sets the hostname,
+//!    brings up loopback, drops capabilities, installs the seccomp filter, then starts the
+//!    workload as its child, forwards signals to it, reaps orphans, and exits with its status.
+//!
+//! When strata dies, the shim dies (parent-death signal), then the init, and with the init the
+//! kernel kills every process of the PID namespace; the mount namespace and its mounts go with
+//! the last process. Nothing is left on the host.
+
+use super::rootfs;
+use super::sys::{LinuxSyscall, Syscall};
+use anyhow::{Context, Result, bail};
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What the shim needs beyond config.json: where the layers are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Layers {
+    /// Lower directories, top layer first.
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+/// Which runtime executes the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Runtime {
+    Builtin,
+    /// An external OCI runtime binary (runc, crun, a path).
+    External(PathBuf),
+}
+
+fn die_with_parent() -> Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .context("setting the parent-death signal")
+}
+
+/// Signals the init forwards to the workload.
+fn forwarded() -> SigSet {
+    let mut s = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        s.add(sig);
+    }
+    s
+}
+
+/// `overlay` mount data for the layers (lowerdir is top first).
+pub fn overlay_data(l: &Layers) -> String {
+    let lower: Vec<String> = l.lower.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
+        lower.join(":"),
+        l.upper.display(),
+        l.work.display()
+    )
+}
+
+fn mount_overlay(l: &Layers, target: &Path) -> Result<()> {
+    let data = overlay_data(l);
+    if data.len() < 4000 {
+        return LinuxSyscall
+            .mount(
+                Some(Path::new("overlay")),
+                target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(&data),
+            )
+            .with_context(|| {
+                format!(
+                    "mounting the overlay root filesystem at {}",
+                    target.display()
+                )
+            });
+    }
+    // Too long for one page of mount options: the new mount API takes one lower layer at a
+    // time (`lowerdir+`).
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
+    let fs =
+        rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).context("fsopen overlay")?;
+    for d in &l.lower {
+        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", d)
+            .with_context(|| format!("overlay lowerdir+ {}", d.display()))?;
+    }
+    rustix::mount::fsconfig_set_string(&fs, "upperdir", &l.upper).context("overlay upperdir")?;
+    rustix::mount::fsconfig_set_string(&fs, "workdir", &l.work).context("overlay workdir")?;
+    rustix::mount::fsconfig_set_string(&fs, "redirect_dir", "off")
+        .context("overlay redirect_dir")?;
+    rustix::mount::fsconfig_create(&fs).context("creating the overlay")?;
+    let m = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .context("fsmount")?;
+    rustix::mount::move_mount(
+        &m,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .context("attaching the overlay")?;
+    Ok(())
+}
+
+fn load_spec(bundle: &Path) -> Result<Spec> {
+    Spec::load(bundle.join("config.json"))
+        .with_context(|| format!("reading {}/config.json", bundle.display()))
+}
+
+fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
+        _ => None,
+    }
+}
+
+/// Stage 1.
+pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
+    die_with_parent()?;
+    // Ctrl-C reaches the whole process group; the init forwards it to the workload, and the
+    // status says what happened. The shim itself waits.
+    let mut int = SigSet::empty();
+    int.add(Signal::SIGINT);
+    int.thread_block().context("blocking SIGINT")?;
+    let layers: Layers = serde_json::from_slice(
+        &std::fs::read(bundle.join("layers.json")).context("reading layers.json")?,
+    )
+    .context("parsing layers.json")?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+        .context("creating a mount namespace (strata run needs root)")?;
+    LinuxSyscall
+        .mount(
+            None,
+            Path::new("/"),
+            None,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None,
+        )
+        .context("making mounts private")?;
+    let rootfs = bundle.join("rootfs");
+    mount_overlay(&layers, &rootfs)?;
+    match runtime {
+        Runtime::External(bin) => {
+            let status = Command::new(bin)
+                .args(["run", "--bundle"])
+                .arg(bundle)
+                .arg(id)
+                .status()
+                .with_context(|| format!("running {}", bin.display()))?;
+            Ok(status.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+            }))
+        }
+        Runtime::Builtin => {
+            let spec = load_spec(bundle)?;
+            let mut flags = CloneFlags::empty();
+            for ns in spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().clone())
+                .unwrap_or_default()
+            {
+                flags |= match ns.typ() {
+                    LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+                    LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+                    LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+                    LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+                    LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+                    _ => CloneFlags::empty(),
+                };
+            }
+            nix::sched::unshare(flags).context("creating the container's namespaces")?;
+            let exe = std::env::current_exe().context("finding the strata binary")?;
+            let mut child = Command::new(exe)
+                .arg("__init")
+                .arg(bundle)
+                .spawn()
+                .context("starting the container init")?;
+            let status = child.wait().context("waiting for the container")?;
+            Ok(status.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+            }))
+        }
+    }
+}
+
+/// Brings the loopback interface up (a new network namespace starts with it down), over
+/// netlink: RTM_NEWLINK for interface 1 with IFF_UP.
+fn loopback_up() -> Result<()> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, netlink};
+    let sock = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::RAW,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .context("netlink socket")?;
+    const RTM_NEWLINK: u16 = 16;
+    const NLM_F_REQUEST: u16 = 1;
+    const NLM_F_ACK: u16 = 4;
+    const IFF_UP: u32 = 1;
+    let mut msg = Vec::with_capacity(32);
+    msg.extend_from_slice(&32u32.to_ne_bytes()); // nlmsg_len
+    msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid
+    msg.push(0); // ifi_family AF_UNSPEC
+    msg.push(0); // pad
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // ifi_type
+    msg.extend_from_slice(&1i32.to_ne_bytes()); // ifi_index: lo
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_flags
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_change
+    let addr = netlink::SocketAddrNetlink::new(0, 0);
+    rustix::net::sendto(&sock, &msg, rustix::net::SendFlags::empty(), &addr)
+        .context("netlink send")?;
+    let mut buf = [0u8; 256];
+    let (n, _) = rustix::net::recv(&sock, &mut buf, rustix::net::RecvFlags::empty())
+        .context("netlink receive")?;
+    // NLMSG_ERROR (2) with error 0 is the ack.
+    if n >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == 2 {
+        let err = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+        if err != 0 {
+            bail!(
+                "bringing up loopback: {}",
+                std::io::Error::from_raw_os_error(-err)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn apply_capabilities(spec: &Spec) -> Result<()> {
+    let Some(c) = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().clone())
+    else {
+        return Ok(());
+    };
+    let to_set = |s: &Option<std::collections::HashSet<oci_spec::runtime::Capability>>| -> caps::CapsHashSet {
+        s.iter()
+            .flatten()
+            .filter_map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().and_then(|n| n.parse().ok())))
+            .collect()
+    };
+    let bounding = to_set(c.bounding());
+    for cap in caps::all() {
+        if !bounding.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap)
+                .with_context(|| format!("dropping {cap} from the bounding set"))?;
+        }
+    }
+    caps::set(None, caps::CapSet::Inheritable, &to_set(c.inheritable()))
+        .context("setting inheritable capabilities")?;
+    caps::set(None, caps::CapSet::Effective, &to_set(c.effective()))
+        .context("setting effective capabilities")?;
+    caps::set(None, caps::CapSet::Permitted, &to_set(c.permitted()))
+        .context("setting permitted capabilities")?;
+    Ok(())
+}
+
+/// The seccomp filter of the spec, compiled with seccompiler: the listed system calls fail
+/// with their errno; creating user namespaces through clone fails with EPERM; clone3 answers
+/// ENOSYS so libc falls back to clone (as Docker's profile does).
+fn apply_seccomp(spec: &Spec) -> Result<()> {
+    let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
+        return Ok(());
+    };
+    let mut denied: Vec<String> = Vec::new();
+    for rule in sc.syscalls().clone().unwrap_or_default() {
+        denied.extend(rule.names().iter().cloned());
+    }
+    // seccompiler matches a rule when all its conditions hold; express "clone with any namespace
+    // flag" as one rule per flag bit.
+    let target = arch()?;
+    // Names this seccompiler does not know on this architecture are left out.
+    let mut rules: Vec<serde_json::Value> = denied
+        .iter()
+        .filter(|n| {
+            let probe = serde_json::json!({"p": {"mismatch_action": "allow", "match_action": {"errno": 1}, "filter": [{"syscall": n}]}});
+            seccompiler::compile_from_json(probe.to_string().as_bytes(), target).is_ok()
+        })
+        .map(|n| serde_json::json!({"syscall": n}))
+        .collect();
+    for bit in [
+        0x0002_0000u64,
+        0x0200_0000,
+        0x0400_0000,
+        0x0800_0000,
+        0x1000_0000,
+        0x2000_0000,
+        0x4000_0000,
+    ] {
+        rules.push(serde_json::json!({"syscall": "clone", "args": [{"index": 0, "type": "qword", "op": {"masked_eq": bit}, "val": bit}]}));
+    }
+    let main = serde_json::json!({
+        "main": {"mismatch_action": "allow", "match_action": {"errno": 1}, "filter": rules},
+        "clone3": {"mismatch_action": "allow", "match_action": {"errno": 38}, "filter": [{"syscall": "clone3"}]},
+    });
+    let progs = seccompiler::compile_from_json(main.to_string().as_bytes(), target)
+        .context("compiling the seccomp filter")?;
+    for name in ["clone3", "main"] {
+        if let Some(p) = progs.get(name) {
+            install_filter(p).with_context(|| format!("installing the seccomp filter ({name})"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Installs a seccomp filter *without* setting no_new_privs (seccompiler's `apply_filter`
+/// always sets it): as in Docker, setuid programs keep working in the container. Installing a
+/// filter this way needs CAP_SYS_ADMIN, which the init still has at this point.
+#[allow(unsafe_code)]
+fn install_filter(prog: &seccompiler::BpfProgram) -> std::io::Result<()> {
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const seccompiler::sock_filter,
+    }
+    let len =
+        u16::try_from(prog.len()).map_err(|_| std::io::Error::other("seccomp program too long"))?;
+    let fprog = SockFprog {
+        len,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: `fprog` points at `prog`, which lives across the call; the kernel copies the
+    // program during the call and keeps no pointer to our memory.
+    let rc = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_seccomp,
+            nix::libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const SockFprog,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn arch() -> Result<seccompiler::TargetArch> {
+    match std::env::consts::ARCH {
+        "x86_64" => Ok(seccompiler::TargetArch::x86_64),
+        "aarch64" => Ok(seccompiler::TargetArch::aarch64),
+        "riscv64" => Ok(seccompiler::TargetArch::riscv64),
+        other => bail!("no seccomp support for {other}"),
+    }
+}
+
+fn apply_rlimits(spec: &Spec) -> Result<()> {
+    use nix::sys::resource::{Resource, setrlimit};
+    for r in spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.rlimits().clone())
+        .unwrap_or_default()
+    {
+        let res = match r.typ() {
+            oci_spec::runtime::PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+            oci_spec::runtime::PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+            oci_spec::runtime::PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+            _ => continue,
+        };
+        // The host may cap the limit lower (fs.nr_open): clamp to what it allows.
+        if setrlimit(res, r.soft(), r.hard()).is_err() {
+            let (_, cur_hard) =
+                nix::sys::resource::getrlimit(res).with_context(|| format!("reading {res:?}"))?;
+            let hard = r.hard().min(cur_hard);
+            setrlimit(res, r.soft().min(hard), hard).with_context(|| format!("setting {res:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Stage 2: PID 1 of the container.
+pub fn init(bundle: &Path) -> Result<i32> {
+    die_with_parent()?;
+    let spec = load_spec(bundle)?;
+    let sys = LinuxSyscall;
+    let rootfs_path = bundle.join("rootfs");
+    rootfs::setup(&spec, &rootfs_path, &sys).context("preparing the root filesystem")?;
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    if namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Uts)
+        && let Some(h) = spec.hostname()
+    {
+        sys.sethostname(h).context("setting the hostname")?;
+    }
+    if namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Network)
+    {
+        loopback_up()?;
+    }
+    sys.pivot_root(&rootfs_path)
+        .context("pivot_root into the container")?;
+    rootfs::finish(&spec, &sys).context("masking paths")?;
+
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json has no process")?;
+    let args = process.args().clone().unwrap_or_default();
+    let Some(program) = args.first() else {
+        bail!("no command to run: give one, or use an image with a CMD or ENTRYPOINT");
+    };
+    let env: Vec<(String, String)> = process
+        .env()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let cwd = process.cwd().clone();
+    if !cwd.as_os_str().is_empty() && !cwd.exists() {
+        std::fs::create_dir_all(&cwd)
+            .with_context(|| format!("creating the working directory {}", cwd.display()))?;
+    }
+    apply_rlimits(&spec)?;
+
+    // Signals for the init: SIGCHLD and the ones it forwards arrive through a signalfd.
+    let mut mask = forwarded();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().context("blocking signals")?;
+    let sfd = SignalFd::new(&mask).context("signalfd")?;
+
+    // The filter first: installing it needs CAP_SYS_ADMIN (no_new_privs stays off, as in
+    // Docker), which the capabilities below drop.
+    apply_seccomp(&spec)?;
+    apply_capabilities(&spec)?;
+    // The init takes the workload's identity (groups, then gid, then uid) and starts it. It
+    // keeps nothing a container user would not have.
+    let user = process.user();
+    let groups: Vec<nix::unistd::Gid> = user
+        .additional_gids()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(nix::unistd::Gid::from_raw)
+        .collect();
+    nix::unistd::setgroups(&groups).context("setting supplementary groups")?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid())).context("setting the group")?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid())).context("setting the user")?;
+    // A change of credentials clears the parent-death signal: set it again.
+    die_with_parent()?;
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
+    let resolved = resolve_program(program, path.as_deref());
+    let mut cmd = Command::new(&resolved);
+    cmd.arg0(program)
+        .args(&args[1..])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(if cwd.as_os_str().is_empty() {
+            PathBuf::from("/")
+        } else {
+            cwd
+        });
+    if !process.terminal().unwrap_or(false) {
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
+    let workload = Pid::from_raw(child.id() as i32);
+    drop(child);
+
+    loop {
+        let info = match sfd.read_signal() {
+            Ok(Some(i)) => i,
+            Ok(None) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("reading signals: {e}"),
+        };
+        let signo = info.ssi_signo as i32;
+        if signo == Signal::SIGCHLD as i32 {
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(st) => {
+                        if st.pid() == Some(workload)
+                            && let Some(code) = exit_code(st)
+                        {
+                            return Ok(code);
+                        }
+                    }
+                }
+            }
+        } else if let Ok(sig) = Signal::try_from(signo) {
+            let _ = nix::sys::signal::kill(workload, sig);
+        }
+    }
+}
+
+/// Finds `program` on `PATH` inside the container (after pivot_root, so the container's
+/// files), as execvp would.
+fn resolve_program(program: &str, path: Option<&str>) -> PathBuf {
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    for dir in path
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .split(':')
+    {
+        let candidate = Path::new(dir).join(program);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    PathBuf::from(program)
+}

@@ -1,0 +1,152 @@
+//! Running processes in containers: an image's layers (shared snapshots) plus one fresh writable
+//! layer, described by a standard OCI bundle and run by the built-in runtime or by runc/crun.
+//!
+//! - [`spec`]: the OCI runtime spec with Docker's defaults;
+//! - [`rootfs`]: mounts and masked paths, through [`sys::Syscall`];
+//! - [`init`]: the re-executed processes (shim, container init) that do the privileged work;
+//! - [`user`]: USER resolution against the image's passwd/group files.
+
+pub mod init;
+pub mod rootfs;
+pub mod spec;
+pub mod sys;
+pub mod user;
+
+use anyhow::{Context, Result, bail};
+use init::{Layers, Runtime};
+use spec::{Network, ProcessSpec};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A container to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Lower directories (layer snapshots), top layer first.
+    pub lower: Vec<PathBuf>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// USER as written (resolved here against the image's files).
+    pub user: String,
+    pub hostname: String,
+    pub network: Network,
+    pub terminal: bool,
+    pub privileged: bool,
+}
+
+/// Picks the runtime for `--runtime` (none: built-in).
+pub fn runtime(name: Option<&str>) -> Result<Runtime> {
+    match name {
+        None | Some("builtin") | Some("strata") => Ok(Runtime::Builtin),
+        Some(n) if n.contains('/') => Ok(Runtime::External(PathBuf::from(n))),
+        Some(n) => {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .map(|d| d.join(n))
+                .find(|p| p.is_file())
+                .map(Runtime::External)
+                .with_context(|| format!("runtime {n:?} is not installed (not found on PATH)"))
+        }
+    }
+}
+
+/// The file at `path` in the merged view of `lower` (top first), ignoring whiteouts' details:
+/// the first layer that has it wins.
+fn read_from_layers(lower: &[PathBuf], path: &str) -> Option<String> {
+    lower
+        .iter()
+        .map(|l| rootfs::secure_join(l, Path::new(path)))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::read(p).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Writes the bundle of a container under `dir` (which is created): config.json, layers.json,
+/// the upper and work directories, the rootfs mount point, and the /etc files it bind-mounts.
+pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
+    for d in ["rootfs", "upper", "work"] {
+        std::fs::create_dir_all(dir.join(d))
+            .with_context(|| format!("creating {}", dir.join(d).display()))?;
+    }
+    let passwd = read_from_layers(&req.lower, "/etc/passwd").unwrap_or_default();
+    let group = read_from_layers(&req.lower, "/etc/group").unwrap_or_default();
+    let u = user::resolve(&req.user, &passwd, &group).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut env = req.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", u.home));
+    }
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!("HOSTNAME={}", req.hostname));
+    }
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+            h = req.hostname
+        ),
+    )?;
+    let resolv = dir.join("resolv.conf");
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv_text = if req.network == Network::None || host_resolv.contains("nameserver 127.") {
+        // No network, or the host's resolver is on its own loopback: give public defaults.
+        "nameserver 8.8.8.8\nnameserver 8.8.4.4\n".to_string()
+    } else {
+        host_resolv
+    };
+    std::fs::write(&resolv, resolv_text)?;
+    let hostname = dir.join("hostname");
+    std::fs::write(&hostname, format!("{}\n", req.hostname))?;
+    let p = ProcessSpec {
+        args: req.args.clone(),
+        env,
+        cwd: if req.cwd.is_empty() {
+            "/".into()
+        } else {
+            req.cwd.clone()
+        },
+        uid: u.uid,
+        gid: u.gid,
+        additional_gids: u.additional_gids,
+        terminal: req.terminal,
+        hostname: req.hostname.clone(),
+        network: req.network,
+        etc_files: vec![
+            (hosts, "/etc/hosts"),
+            (resolv, "/etc/resolv.conf"),
+            (hostname, "/etc/hostname"),
+        ],
+        privileged: req.privileged,
+    };
+    let spec = spec::build(&p).context("building the runtime spec")?;
+    spec.save(dir.join("config.json"))
+        .context("writing config.json")?;
+    let layers = Layers {
+        lower: req.lower.clone(),
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+    };
+    std::fs::write(dir.join("layers.json"), serde_json::to_vec_pretty(&layers)?)?;
+    Ok(())
+}
+
+/// Runs a prepared bundle through the shim; returns the process's exit code (128+N when killed
+/// by signal N).
+pub fn run_bundle(dir: &Path, id: &str, runtime: &Runtime) -> Result<i32> {
+    if !rustix::process::geteuid().is_root() {
+        bail!("running containers needs root (namespaces and overlay mounts); run strata as root");
+    }
+    let exe = std::env::current_exe().context("finding the strata binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__shim").arg(dir).arg("--id").arg(id);
+    if let Runtime::External(p) = runtime {
+        cmd.arg("--runtime-path").arg(p);
+    }
+    let status = cmd.status().context("starting the container shim")?;
+    Ok(status.code().unwrap_or_else(|| {
+        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+    }))
+}

@@ -1,0 +1,369 @@
+//! Preparing a container's root filesystem from its OCI spec: the spec's mounts, the default
+//! device nodes, then (after pivot_root) masked and read-only paths. All calls go through
+//! [`Syscall`], so the sequence is unit-tested with a recording fake.
+
+use super::sys::Syscall;
+use nix::mount::{MntFlags, MsFlags};
+use oci_spec::runtime::Spec;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// Device nodes every container gets (bind-mounted from the host).
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("mount {target}: {source}")]
+    Mount { target: String, source: io::Error },
+    #[error("{op} {path}: {source}")]
+    Fs {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
+    #[error("invalid mount destination {0:?}: must be an absolute path")]
+    BadDestination(String),
+}
+
+fn fs_err<'a>(op: &'static str, p: &'a Path) -> impl FnOnce(io::Error) -> RootfsError + 'a {
+    move |source| RootfsError::Fs {
+        op,
+        path: p.display().to_string(),
+        source,
+    }
+}
+
+/// `root` joined with `path`, with every symlink along the way resolved inside `root` (so an
+/// image whose /etc/hosts is a symlink to /evil cannot make a mount land outside its root).
+pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
+    let mut parts: Vec<PathBuf> = Vec::new();
+    let mut todo: Vec<PathBuf> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(PathBuf::from(n)),
+            Component::ParentDir => Some(PathBuf::from("..")),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c.as_os_str() == ".." {
+            parts.pop();
+            continue;
+        }
+        let mut candidate = root.to_path_buf();
+        for p in &parts {
+            candidate.push(p);
+        }
+        candidate.push(&c);
+        match std::fs::read_link(&candidate) {
+            Ok(target) if links < 40 => {
+                links += 1;
+                if target.is_absolute() {
+                    parts.clear();
+                }
+                for t in target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(PathBuf::from(n)),
+                        Component::ParentDir => Some(PathBuf::from("..")),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    todo.push(t);
+                }
+            }
+            _ => parts.push(c),
+        }
+    }
+    let mut out = root.to_path_buf();
+    for p in parts {
+        out.push(p);
+    }
+    out
+}
+
+/// Mount flags and the remaining data string for OCI mount options.
+pub fn parse_options(options: &[String]) -> (MsFlags, Vec<String>, bool) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    let mut bind = false;
+    for o in options {
+        match o.as_str() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "bind" => bind = true,
+            "rbind" => {
+                bind = true;
+                flags |= MsFlags::MS_REC;
+            }
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {}
+            other => data.push(other.to_string()),
+        }
+    }
+    (flags, data, bind)
+}
+
+/// Mounts the spec's mounts and the default devices under `rootfs` (still seen from the host
+/// side of the pivot).
+pub fn setup(spec: &Spec, rootfs: &Path, sys: &dyn Syscall) -> Result<(), RootfsError> {
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        let dest = m.destination();
+        if !dest.is_absolute() {
+            return Err(RootfsError::BadDestination(dest.display().to_string()));
+        }
+        let target = secure_join(rootfs, dest);
+        let options = m.options().clone().unwrap_or_default();
+        let (flags, data, bind) = parse_options(&options);
+        let typ = m.typ().clone().unwrap_or_default();
+        let source = m.source().clone().unwrap_or_default();
+        let mount_err = |e| RootfsError::Mount {
+            target: dest.display().to_string(),
+            source: e,
+        };
+        if bind || typ == "bind" {
+            if sys.is_dir(&source) {
+                sys.mkdir_all(&target).map_err(fs_err("create", &target))?;
+            } else {
+                sys.touch(&target).map_err(fs_err("create", &target))?;
+            }
+            sys.mount(
+                Some(&source),
+                &target,
+                None,
+                MsFlags::MS_BIND | (flags & MsFlags::MS_REC),
+                None,
+            )
+            .map_err(mount_err)?;
+            let remount = flags & !MsFlags::MS_REC;
+            if !remount.is_empty() {
+                sys.mount(
+                    None,
+                    &target,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | remount,
+                    None,
+                )
+                .map_err(|e| RootfsError::Mount {
+                    target: dest.display().to_string(),
+                    source: e,
+                })?;
+            }
+        } else {
+            sys.mkdir_all(&target).map_err(fs_err("create", &target))?;
+            let d = data.join(",");
+            sys.mount(
+                Some(&source),
+                &target,
+                Some(&typ),
+                flags,
+                if d.is_empty() { None } else { Some(d.as_str()) },
+            )
+            .map_err(mount_err)?;
+        }
+    }
+    let dev = secure_join(rootfs, Path::new("/dev"));
+    for d in DEVICES {
+        let target = dev.join(d);
+        sys.touch(&target).map_err(fs_err("create", &target))?;
+        sys.mount(
+            Some(&Path::new("/dev").join(d)),
+            &target,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+        .map_err(|e| RootfsError::Mount {
+            target: format!("/dev/{d}"),
+            source: e,
+        })?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+        ("core", "/proc/kcore"),
+    ] {
+        sys.symlink(Path::new(target), &dev.join(link))
+            .map_err(fs_err("create", &dev.join(link)))?;
+    }
+    Ok(())
+}
+
+/// After pivot_root: hide masked paths and make read-only paths read-only.
+pub fn finish(spec: &Spec, sys: &dyn Syscall) -> Result<(), RootfsError> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    for p in linux.masked_paths().as_deref().unwrap_or_default() {
+        let path = Path::new(p);
+        if !sys.exists(path) {
+            continue;
+        }
+        let r = if sys.is_dir(path) {
+            sys.mount(
+                Some(Path::new("tmpfs")),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            )
+        } else {
+            sys.mount(
+                Some(Path::new("/dev/null")),
+                path,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+        };
+        r.map_err(|e| RootfsError::Mount {
+            target: p.clone(),
+            source: e,
+        })?;
+    }
+    for p in linux.readonly_paths().as_deref().unwrap_or_default() {
+        let path = Path::new(p);
+        if !sys.exists(path) {
+            continue;
+        }
+        sys.mount(
+            Some(path),
+            path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .and_then(|_| {
+            sys.mount(
+                None,
+                path,
+                None,
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC,
+                None,
+            )
+        })
+        .map_err(|e| RootfsError::Mount {
+            target: p.clone(),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
+
+/// Detaches the old root if `pivot` failed half-way is not needed: pivot_root either happens or
+/// not. Unmounting helper kept for the shim's cleanup of the overlay.
+pub fn detach(sys: &dyn Syscall, target: &Path) -> io::Result<()> {
+    sys.umount(target, MntFlags::MNT_DETACH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::spec::{Network, ProcessSpec, build};
+    use super::super::sys::{Call, RecordingSyscall};
+    use super::*;
+
+    fn spec() -> Spec {
+        build(&ProcessSpec {
+            args: vec!["sh".into()],
+            env: vec![],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            terminal: false,
+            hostname: "h".into(),
+            network: Network::None,
+            etc_files: vec![(PathBuf::from("/bundle/hosts"), "/etc/hosts")],
+            privileged: false,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn mount_sequence() {
+        let sys = RecordingSyscall::default();
+        setup(&spec(), Path::new("/r"), &sys).unwrap();
+        let calls = sys.calls();
+        let mounts: Vec<(String, Option<String>)> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { target, fstype, .. } => {
+                    Some((target.display().to_string(), fstype.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mounts[0], ("/r/proc".into(), Some("proc".into())));
+        assert_eq!(mounts[1], ("/r/dev".into(), Some("tmpfs".into())));
+        assert!(mounts.contains(&("/r/sys".into(), Some("sysfs".into()))));
+        // /etc/hosts: a bind mount, then a read-only remount.
+        let hosts: Vec<&Call> = calls
+            .iter()
+            .filter(
+                |c| matches!(c, Call::Mount { target, .. } if target == Path::new("/r/etc/hosts")),
+            )
+            .collect();
+        assert_eq!(hosts.len(), 2);
+        assert!(
+            matches!(hosts[1], Call::Mount { flags, .. } if flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_REMOUNT))
+        );
+        assert!(calls.contains(&Call::Mount {
+            source: Some(PathBuf::from("/dev/null")),
+            target: PathBuf::from("/r/dev/null"),
+            fstype: None,
+            flags: MsFlags::MS_BIND,
+            data: None
+        }));
+        assert!(calls.contains(&Call::Symlink(
+            PathBuf::from("pts/ptmx"),
+            PathBuf::from("/r/dev/ptmx")
+        )));
+        let sysfs = calls
+            .iter()
+            .find(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "sysfs"))
+            .unwrap();
+        assert!(matches!(sysfs, Call::Mount { flags, .. } if flags.contains(MsFlags::MS_RDONLY)));
+    }
+
+    #[test]
+    fn masked_and_readonly_paths() {
+        let sys = RecordingSyscall {
+            dirs: vec![PathBuf::from("/proc/acpi"), PathBuf::from("/proc/sys")],
+            ..RecordingSyscall::default()
+        };
+        finish(&spec(), &sys).unwrap();
+        let calls = sys.calls();
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, fstype: Some(t), .. } if target == Path::new("/proc/acpi") && t == "tmpfs")));
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/proc/sys") && flags.contains(MsFlags::MS_RDONLY))));
+    }
+
+    #[test]
+    fn secure_join_stays_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/../../outside", r.join("etc/hosts")).unwrap();
+        std::os::unix::fs::symlink("../../../..", r.join("up")).unwrap();
+        assert_eq!(secure_join(r, Path::new("/etc/hosts")), r.join("outside"));
+        assert_eq!(secure_join(r, Path::new("/up/x")), r.join("x"));
+        assert_eq!(secure_join(r, Path::new("/../../a")), r.join("a"));
+    }
+}

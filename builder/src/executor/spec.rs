@@ -1,0 +1,418 @@
+//! The OCI runtime spec (`config.json`) of a process, with Docker's defaults: capabilities,
+//! masked and read-only paths, the mounts of /proc, /dev, /sys, resource limits and a seccomp
+//! filter. Every runtime (the built-in one, runc, crun) gets this same bundle.
+
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
+};
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+/// Docker's default capabilities (CapEff 00000000a80425fb).
+pub const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Docker's masked paths: hidden behind /dev/null (files) or an empty read-only tmpfs (dirs).
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Docker's read-only paths.
+pub const READONLY_PATHS: [&str; 6] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/sys/devices/virtual/powercap",
+];
+
+/// System calls Docker's default seccomp profile refuses to a container without extra
+/// capabilities (its allowlist leaves them out, or allows them only with CAP_SYS_ADMIN and
+/// friends, which containers do not have). They fail with EPERM.
+pub const SECCOMP_DENIED: [&str; 45] = [
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "umount2",
+    "unshare",
+    "userfaultfd",
+];
+
+/// Network mode of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// A network namespace with only loopback.
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// What a process needs, resolved: the spec is built from this.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub terminal: bool,
+    pub hostname: String,
+    pub network: Network,
+    /// Files bind-mounted over /etc/hosts, /etc/resolv.conf, /etc/hostname.
+    pub etc_files: Vec<(PathBuf, &'static str)>,
+    /// All capabilities and no seccomp filter (`--security=insecure`).
+    pub privileged: bool,
+}
+
+fn mount(
+    dest: &str,
+    typ: &str,
+    source: &str,
+    options: &[&str],
+) -> Result<Mount, oci_spec::OciSpecError> {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+}
+
+/// Builds the runtime spec.
+pub fn build(p: &ProcessSpec) -> Result<Spec, oci_spec::OciSpecError> {
+    let caps: HashSet<Capability> = if p.privileged {
+        all_caps()
+    } else {
+        DEFAULT_CAPS.iter().copied().collect()
+    };
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps.clone())
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()?;
+    let user = UserBuilder::default()
+        .uid(p.uid)
+        .gid(p.gid)
+        .additional_gids(p.additional_gids.clone())
+        .build()?;
+    let rlimits = vec![
+        PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .hard(1_048_576u64)
+            .soft(1_048_576u64)
+            .build()?,
+    ];
+    let process = ProcessBuilder::default()
+        .terminal(p.terminal)
+        .user(user)
+        .args(p.args.clone())
+        .env(p.env.clone())
+        .cwd(p.cwd.clone())
+        .capabilities(capabilities)
+        .rlimits(rlimits)
+        .no_new_privileges(false)
+        .build()?;
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+    ];
+    for (src, dest) in &p.etc_files {
+        mounts.push(mount(
+            dest,
+            "bind",
+            &src.to_string_lossy(),
+            &["rbind", "ro"],
+        )?);
+    }
+    let mut namespaces = vec![
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+    ];
+    if p.network == Network::None {
+        namespaces.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = namespaces
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(if p.privileged {
+            vec![]
+        } else {
+            MASKED_PATHS.iter().map(|s| s.to_string()).collect()
+        })
+        .readonly_paths(if p.privileged {
+            vec![]
+        } else {
+            READONLY_PATHS.iter().map(|s| s.to_string()).collect()
+        });
+    if !p.privileged {
+        let deny = LinuxSyscallBuilder::default()
+            .names(
+                SECCOMP_DENIED
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(1u32)
+            .build()?;
+        let seccomp = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActAllow)
+            .syscalls(vec![deny])
+            .build()?;
+        linux = linux.seccomp(seccomp);
+    }
+    SpecBuilder::default()
+        .version("1.0.2")
+        .process(process)
+        .root(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(false)
+                .build()?,
+        )
+        .hostname(p.hostname.clone())
+        .mounts(mounts)
+        .linux(linux.build()?)
+        .build()
+}
+
+fn all_caps() -> HashSet<Capability> {
+    use Capability::*;
+    [
+        AuditControl,
+        AuditRead,
+        AuditWrite,
+        BlockSuspend,
+        Bpf,
+        CheckpointRestore,
+        Chown,
+        DacOverride,
+        DacReadSearch,
+        Fowner,
+        Fsetid,
+        IpcLock,
+        IpcOwner,
+        Kill,
+        Lease,
+        LinuxImmutable,
+        MacAdmin,
+        MacOverride,
+        Mknod,
+        NetAdmin,
+        NetBindService,
+        NetBroadcast,
+        NetRaw,
+        Perfmon,
+        Setfcap,
+        Setgid,
+        Setpcap,
+        Setuid,
+        SysAdmin,
+        SysBoot,
+        SysChroot,
+        SysModule,
+        SysNice,
+        SysPacct,
+        SysPtrace,
+        SysRawio,
+        SysResource,
+        SysTime,
+        SysTtyConfig,
+        Syslog,
+        WakeAlarm,
+    ]
+    .into_iter()
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> ProcessSpec {
+        ProcessSpec {
+            args: vec!["sh".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            terminal: false,
+            hostname: "h".into(),
+            network: Network::None,
+            etc_files: vec![(PathBuf::from("/b/hosts"), "/etc/hosts")],
+            privileged: false,
+        }
+    }
+
+    #[test]
+    fn docker_defaults() {
+        let s = build(&p()).unwrap();
+        let j = serde_json::to_value(&s).unwrap();
+        let eff = j["process"]["capabilities"]["effective"]
+            .as_array()
+            .unwrap();
+        assert_eq!(eff.len(), 14);
+        assert!(eff.contains(&serde_json::json!("CAP_NET_BIND_SERVICE")));
+        assert!(!eff.contains(&serde_json::json!("CAP_SYS_ADMIN")));
+        let ns: Vec<&str> = j["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert!(ns.contains(&"network") && ns.contains(&"pid") && ns.contains(&"mount"));
+        assert!(
+            j["linux"]["maskedPaths"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("/proc/kcore"))
+        );
+        assert_eq!(j["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        assert_eq!(j["root"]["path"], "rootfs");
+        let mut host = p();
+        host.network = Network::Host;
+        host.privileged = true;
+        let j = serde_json::to_value(build(&host).unwrap()).unwrap();
+        assert!(
+            !j["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["type"] == "network")
+        );
+        assert!(j["linux"]["seccomp"].is_null());
+        assert!(
+            j["process"]["capabilities"]["effective"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("CAP_SYS_ADMIN"))
+        );
+    }
+
+    #[test]
+    fn caps_mask_matches_docker() {
+        // CapEff 00000000a80425fb
+        let mask: u64 = DEFAULT_CAPS
+            .iter()
+            .map(|c| {
+                let name = serde_json::to_value(c).unwrap();
+                let n: caps::Capability = name.as_str().unwrap().parse().unwrap();
+                1u64 << n.index()
+            })
+            .sum();
+        assert_eq!(mask, 0xa80425fb);
+    }
+}
