@@ -5,6 +5,7 @@ set -euo pipefail
 
 need_apt=()
 command -v busybox >/dev/null 2>&1 || need_apt+=(busybox-static)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]]; then

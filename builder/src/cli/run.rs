@@ -105,6 +105,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         privileged: a.privileged,
     };
     let runtime = executor::runtime(g.runtime.as_deref())?;
+    executor::clean_stale_containers(&g.root.join("containers"));
     let dir = g.root.join("containers").join(&id);
     let result = executor::prepare_bundle(&dir, &req)
         .and_then(|_| executor::run_bundle(&dir, &id, &runtime))

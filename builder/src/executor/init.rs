@@ -87,7 +87,7 @@ fn mount_overlay(l: &Layers, target: &Path) -> Result<()> {
                 Some(Path::new("overlay")),
                 target,
                 Some("overlay"),
-                MsFlags::empty(),
+                MsFlags::MS_NODEV,
                 Some(&data),
             )
             .with_context(|| {
@@ -111,8 +111,12 @@ fn mount_overlay(l: &Layers, target: &Path) -> Result<()> {
     rustix::mount::fsconfig_set_string(&fs, "redirect_dir", "off")
         .context("overlay redirect_dir")?;
     rustix::mount::fsconfig_create(&fs).context("creating the overlay")?;
-    let m = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-        .context("fsmount")?;
+    let m = rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+    .context("fsmount")?;
     rustix::mount::move_mount(
         &m,
         "",
@@ -139,7 +143,9 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
 
 /// Stage 1.
 pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
-    die_with_parent()?;
+    if *runtime == Runtime::Builtin {
+        die_with_parent()?;
+    }
     // Ctrl-C reaches the whole process group; the init forwards it to the workload, and the
     // status says what happened. The shim itself waits.
     let mut int = SigSet::empty();
@@ -163,17 +169,7 @@ pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
     let rootfs = bundle.join("rootfs");
     mount_overlay(&layers, &rootfs)?;
     match runtime {
-        Runtime::External(bin) => {
-            let status = Command::new(bin)
-                .args(["run", "--bundle"])
-                .arg(bundle)
-                .arg(id)
-                .status()
-                .with_context(|| format!("running {}", bin.display()))?;
-            Ok(status.code().unwrap_or_else(|| {
-                128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-            }))
-        }
+        Runtime::External(bin) => external(bin, bundle, id),
         Runtime::Builtin => {
             let spec = load_spec(bundle)?;
             let mut flags = CloneFlags::empty();
@@ -194,15 +190,61 @@ pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
             }
             nix::sched::unshare(flags).context("creating the container's namespaces")?;
             let exe = std::env::current_exe().context("finding the strata binary")?;
-            let mut child = Command::new(exe)
-                .arg("__init")
-                .arg(bundle)
-                .spawn()
-                .context("starting the container init")?;
+            let mut cmd = Command::new(exe);
+            cmd.arg("__init").arg(bundle);
+            unblock_signals_in_child(&mut cmd);
+            let mut child = cmd.spawn().context("starting the container init")?;
             let status = child.wait().context("waiting for the container")?;
             Ok(status.code().unwrap_or_else(|| {
                 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
             }))
+        }
+    }
+}
+
+/// Runs the bundle with an external runtime. The runtime's container outlives the runtime
+/// process if that is killed, so the shim dies with strata through SIGTERM (not SIGKILL) and
+/// then has the runtime delete the container before it exits.
+fn external(bin: &Path, bundle: &Path, id: &str) -> Result<i32> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().context("blocking signals")?;
+    let sfd = SignalFd::new(&mask).context("signalfd")?;
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+        .context("setting the parent-death signal")?;
+    if nix::unistd::getppid() == Pid::from_raw(1) {
+        bail!("strata exited before the container started");
+    }
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--bundle"]).arg(bundle).arg(id);
+    unblock_signals_in_child(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("running {}", bin.display()))?;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for the runtime")? {
+            return Ok(status.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+            }));
+        }
+        let info = match sfd.read_signal() {
+            Ok(Some(i)) => i,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("reading signals: {e}"),
+        };
+        if info.ssi_signo as i32 == Signal::SIGTERM as i32 {
+            // strata is gone: stop and remove the container, then go.
+            for args in [vec!["kill", id, "KILL"], vec!["delete", "--force", id]] {
+                let _ = Command::new(bin)
+                    .args(args)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(143);
         }
     }
 }
@@ -329,6 +371,20 @@ fn apply_seccomp(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The processes strata starts must not inherit the signals it blocks for itself.
+#[allow(unsafe_code)]
+fn unblock_signals_in_child(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // sigprocmask, which is async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            SigSet::empty()
+                .thread_set_mask()
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+        });
+    }
 }
 
 /// Installs a seccomp filter *without* setting no_new_privs (seccompiler's `apply_filter`
@@ -494,6 +550,7 @@ pub fn init(bundle: &Path) -> Result<i32> {
     if !process.terminal().unwrap_or(false) {
         cmd.process_group(0);
     }
+    unblock_signals_in_child(&mut cmd);
     let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
     let workload = Pid::from_raw(child.id() as i32);
     drop(child);

@@ -145,8 +145,39 @@ pub fn run_bundle(dir: &Path, id: &str, runtime: &Runtime) -> Result<i32> {
     if let Runtime::External(p) = runtime {
         cmd.arg("--runtime-path").arg(p);
     }
-    let status = cmd.status().context("starting the container shim")?;
+    let mut child = cmd.spawn().context("starting the container shim")?;
+    let _ = std::fs::write(dir.join("shim.pid"), child.id().to_string());
+    let status = child.wait().context("waiting for the container")?;
     Ok(status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
     }))
+}
+
+/// Removes the bundles of containers whose shim is gone (strata was killed before it could
+/// remove them). Called when strata starts a container.
+pub fn clean_stale_containers(containers: &Path) {
+    let Ok(rd) = std::fs::read_dir(containers) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let dir = e.path();
+        let alive = std::fs::read_to_string(dir.join("shim.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .is_some_and(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains("__shim"))
+                    .unwrap_or(false)
+            });
+        let young = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().map(|d| d.as_secs() < 60).unwrap_or(true))
+            .unwrap_or(true);
+        // A bundle without a live shim is stale, unless it is being prepared right now.
+        let being_prepared = young && !dir.join("shim.pid").exists();
+        if !alive && !being_prepared {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }

@@ -114,6 +114,10 @@ pub fn parse_options(options: &[String]) -> (MsFlags, Vec<String>, bool) {
     (flags, data, bind)
 }
 
+fn typ_is(m: &oci_spec::runtime::Mount, t: &str) -> bool {
+    m.typ().as_deref() == Some(t)
+}
+
 /// Mounts the spec's mounts and the default devices under `rootfs` (still seen from the host
 /// side of the pivot).
 pub fn setup(spec: &Spec, rootfs: &Path, sys: &dyn Syscall) -> Result<(), RootfsError> {
@@ -124,7 +128,13 @@ pub fn setup(spec: &Spec, rootfs: &Path, sys: &dyn Syscall) -> Result<(), Rootfs
         }
         let target = secure_join(rootfs, dest);
         let options = m.options().clone().unwrap_or_default();
-        let (flags, data, bind) = parse_options(&options);
+        let (mut flags, data, bind) = parse_options(&options);
+        // The built-in runtime has no devices cgroup: /dev is `nodev` (the default devices are
+        // bind mounts, which keep working), as is the root filesystem, so a device node made
+        // with mknod cannot be opened.
+        if dest == Path::new("/dev") && typ_is(m, "tmpfs") {
+            flags |= MsFlags::MS_NODEV;
+        }
         let typ = m.typ().clone().unwrap_or_default();
         let source = m.source().clone().unwrap_or_default();
         let mount_err = |e| RootfsError::Mount {

@@ -3,10 +3,10 @@
 //! filter. Every runtime (the built-in one, runc, crun) gets this same bundle.
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder,
-    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccompAction,
+    LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -165,11 +165,15 @@ pub fn build(p: &ProcessSpec) -> Result<Spec, oci_spec::OciSpecError> {
         .gid(p.gid)
         .additional_gids(p.additional_gids.clone())
         .build()?;
+    // Open files: as many as the host lets this process have (a runtime cannot raise it).
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .unwrap_or((1024, 1024));
+    let nofile = hard.min(1_048_576);
     let rlimits = vec![
         PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
-            .hard(1_048_576u64)
-            .soft(1_048_576u64)
+            .hard(nofile)
+            .soft(nofile)
             .build()?,
     ];
     let process = ProcessBuilder::default()
@@ -244,7 +248,38 @@ pub fn build(p: &ProcessSpec) -> Result<Spec, oci_spec::OciSpecError> {
         .into_iter()
         .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
         .collect::<Result<Vec<_>, _>>()?;
+    // Device access (enforced by external runtimes through the devices cgroup): nothing but
+    // the default devices, as Docker allows.
+    let mut devices = vec![
+        LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()?,
+    ];
+    for (typ, major, minor) in [
+        (LinuxDeviceType::C, 1, Some(3)),
+        (LinuxDeviceType::C, 1, Some(5)),
+        (LinuxDeviceType::C, 1, Some(7)),
+        (LinuxDeviceType::C, 1, Some(8)),
+        (LinuxDeviceType::C, 1, Some(9)),
+        (LinuxDeviceType::C, 5, Some(0)),
+        (LinuxDeviceType::C, 5, Some(1)),
+        (LinuxDeviceType::C, 5, Some(2)),
+        (LinuxDeviceType::C, 136, None),
+    ] {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .major(major)
+            .access("rwm");
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        devices.push(b.build()?);
+    }
+    let resources = LinuxResourcesBuilder::default().devices(devices).build()?;
     let mut linux = LinuxBuilder::default()
+        .resources(resources)
         .namespaces(namespaces)
         .masked_paths(if p.privileged {
             vec![]

@@ -91,6 +91,9 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, Us
             }
         }
     }
+    // As Docker does, the primary group is also a supplementary group.
+    additional.retain(|g| *g != gid);
+    additional.insert(0, gid);
     Ok(ResolvedUser {
         uid,
         gid,
@@ -113,13 +116,13 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(r(""), Ok((0, 0, vec![])));
-        assert_eq!(r("app"), Ok((1000, 1000, vec![29, 44])));
-        assert_eq!(r("1000"), Ok((1000, 1000, vec![29, 44])));
-        assert_eq!(r("app:audio"), Ok((1000, 29, vec![])));
-        assert_eq!(r("app:5"), Ok((1000, 5, vec![])));
-        assert_eq!(r("4242"), Ok((4242, 0, vec![])));
-        assert_eq!(r("4242:4343"), Ok((4242, 4343, vec![])));
+        assert_eq!(r(""), Ok((0, 0, vec![0])));
+        assert_eq!(r("app"), Ok((1000, 1000, vec![1000, 29, 44])));
+        assert_eq!(r("1000"), Ok((1000, 1000, vec![1000, 29, 44])));
+        assert_eq!(r("app:audio"), Ok((1000, 29, vec![29])));
+        assert_eq!(r("app:5"), Ok((1000, 5, vec![5])));
+        assert_eq!(r("4242"), Ok((4242, 0, vec![0])));
+        assert_eq!(r("4242:4343"), Ok((4242, 4343, vec![4343])));
         assert_eq!(r("ghost"), Err(UserError::NoUser("ghost".into())));
         assert_eq!(r("app:ghosts"), Err(UserError::NoGroup("ghosts".into())));
         assert_eq!(resolve("app", PASSWD, GROUP).unwrap().home, "/home/app");

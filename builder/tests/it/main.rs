@@ -3,4 +3,5 @@
 mod cli;
 mod images;
 mod parse_oracle;
+mod sandbox;
 mod support;

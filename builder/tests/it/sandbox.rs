@@ -1,0 +1,423 @@
+//! `strata run`: the sandbox, end to end, as root, with the built-in runtime and with runc.
+//! The base image is made offline from the host's static busybox (testdata/base-image.sh).
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A state root with `busybox` imported, shared by the tests (made once).
+fn root() -> Option<&'static Path> {
+    static ROOT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        if !is_root() {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+            eprintln!("skipping: the sandbox tests need root");
+            return None;
+        }
+        if Command::new("busybox").arg("true").status().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI installs busybox-static"
+            );
+            eprintln!("skipping: busybox-static is not installed");
+            return None;
+        }
+        let dir = std::env::temp_dir().join("strata-sandbox-tests");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = dir.join("busybox.tar");
+        let out = Command::new(testdata().join("base-image.sh"))
+            .arg("busybox")
+            .arg(&tar)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let root = dir.join("root");
+        import_busybox(&tar, &root);
+        Some(root)
+    })
+    .as_deref()
+}
+
+fn import_busybox(tar: &Path, root: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["import", &tar.to_string_lossy(), "busybox"])
+        .env("STRATA_ROOT", root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A root of its own (for tests that look at the whole root while others run).
+fn own_root(name: &str) -> Option<PathBuf> {
+    let shared = root()?;
+    let dir = shared.parent()?;
+    let r = dir.join(name);
+    let _ = std::fs::remove_dir_all(&r);
+    import_busybox(&dir.join("busybox.tar"), &r);
+    Some(r)
+}
+
+fn runtimes() -> Vec<&'static str> {
+    let mut v = vec!["builtin"];
+    if Command::new("runc").arg("--version").output().is_ok() {
+        v.push("runc");
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI installs runc");
+        eprintln!("runc is not installed: testing the built-in runtime only");
+    }
+    v
+}
+
+fn run(root: &Path, runtime: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--runtime")
+        .arg(runtime)
+        .arg("run")
+        .arg("--rm")
+        .args(args)
+        .env("STRATA_ROOT", root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn sh(root: &Path, runtime: &str, script: &str) -> Output {
+    run(root, runtime, &["busybox", "sh", "-c", script])
+}
+
+#[test]
+fn exit_codes_signals_and_output() {
+    let Some(root) = root() else { return };
+    for rt in runtimes() {
+        let out = sh(root, rt, "echo out; echo err >&2; exit 7");
+        assert_eq!(out.status.code(), Some(7), "{rt}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "out\n", "{rt}");
+        assert!(stderr(&out).contains("err"), "{rt}");
+        // A signal that kills the process comes back as 128+N. (With runc the command is
+        // PID 1 of its namespace, which ignores SIGTERM without a handler, as in Docker; the
+        // built-in runtime runs it under an init, as `docker run --init` does.)
+        let out = sh(root, rt, "sleep 100 & kill -TERM $!; wait $!; exit $?");
+        assert_eq!(out.status.code(), Some(143), "{rt}");
+        if rt == "builtin" {
+            let out = sh(root, rt, "kill -TERM $$");
+            assert_eq!(out.status.code(), Some(143), "{rt}");
+        }
+        let out = run(root, rt, &["busybox", "no-such-command"]);
+        assert_ne!(out.status.code(), Some(0), "{rt}");
+    }
+}
+
+#[test]
+fn users_groups_env_and_workdir() {
+    let Some(root) = root() else { return };
+    for rt in runtimes() {
+        let out = run(root, rt, &["-u", "app", "busybox", "id"]);
+        assert_eq!(
+            stdout(&out),
+            "uid=1000(app) gid=1000(app) groups=1000(app)\n",
+            "{rt}: {}",
+            stderr(&out)
+        );
+        let out = run(root, rt, &["-u", "1000:0", "busybox", "id", "-g"]);
+        assert_eq!(stdout(&out).trim(), "0", "{rt}");
+        let out = run(root, rt, &["-u", "ghost", "busybox", "id"]);
+        assert_ne!(out.status.code(), Some(0), "{rt}");
+        assert!(
+            stderr(&out).contains("unable to find user ghost"),
+            "{rt}: {}",
+            stderr(&out)
+        );
+        let out = run(
+            root,
+            rt,
+            &[
+                "-e",
+                "FOO=bar baz",
+                "-w",
+                "/srv/work",
+                "busybox",
+                "sh",
+                "-c",
+                "echo \"$FOO|$(pwd)|$HOME|$PATH\"",
+            ],
+        );
+        assert_eq!(
+            stdout(&out),
+            "bar baz|/srv/work|/root|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+            "{rt}: {}",
+            stderr(&out)
+        );
+        // A non-root user has no effective capabilities.
+        let out = run(
+            root,
+            rt,
+            &[
+                "-u",
+                "app",
+                "busybox",
+                "grep",
+                "CapEff",
+                "/proc/self/status",
+            ],
+        );
+        assert_eq!(stdout(&out), "CapEff:\t0000000000000000\n", "{rt}");
+    }
+}
+
+#[test]
+fn isolation_docker_defaults() {
+    let Some(root) = root() else { return };
+    for rt in runtimes() {
+        let out = sh(
+            root,
+            rt,
+            "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status",
+        );
+        assert_eq!(
+            stdout(&out),
+            "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t0\nSeccomp:\t2\n",
+            "{rt}: {}",
+            stderr(&out)
+        );
+        // Only the container's processes are visible.
+        let out = sh(root, rt, "ls /proc | grep -c '^[0-9]'");
+        let n: u32 = stdout(&out).trim().parse().unwrap_or(99);
+        assert!(n <= 4, "{rt}: {n} processes visible");
+        // The hostname is the container's; /etc files are generated.
+        let out = sh(
+            root,
+            rt,
+            "hostname; cat /etc/hostname; grep -c localhost /etc/hosts",
+        );
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0].len(), 12, "{rt}: {lines:?}");
+        assert_eq!(lines[0], lines[1], "{rt}");
+        // /dev has only the default devices.
+        let out = sh(root, rt, "ls /dev | sort | tr '\\n' ' '");
+        for d in [
+            "full", "null", "random", "tty", "urandom", "zero", "pts", "shm",
+        ] {
+            assert!(
+                stdout(&out).split(' ').any(|x| x == d),
+                "{rt}: /dev lacks {d}: {}",
+                stdout(&out)
+            );
+        }
+        assert!(
+            !stdout(&out).contains("sda") && !stdout(&out).contains("vda"),
+            "{rt}: block devices visible"
+        );
+    }
+}
+
+#[test]
+fn escape_attempts_fail() {
+    let Some(root) = root() else { return };
+    let attempts = [
+        ("mount", "mount -t tmpfs none /mnt"),
+        ("user namespace", "unshare -U true"),
+        ("other namespaces", "unshare -m true"),
+        ("write /proc/sys", "echo evil > /proc/sys/kernel/hostname"),
+        ("hostname", "hostname evil"),
+        ("load a module", "insmod /nonexistent.ko"),
+        (
+            "raw block device",
+            "mknod /tmp/vda b 253 0 && head -c 1 /tmp/vda",
+        ),
+        (
+            "reach the host root through /proc/1/root",
+            "ls /proc/1/root/work",
+        ),
+        ("sysrq", "echo b > /proc/sysrq-trigger"),
+        ("remount the root read-only", "mount -o remount,ro /"),
+    ];
+    for rt in runtimes() {
+        for (what, script) in attempts {
+            let out = sh(root, rt, &format!("{script} 2>/dev/null"));
+            assert_ne!(
+                out.status.code(),
+                Some(0),
+                "{rt}: {what} succeeded: {}",
+                stdout(&out)
+            );
+        }
+        // Host files are not visible.
+        let marker = std::env::temp_dir().join("strata-host-marker");
+        std::fs::write(&marker, "host").unwrap();
+        let out = sh(root, rt, &format!("cat {} 2>/dev/null", marker.display()));
+        assert_ne!(stdout(&out), "host", "{rt}");
+    }
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(host_name.trim(), "evil");
+}
+
+#[test]
+fn network_modes() {
+    let Some(root) = root() else { return };
+    for rt in runtimes() {
+        let out = run(
+            root,
+            rt,
+            &[
+                "--network",
+                "none",
+                "busybox",
+                "sh",
+                "-c",
+                "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '",
+            ],
+        );
+        assert_eq!(stdout(&out), "lo\n", "{rt}: {}", stderr(&out));
+        let out = run(
+            root,
+            rt,
+            &[
+                "--network",
+                "none",
+                "busybox",
+                "sh",
+                "-c",
+                "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags",
+            ],
+        );
+        assert!(
+            stdout(&out).contains("0x9"),
+            "{rt}: loopback not up: {}",
+            stdout(&out)
+        );
+        let host_ifaces = std::fs::read_to_string("/proc/net/dev")
+            .unwrap()
+            .lines()
+            .count();
+        let out = run(
+            root,
+            rt,
+            &["--network", "host", "busybox", "cat", "/proc/net/dev"],
+        );
+        assert_eq!(stdout(&out).lines().count(), host_ifaces, "{rt}");
+    }
+}
+
+#[test]
+fn stdin_reaches_the_process() {
+    let Some(root) = root() else { return };
+    for rt in runtimes() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "--runtime",
+                rt,
+                "run",
+                "--rm",
+                "-i",
+                "busybox",
+                "sh",
+                "-c",
+                "read x; echo got:$x",
+            ])
+            .env("STRATA_ROOT", root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(stdout(&out), "got:hello\n", "{rt}");
+    }
+}
+
+fn leftovers(root: &Path) -> (Vec<String>, Vec<String>) {
+    let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&*root.to_string_lossy()))
+        .map(str::to_string)
+        .collect();
+    let mut procs = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.starts_with("sleep 3131") {
+                procs.push(cmd);
+            }
+        }
+    }
+    (mounts, procs)
+}
+
+#[test]
+fn nothing_is_left_after_exit_failure_or_sigkill() {
+    let Some(root) = own_root("leak-root") else {
+        return;
+    };
+    let root = root.as_path();
+    for rt in runtimes() {
+        sh(root, rt, "true");
+        sh(root, rt, "exit 3");
+        // SIGKILL strata while the container runs.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "--runtime",
+                rt,
+                "run",
+                "--rm",
+                "busybox",
+                "sh",
+                "-c",
+                "exec sleep 3131",
+            ])
+            .env("STRATA_ROOT", root)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while leftovers(root).1.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            !leftovers(root).1.is_empty(),
+            "{rt}: the probe never started"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !leftovers(root).1.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (mounts, procs) = leftovers(root);
+        assert!(procs.is_empty(), "{rt}: processes left: {procs:?}");
+        assert!(mounts.is_empty(), "{rt}: mounts left: {mounts:?}");
+        // The next run removes the killed container's bundle.
+        sh(root, rt, "true");
+        assert_eq!(
+            std::fs::read_dir(root.join("containers")).unwrap().count(),
+            0,
+            "{rt}: stale bundle left"
+        );
+    }
+}
+
+#[test]
+fn the_writable_layer_is_thrown_away() {
+    let Some(root) = root() else { return };
+    for rt in runtimes() {
+        let out = sh(root, rt, "echo x > /etc/written && cat /etc/written");
+        assert_eq!(stdout(&out), "x\n", "{rt}: {}", stderr(&out));
+        let out = sh(root, rt, "cat /etc/written");
+        assert_ne!(out.status.code(), Some(0), "{rt}: the write survived");
+    }
+    // The shared layer itself was never touched.
+    let snaps: Vec<PathBuf> = std::fs::read_dir(root.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(snaps.iter().all(|s| !s.join("etc/written").exists()));
+}
