@@ -161,6 +161,27 @@ fn with_stack_for<T: Send>(
     })
 }
 
+/// Go's `unicode.IsDigit`: decimal digits of any script.
+fn is_go_digit(c: char) -> bool {
+    c.is_ascii_digit() || is_decimal_digit(c)
+}
+
+/// Unicode Nd blocks: every decimal digit set is 10 consecutive code points starting at a
+/// code point whose value modulo 16 is 0 or 6 (true for all Nd ranges in Unicode 15).
+fn is_decimal_digit(c: char) -> bool {
+    let v = c as u32;
+    const STARTS: [u32; 64] = [
+        0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6,
+        0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0,
+        0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0,
+        0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0,
+        0x11450, 0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0,
+        0x11F50, 0x16A60, 0x16AC0, 0x16B50, 0x1D7CE, 0x1E140, 0x1E2F0, 0x1E4F0, 0x1E950, 0x1FBF0,
+        0x1D7D8,
+    ];
+    STARTS.iter().any(|s| v >= *s && v < s + 10)
+}
+
 /// Go's `unicode.IsSpace`.
 fn is_space(c: char) -> bool {
     matches!(
@@ -169,8 +190,10 @@ fn is_space(c: char) -> bool {
     ) || (c > '\u{FF}' && c.is_whitespace())
 }
 
+/// Word splitting state of one nesting level. The characters of the word being built live in
+/// [`Word::wbuf`], which (as in BuildKit) all nesting levels share: a nested `${...}` starts by
+/// clearing it, so `ab${X:-c} d` splits into `c`, `d`. That quirk is kept on purpose.
 struct Words {
-    buf: String,
     words: Vec<String>,
     in_word: bool,
 }
@@ -178,37 +201,36 @@ struct Words {
 impl Words {
     fn new() -> Self {
         Words {
-            buf: String::new(),
             words: vec![],
             in_word: false,
         }
     }
-    fn add_char(&mut self, c: char) {
+    fn add_char(&mut self, buf: &mut String, c: char) {
         if is_space(c) {
-            if self.in_word && !self.buf.is_empty() {
-                self.words.push(std::mem::take(&mut self.buf));
+            if self.in_word && !buf.is_empty() {
+                self.words.push(std::mem::take(buf));
                 self.in_word = false;
             }
         } else {
-            self.add_raw_char(c);
+            self.add_raw_char(buf, c);
         }
     }
-    fn add_raw_char(&mut self, c: char) {
-        self.buf.push(c);
+    fn add_raw_char(&mut self, buf: &mut String, c: char) {
+        buf.push(c);
         self.in_word = true;
     }
-    fn add_string(&mut self, s: &str) {
+    fn add_string(&mut self, buf: &mut String, s: &str) {
         for c in s.chars() {
-            self.add_char(c);
+            self.add_char(buf, c);
         }
     }
-    fn add_raw_string(&mut self, s: &str) {
-        self.buf.push_str(s);
+    fn add_raw_string(&mut self, buf: &mut String, s: &str) {
+        buf.push_str(s);
         self.in_word = true;
     }
-    fn finish(mut self) -> Vec<String> {
-        if !self.buf.is_empty() {
-            self.words.push(std::mem::take(&mut self.buf));
+    fn finish(mut self, buf: &mut String) -> Vec<String> {
+        if !buf.is_empty() {
+            self.words.push(std::mem::take(buf));
         }
         self.words
     }
@@ -216,6 +238,8 @@ impl Words {
 
 struct Word<'a> {
     lex: &'a Lexer,
+    /// The word being built, shared by every nesting level (see [`Words`]).
+    wbuf: String,
     chars: Vec<char>,
     pos: usize,
     env: &'a dyn Env,
@@ -230,8 +254,11 @@ type R<T> = Result<T, ExpandErrorKind>;
 
 impl<'a> Word<'a> {
     fn new(lex: &'a Lexer, word: &str, env: &'a dyn Env, capture: bool) -> Self {
+        // Go's text/scanner skips a byte order mark at the start of the input.
+        let word = word.strip_prefix('\u{feff}').unwrap_or(word);
         Word {
             lex,
+            wbuf: String::new(),
             chars: word.chars().collect(),
             pos: 0,
             env,
@@ -296,10 +323,11 @@ impl<'a> Word<'a> {
     fn stop_on_inner(&mut self, stop: Option<char>) -> R<(String, Vec<String>)> {
         let mut result = String::new();
         let mut words = Words::new();
+        self.wbuf.clear();
         while let Some(ch) = self.peek() {
             if stop == Some(ch) {
                 self.next();
-                return Ok((result, words.finish()));
+                return Ok((result, words.finish(&mut self.wbuf)));
             }
             let special = match ch {
                 '$' => Some(self.dollar()?),
@@ -311,9 +339,9 @@ impl<'a> Word<'a> {
             if let Some(tmp) = special {
                 result.push_str(&tmp);
                 if ch == '$' {
-                    words.add_string(&tmp);
+                    words.add_string(&mut self.wbuf, &tmp);
                 } else {
-                    words.add_raw_string(&tmp);
+                    words.add_raw_string(&mut self.wbuf, &tmp);
                 }
                 continue;
             }
@@ -323,16 +351,16 @@ impl<'a> Word<'a> {
             };
             if ch == self.lex.escape {
                 if self.raw_escapes {
-                    words.add_raw_char(ch);
+                    words.add_raw_char(&mut self.wbuf, ch);
                     result.push(ch);
                 }
                 ch = match self.next() {
                     Some(c) => c,
                     None => break,
                 };
-                words.add_raw_char(ch);
+                words.add_raw_char(&mut self.wbuf, ch);
             } else {
-                words.add_char(ch);
+                words.add_char(&mut self.wbuf, ch);
             }
             result.push(ch);
         }
@@ -343,7 +371,7 @@ impl<'a> Word<'a> {
                 _ => "character",
             }));
         }
-        Ok((result, words.finish()))
+        Ok((result, words.finish(&mut self.wbuf)))
     }
 
     #[inline(never)]
@@ -433,9 +461,9 @@ impl<'a> Word<'a> {
     fn name(&mut self) -> String {
         let mut name = String::new();
         while let Some(ch) = self.peek() {
-            if name.is_empty() && ch.is_ascii_digit() {
+            if name.is_empty() && is_go_digit(ch) {
                 while let Some(d) = self.peek() {
-                    if !d.is_ascii_digit() {
+                    if !is_go_digit(d) {
                         break;
                     }
                     name.push(d);
@@ -514,7 +542,8 @@ impl<'a> Word<'a> {
     ) -> R<String> {
         match self.stop_on(stop, raw) {
             Ok((w, _)) => Ok(w),
-            Err(ExpandErrorKind::Unterminated(_)) if self.peek().is_none() => Err(at_eof),
+            // BuildKit reports any error found at the end of the input as the missing closer.
+            Err(_) if self.peek().is_none() => Err(at_eof),
             Err(e) => Err(e),
         }
     }
@@ -613,8 +642,12 @@ impl<'a> Word<'a> {
         let value = value.unwrap_or_default();
         let re = shell_pattern_regex(&pattern, true, false)?;
         if all {
+            // As Go's ReplaceAllString: `$$`, `$0`, `$name` in the replacement are expanded
+            // (unknown names expand to nothing). A single replacement is inserted literally.
             Ok(re
-                .replace_all(&value, regex::NoExpand(&replacement))
+                .replace_all(&value, |c: &regex::Captures<'_>| {
+                    go_expand(&replacement, c.get(0).map(|m| m.as_str()).unwrap_or(""))
+                })
                 .into_owned())
         } else {
             Ok(re
@@ -622,6 +655,44 @@ impl<'a> Word<'a> {
                 .into_owned())
         }
     }
+}
+
+/// Go's `Regexp.Expand` for a pattern without groups: `$$` is `$`, `$0`/`${0}` the match,
+/// any other `$name`/`${name}` (names of Unicode letters, digits and `_`) nothing, and a `$`
+/// that starts no name stays literal.
+fn go_expand(template: &str, whole: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+            continue;
+        }
+        let is_name = |c: char| c.is_alphabetic() || is_go_digit(c) || c == '_';
+        let (name, r) = if let Some(b) = after.strip_prefix('{') {
+            match b.find('}') {
+                Some(end) if end > 0 && b[..end].chars().all(is_name) => (&b[..end], &b[end + 1..]),
+                _ => ("", after),
+            }
+        } else {
+            let end = after.find(|c: char| !is_name(c)).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        if name == "0" {
+            out.push_str(whole);
+        }
+        rest = r;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Converts a shell pattern (`*`, `?`, `\` escapes) to a regex, as BuildKit does.
