@@ -181,3 +181,46 @@ proptest! {
         prop_assert_eq!(Lexer::new('\\').process_words(&joined, &env()).unwrap(), ws);
     }
 }
+
+#[test]
+fn buildkit_quirks_kept() {
+    // A nested ${...} clears the word being built (BuildKit shares one word buffer).
+    let env: BTreeMap<String, String> = BTreeMap::new();
+    assert_eq!(
+        Lexer::new('\\').process_words("ab${X:-c} d", &env).unwrap(),
+        vec!["c", "d"]
+    );
+    assert_eq!(
+        Lexer::new('\\')
+            .process_word("ab${X:-c} d", &env)
+            .unwrap()
+            .result,
+        "abc d"
+    );
+    // A leading byte order mark is skipped.
+    assert_eq!(
+        Lexer::new('\\')
+            .process_word("\u{feff}x", &env)
+            .unwrap()
+            .result,
+        "x"
+    );
+    // ${v//p/r} expands $0 and $name in r as Go's regexp does; ${v/p/r} does not.
+    let mut e = BTreeMap::new();
+    e.insert("v".to_string(), "aXa".to_string());
+    let mut keep = Lexer::new('\\');
+    keep.skip_unset_env = true;
+    assert_eq!(
+        keep.process_word("${v//a/<$0$Pé$$>}", &e).unwrap().result,
+        "<a$>X<a$>"
+    );
+    assert_eq!(keep.process_word("${v/a/$0}", &e).unwrap().result, "$0Xa");
+    // Errors at the end of the input are reported as the missing closer.
+    assert_eq!(
+        Lexer::new('\\')
+            .process_word("${x:-${a!", &env)
+            .unwrap_err()
+            .kind,
+        ExpandErrorKind::MissingBrace
+    );
+}
