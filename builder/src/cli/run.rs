@@ -32,6 +32,30 @@ fn strings(v: &serde_json::Value) -> Option<Vec<String>> {
     })
 }
 
+/// The terminal in raw mode while a `-t` container runs; restored when dropped.
+struct RawMode(rustix::termios::Termios);
+
+impl RawMode {
+    fn enable() -> Option<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = rustix::termios::tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        Some(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.0,
+        );
+    }
+}
+
 pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     let store = open_store(g)?;
     let img = find(&store, &a.image)?;
@@ -107,9 +131,11 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     let runtime = executor::runtime(g.runtime.as_deref())?;
     executor::clean_stale_containers(&g.root.join("containers"));
     let dir = g.root.join("containers").join(&id);
+    let raw = if a.tty { RawMode::enable() } else { None };
     let result = executor::prepare_bundle(&dir, &req)
         .and_then(|_| executor::run_bundle(&dir, &id, &runtime))
         .with_context(|| format!("running {}", a.image));
+    drop(raw);
     // The writable layer is thrown away whatever happened.
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -25,6 +25,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -192,7 +194,7 @@ pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
             let exe = std::env::current_exe().context("finding the strata binary")?;
             let mut cmd = Command::new(exe);
             cmd.arg("__init").arg(bundle);
-            unblock_signals_in_child(&mut cmd);
+            unblock_signals_in_child(&mut cmd, false);
             let mut child = cmd.spawn().context("starting the container init")?;
             let status = child.wait().context("waiting for the container")?;
             Ok(status.code().unwrap_or_else(|| {
@@ -218,7 +220,7 @@ fn external(bin: &Path, bundle: &Path, id: &str) -> Result<i32> {
     }
     let mut cmd = Command::new(bin);
     cmd.args(["run", "--bundle"]).arg(bundle).arg(id);
-    unblock_signals_in_child(&mut cmd);
+    unblock_signals_in_child(&mut cmd, false);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("running {}", bin.display()))?;
@@ -375,15 +377,66 @@ fn apply_seccomp(spec: &Spec) -> Result<()> {
 
 /// The processes strata starts must not inherit the signals it blocks for itself.
 #[allow(unsafe_code)]
-fn unblock_signals_in_child(cmd: &mut Command) {
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // sigprocmask, which is async-signal-safe; it allocates nothing and takes no lock.
+fn unblock_signals_in_child(cmd: &mut Command, controlling_tty: bool) {
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe system calls (sigprocmask, setsid, ioctl); it allocates nothing and
+    // takes no lock.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             SigSet::empty()
                 .thread_set_mask()
-                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            if controlling_tty {
+                // A session of its own, with the pty on stdin as its controlling terminal.
+                rustix::process::setsid()?;
+                rustix::process::ioctl_tiocsctty(std::io::stdin())?;
+            }
+            Ok(())
         });
+    }
+}
+
+/// A pseudo-terminal from the container's own devpts: (master, slave). The slave gets the size
+/// of strata's terminal.
+fn open_pty() -> Result<(rustix::fd::OwnedFd, std::fs::File)> {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .context("opening /dev/ptmx")?;
+    grantpt(&master).context("grantpt")?;
+    unlockpt(&master).context("unlockpt")?;
+    let name = ptsname(&master, Vec::new()).context("ptsname")?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open(std::ffi::OsStr::from_bytes(name.as_bytes()))
+        .context("opening the pty")?;
+    if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+        let _ = rustix::termios::tcsetwinsize(&slave, ws);
+    }
+    // Reads never block the init: poll says when there is something.
+    rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK).context("non-blocking pty")?;
+    Ok((master, slave))
+}
+
+/// Copies what is available on `from` to `to`; false at end of input or on error.
+fn relay(from: &rustix::fd::OwnedFd, to: &mut impl std::io::Write) -> bool {
+    let mut buf = [0u8; 8192];
+    match rustix::io::read(from, &mut buf) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            let _ = to.write_all(&buf[..n]);
+            let _ = to.flush();
+            true
+        }
+    }
+}
+
+fn relay_to(from: &std::io::Stdin, to: &rustix::fd::OwnedFd) -> bool {
+    let mut buf = [0u8; 8192];
+    match rustix::io::read(from, &mut buf) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => rustix::io::write(to, &buf[..n]).is_ok(),
     }
 }
 
@@ -547,15 +600,56 @@ pub fn init(bundle: &Path) -> Result<i32> {
         } else {
             cwd
         });
-    if !process.terminal().unwrap_or(false) {
+    let pty = if process.terminal().unwrap_or(false) {
+        let (master, slave) = open_pty()?;
+        cmd.stdin(std::process::Stdio::from(
+            slave.try_clone().context("dup pty")?,
+        ))
+        .stdout(std::process::Stdio::from(
+            slave.try_clone().context("dup pty")?,
+        ))
+        .stderr(std::process::Stdio::from(slave));
+        Some(master)
+    } else {
         cmd.process_group(0);
-    }
-    unblock_signals_in_child(&mut cmd);
+        None
+    };
+    unblock_signals_in_child(&mut cmd, pty.is_some());
     let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
     let workload = Pid::from_raw(child.id() as i32);
     drop(child);
+    // The init keeps no copy of the pty's slave side.
+    drop(cmd);
 
+    let mut stdin_open = pty.is_some();
     loop {
+        if let Some(master) = &pty {
+            // Relay the terminal: our stdin to the pty, the pty to our stdout.
+            use rustix::event::{PollFd, PollFlags, poll};
+            let stdin = std::io::stdin();
+            let mut fds = vec![
+                PollFd::new(&sfd, PollFlags::IN),
+                PollFd::new(master, PollFlags::IN),
+            ];
+            if stdin_open {
+                fds.push(PollFd::new(&stdin, PollFlags::IN));
+            }
+            match poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => bail!("poll: {e}"),
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+            drop(fds);
+            if ready[1] {
+                relay(master, &mut std::io::stdout());
+            }
+            if stdin_open && ready.get(2).copied().unwrap_or(false) {
+                stdin_open = relay_to(&std::io::stdin(), master);
+            }
+            if !ready[0] {
+                continue;
+            }
+        }
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,
             Ok(None) => continue,
@@ -563,6 +657,12 @@ pub fn init(bundle: &Path) -> Result<i32> {
             Err(e) => bail!("reading signals: {e}"),
         };
         let signo = info.ssi_signo as i32;
+        if signo == Signal::SIGWINCH as i32
+            && let Some(master) = &pty
+            && let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin())
+        {
+            let _ = rustix::termios::tcsetwinsize(master, ws);
+        }
         if signo == Signal::SIGCHLD as i32 {
             loop {
                 match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -571,6 +671,10 @@ pub fn init(bundle: &Path) -> Result<i32> {
                         if st.pid() == Some(workload)
                             && let Some(code) = exit_code(st)
                         {
+                            if let Some(master) = &pty {
+                                // What the workload wrote last is still in the pty.
+                                while relay(master, &mut std::io::stdout()) {}
+                            }
                             return Ok(code);
                         }
                     }

@@ -443,3 +443,59 @@ fn the_writable_layer_is_thrown_away() {
         .collect();
     assert!(snaps.iter().all(|s| !s.join("etc/written").exists()));
 }
+
+#[test]
+fn a_pseudo_terminal_with_t() {
+    let Some(root) = root() else { return };
+    // Run `strata run -t` on a pty of our own (python's pty module), type into it, read back.
+    let script = r#"
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b""
+os.write(fd, b"echo typed-$((40+2))\r")
+deadline = time.time() + 20
+while time.time() < deadline:
+    r, _, _ = select.select([fd], [], [], 0.5)
+    if r:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    for rt in runtimes() {
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "--runtime",
+                rt,
+                "run",
+                "--rm",
+                "-t",
+                "busybox",
+                "sh",
+                "-c",
+                "tty; read line; eval \"$line\"; exit 5",
+            ])
+            .env("STRATA_ROOT", root)
+            .output()
+            .unwrap();
+        let s = stdout(&out);
+        assert!(
+            s.contains("/dev/pts/0"),
+            "{rt}: no pty: {s:?} {}",
+            stderr(&out)
+        );
+        assert!(s.contains("typed-42"), "{rt}: input not relayed: {s:?}");
+        assert_eq!(out.status.code(), Some(5), "{rt}: {s:?}");
+    }
+}
