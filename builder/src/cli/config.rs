@@ -9,6 +9,33 @@ use std::path::{Path, PathBuf};
 use strata_frontend::lower::BuildOptions;
 use strata_solver::Platform;
 
+/// How container root filesystems are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Snapshotter {
+    /// Layers stacked with overlayfs (the default).
+    #[default]
+    Overlayfs,
+    /// Layers copied into a directory, for filesystems without overlayfs.
+    Native,
+}
+
+/// The configuration file (`--config`, default `<root>/config.toml`). Sections later issues
+/// read (such as `[registry."…"]`) are accepted and kept.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub snapshotter: Snapshotter,
+    #[serde(flatten)]
+    pub other: toml::Table,
+}
+
+impl ConfigFile {
+    pub fn parse(text: &str) -> Result<ConfigFile> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
 /// Global settings every command shares.
 #[derive(Debug, Clone)]
 pub struct Global {
@@ -16,6 +43,7 @@ pub struct Global {
     pub config_file: PathBuf,
     pub runtime: Option<String>,
     pub debug: bool,
+    pub config: ConfigFile,
 }
 
 /// The default state root: /var/lib/strata as root, else $XDG_DATA_HOME/strata
@@ -32,7 +60,7 @@ pub fn default_root(is_root: bool, xdg: Option<&str>, home: Option<&str>) -> Pat
 }
 
 impl Global {
-    pub fn from_args(a: &GlobalArgs) -> Global {
+    pub fn from_args(a: &GlobalArgs) -> Result<Global> {
         let root = a.root.clone().unwrap_or_else(|| {
             let is_root = std::fs::metadata("/proc/self")
                 .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
@@ -43,13 +71,23 @@ impl Global {
                 std::env::var("HOME").ok().as_deref(),
             )
         });
+        let explicit = a.config.is_some();
         let config_file = a.config.clone().unwrap_or_else(|| root.join("config.toml"));
-        Global {
+        let config = match std::fs::read_to_string(&config_file) {
+            Ok(text) => ConfigFile::parse(&text)
+                .with_context(|| format!("reading {}", config_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                ConfigFile::default()
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", config_file.display())),
+        };
+        Ok(Global {
             root,
             config_file,
             runtime: a.runtime.clone(),
             debug: a.debug,
-        }
+            config,
+        })
     }
 }
 
@@ -201,6 +239,21 @@ mod tests {
             default_root(false, None, Some("/h")),
             PathBuf::from("/h/.local/share/strata")
         );
+    }
+
+    #[test]
+    fn config_files() {
+        assert_eq!(
+            ConfigFile::parse("").unwrap().snapshotter,
+            Snapshotter::Overlayfs
+        );
+        let c = ConfigFile::parse(
+            "snapshotter = \"native\"\n[registry.\"docker.io\"]\nmirrors = [\"m:5000\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.snapshotter, Snapshotter::Native);
+        assert!(c.other.contains_key("registry"));
+        assert!(ConfigFile::parse("snapshotter = \"zfs\"").is_err());
     }
 
     #[test]

@@ -33,7 +33,7 @@ fn print_diagnostics(
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: args::Cli) -> Result<ExitCode> {
-    let global = config::Global::from_args(&cli.global);
+    let global = config::Global::from_args(&cli.global)?;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     match cli.command {

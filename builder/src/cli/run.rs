@@ -127,6 +127,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         },
         terminal: a.tty,
         privileged: a.privileged,
+        copy_layers: g.config.snapshotter == super::config::Snapshotter::Native,
     };
     let runtime = executor::runtime(g.runtime.as_deref())?;
     executor::clean_stale_containers(&g.root.join("containers"));

@@ -38,6 +38,9 @@ pub struct Layers {
     pub lower: Vec<PathBuf>,
     pub upper: PathBuf,
     pub work: PathBuf,
+    /// The root filesystem was copied into `rootfs` (native snapshotter): no overlay.
+    #[serde(default)]
+    pub copied: bool,
 }
 
 /// Which runtime executes the bundle.
@@ -169,7 +172,29 @@ pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
         )
         .context("making mounts private")?;
     let rootfs = bundle.join("rootfs");
-    mount_overlay(&layers, &rootfs)?;
+    if layers.copied {
+        // pivot_root needs a mount point.
+        LinuxSyscall
+            .mount(
+                Some(&rootfs),
+                &rootfs,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .context("bind-mounting the copied root filesystem")?;
+        LinuxSyscall
+            .mount(
+                None,
+                &rootfs,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV,
+                None,
+            )
+            .context("making the copied root filesystem nodev")?;
+    } else {
+        mount_overlay(&layers, &rootfs)?;
+    }
     match runtime {
         Runtime::External(bin) => external(bin, bundle, id),
         Runtime::Builtin => {

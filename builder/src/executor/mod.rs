@@ -7,6 +7,7 @@
 //! - [`user`]: USER resolution against the image's passwd/group files.
 
 pub mod init;
+pub mod native;
 pub mod rootfs;
 pub mod spec;
 pub mod sys;
@@ -32,6 +33,8 @@ pub struct RunRequest {
     pub network: Network,
     pub terminal: bool,
     pub privileged: bool,
+    /// Copy the layers instead of stacking them with overlayfs.
+    pub copy_layers: bool,
 }
 
 /// Picks the runtime for `--runtime` (none: built-in).
@@ -124,10 +127,14 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     let spec = spec::build(&p).context("building the runtime spec")?;
     spec.save(dir.join("config.json"))
         .context("writing config.json")?;
+    if req.copy_layers {
+        native::materialize(&req.lower, &dir.join("rootfs")).context("copying the layers")?;
+    }
     let layers = Layers {
         lower: req.lower.clone(),
         upper: dir.join("upper"),
         work: dir.join("work"),
+        copied: req.copy_layers,
     };
     std::fs::write(dir.join("layers.json"), serde_json::to_vec_pretty(&layers)?)?;
     Ok(())

@@ -499,3 +499,36 @@ sys.exit(os.waitstatus_to_exitcode(status))
         assert_eq!(out.status.code(), Some(5), "{rt}: {s:?}");
     }
 }
+
+#[test]
+fn the_copying_snapshotter() {
+    let Some(root) = root() else { return };
+    let config = root.parent().unwrap().join("native.toml");
+    std::fs::write(&config, "snapshotter = \"native\"\n").unwrap();
+    let run_native = |script: &str| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "--rm", "busybox", "sh", "-c", script])
+            .env("STRATA_ROOT", root)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run_native(
+        "awk '$5==\"/\"' /proc/self/mountinfo | wc -l; awk '$5==\"/\"' /proc/self/mountinfo | grep -c overlay; echo x > /etc/w; cat /etc/w",
+    );
+    assert_eq!(stdout(&out), "1\n0\nx\n", "{}", stderr(&out));
+    let out = run_native("cat /etc/w");
+    assert_ne!(out.status.code(), Some(0), "the write survived");
+    let out = run_native(
+        "mknod /tmp/disk b $(awk 'NR==3{print $1, $2}' /proc/partitions) && head -c 1 /tmp/disk",
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a raw block device could be read"
+    );
+    let out = run_native("id -un; ls /bin/sh");
+    assert_eq!(stdout(&out), "root\n/bin/sh\n");
+}
