@@ -194,7 +194,7 @@ mod tests {
             // A whiteout for etc/old and an opaque var/cache, as overlayfs writes them.
             rustix::fs::mknodat(
                 rustix::fs::CWD,
-                &l2.join("etc/old"),
+                l2.join("etc/old"),
                 rustix::fs::FileType::CharacterDevice,
                 rustix::fs::Mode::empty(),
                 0,
