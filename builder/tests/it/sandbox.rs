@@ -532,3 +532,72 @@ fn the_copying_snapshotter() {
     let out = run_native("id -un; ls /bin/sh");
     assert_eq!(stdout(&out), "root\n/bin/sh\n");
 }
+
+#[test]
+fn a_stack_deeper_than_mount_options_allow() {
+    // 150 layers on top of busybox: their lowerdir list is far longer than one page of mount
+    // options, so the overlay is assembled with the new mount API (`lowerdir+`).
+    let Some(shared) = root() else { return };
+    let root = shared.parent().unwrap().join("deep-root");
+    let _ = std::fs::remove_dir_all(&root);
+    let tar = shared.parent().unwrap().join("busybox.tar");
+    let mut store = strata_cache::images::ImageStore::open(&root).unwrap();
+    let fs = strata_cache::sys::RealFs;
+    let opts = strata_cache::unpack::UnpackOptions::default();
+    let base = store
+        .import_layer(std::fs::File::open(&tar).unwrap(), &fs, &opts)
+        .unwrap();
+    let mut diff_ids = vec![base.diff_id];
+    for i in 0..150 {
+        let mut b = tar::Builder::new(Vec::new());
+        let data = format!("{i}\n");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, format!("layers/l{i:03}"), data.as_bytes())
+            .unwrap();
+        // Each layer also overwrites the same file: the top one must win.
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, "top", data.as_bytes()).unwrap();
+        let l = store
+            .import_layer(&b.into_inner().unwrap()[..], &fs, &opts)
+            .unwrap();
+        diff_ids.push(l.diff_id);
+    }
+    let config = strata_cache::images::ImageConfigFile {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        rootfs: strata_cache::images::RootFs {
+            kind: "layers".into(),
+            diff_ids,
+        },
+        ..Default::default()
+    };
+    store
+        .put_image(&config, &["docker.io/library/deep:latest".into()], 0)
+        .unwrap();
+    drop(store);
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "run",
+            "--rm",
+            "deep",
+            "sh",
+            "-c",
+            "ls /layers | wc -l; cat /top",
+        ])
+        .env("STRATA_ROOT", &root)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "150\n149\n", "{}", stderr(&out));
+}
