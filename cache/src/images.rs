@@ -146,6 +146,29 @@ impl ImageStore {
         self.root.join("snapshots").join(diff_id.hex())
     }
 
+    /// Records a container's writable layer as a snapshot, without copying: the directory is
+    /// renamed into `snapshots/` (same filesystem). Returns the snapshot id. The directory is
+    /// the layer's diff as overlayfs wrote it (whiteouts as 0/0 character devices, opaque
+    /// directories marked with `trusted.overlay.opaque`).
+    pub fn commit_snapshot(
+        &mut self,
+        upper: &Path,
+        id: &str,
+        now: i64,
+    ) -> Result<PathBuf, ImageError> {
+        let dest = self.root.join("snapshots").join(format!("c-{id}"));
+        std::fs::rename(upper, &dest).map_err(|source| ImageError::Io {
+            op: "move into the snapshots",
+            path: upper.to_path_buf(),
+            source,
+        })?;
+        if let Ok(d) = std::fs::File::open(self.root.join("snapshots")) {
+            let _ = d.sync_all();
+        }
+        self.meta.put_snapshot(&format!("c-{id}"), now)?;
+        Ok(dest)
+    }
+
     /// Imports a layer archive (plain or compressed): stores the uncompressed tar as a blob
     /// (its digest is the diff ID) and unpacks it once into its snapshot.
     pub fn import_layer(

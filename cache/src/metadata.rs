@@ -55,6 +55,12 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (image_id, position)
      );
      CREATE INDEX image_layers_by_layer ON image_layers(diff_id);",
+    // 2: snapshots committed from a container's writable layer (a RUN step's diff), before
+    // they become layers.
+    "CREATE TABLE snapshots (
+        id TEXT PRIMARY KEY,
+        created INTEGER NOT NULL
+     );",
 ];
 
 /// An image record.
@@ -209,6 +215,28 @@ impl Metadata {
             })
         })
         .transpose()
+    }
+
+    /// Records a committed snapshot.
+    pub fn put_snapshot(&mut self, id: &str, created: i64) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO snapshots (id, created) VALUES (?1, ?2)",
+            params![id, created],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Committed snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<String>, MetadataError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM snapshots ORDER BY created, id")?;
+        let ids = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(ids)
     }
 
     /// How many images use a layer.

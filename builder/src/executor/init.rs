@@ -41,6 +41,10 @@ pub struct Layers {
     /// The root filesystem was copied into `rootfs` (native snapshotter): no overlay.
     #[serde(default)]
     pub copied: bool,
+    /// Mount points the image lacks, which the runtime creates in the writable layer; they are
+    /// removed before the writable layer becomes a snapshot.
+    #[serde(default)]
+    pub stubs: Vec<PathBuf>,
 }
 
 /// Which runtime executes the bundle.

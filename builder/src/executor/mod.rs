@@ -130,11 +130,28 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     if req.copy_layers {
         native::materialize(&req.lower, &dir.join("rootfs")).context("copying the layers")?;
     }
+    // Mount points the image does not have: the runtime creates them in the writable layer.
+    let mut stubs = Vec::new();
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        let dest = m.destination();
+        let mut p = PathBuf::from("/");
+        for c in dest.components().skip(1) {
+            p.push(c);
+            let exists = req
+                .lower
+                .iter()
+                .any(|l| std::fs::symlink_metadata(rootfs::secure_join(l, &p)).is_ok());
+            if !exists && !stubs.contains(&p) {
+                stubs.push(p.clone());
+            }
+        }
+    }
     let layers = Layers {
         lower: req.lower.clone(),
         upper: dir.join("upper"),
         work: dir.join("work"),
         copied: req.copy_layers,
+        stubs,
     };
     std::fs::write(dir.join("layers.json"), serde_json::to_vec_pretty(&layers)?)?;
     Ok(())
@@ -143,11 +160,16 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
 /// Runs a prepared bundle through the shim; returns the process's exit code (128+N when killed
 /// by signal N).
 pub fn run_bundle(dir: &Path, id: &str, runtime: &Runtime) -> Result<i32> {
+    let exe = std::env::current_exe().context("finding the strata binary")?;
+    run_bundle_with(&exe, dir, id, runtime)
+}
+
+/// [`run_bundle`] with an explicit strata binary (for callers that are not strata itself).
+pub fn run_bundle_with(strata: &Path, dir: &Path, id: &str, runtime: &Runtime) -> Result<i32> {
     if !rustix::process::geteuid().is_root() {
         bail!("running containers needs root (namespaces and overlay mounts); run strata as root");
     }
-    let exe = std::env::current_exe().context("finding the strata binary")?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(strata);
     cmd.arg("__shim").arg(dir).arg("--id").arg(id);
     if let Runtime::External(p) = runtime {
         cmd.arg("--runtime-path").arg(p);
@@ -187,4 +209,39 @@ pub fn clean_stale_containers(containers: &Path) {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+}
+
+/// Makes the writable layer of a finished container a snapshot (moved, not copied), without
+/// the mount points the runtime had to create. Returns the snapshot's directory.
+pub fn commit_upper(
+    dir: &Path,
+    store: &mut strata_cache::images::ImageStore,
+    id: &str,
+) -> Result<PathBuf> {
+    let layers: Layers = serde_json::from_slice(
+        &std::fs::read(dir.join("layers.json")).context("reading layers.json")?,
+    )
+    .context("parsing layers.json")?;
+    if layers.copied {
+        bail!("the copying snapshotter keeps no separate writable layer to commit");
+    }
+    let mut stubs = layers.stubs.clone();
+    stubs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for s in stubs {
+        let p = layers.upper.join(s.strip_prefix("/").unwrap_or(&s));
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(&p); // only when empty
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(&p);
+            }
+            _ => {}
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    Ok(store.commit_snapshot(&layers.upper, id, now)?)
 }

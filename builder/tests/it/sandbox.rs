@@ -601,3 +601,78 @@ fn a_stack_deeper_than_mount_options_allow() {
         .unwrap();
     assert_eq!(stdout(&out), "150\n149\n", "{}", stderr(&out));
 }
+
+#[test]
+fn the_writable_layer_becomes_a_snapshot() {
+    // What a RUN step needs: after the process ends, the upper directory is its diff, moved
+    // (not copied) into the snapshots, without the mount points the runtime created.
+    let Some(shared) = root() else { return };
+    let root = shared.parent().unwrap().join("commit-root");
+    let _ = std::fs::remove_dir_all(&root);
+    import_busybox(&shared.parent().unwrap().join("busybox.tar"), &root);
+    let mut store = strata_cache::images::ImageStore::open(&root).unwrap();
+    let img = store.image("docker.io/library/busybox:latest").unwrap();
+    let lower: Vec<PathBuf> = img
+        .record
+        .layers
+        .iter()
+        .rev()
+        .map(|d| store.snapshot_dir(d))
+        .collect();
+    let req = strata::executor::RunRequest {
+        lower,
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo new > /etc/new && rm /etc/group && mkdir -p /srv/a".into(),
+        ],
+        env: vec![],
+        cwd: "/".into(),
+        user: String::new(),
+        hostname: "h".into(),
+        network: strata::executor::spec::Network::None,
+        terminal: false,
+        privileged: false,
+        copy_layers: false,
+    };
+    let bundle = root.join("containers").join("test-commit");
+    strata::executor::prepare_bundle(&bundle, &req).unwrap();
+    let code = strata::executor::run_bundle_with(
+        Path::new(env!("CARGO_BIN_EXE_strata")),
+        &bundle,
+        "test-commit",
+        &strata::executor::init::Runtime::Builtin,
+    )
+    .unwrap();
+    assert_eq!(code, 0);
+    let snap = strata::executor::commit_upper(&bundle, &mut store, "test-commit").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(snap.join("etc/new")).unwrap(),
+        "new\n"
+    );
+    let wh = std::fs::symlink_metadata(snap.join("etc/group")).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "the deleted file is a whiteout"
+    );
+    assert!(snap.join("srv/a").is_dir());
+    for stub in [
+        "etc/hosts",
+        "etc/resolv.conf",
+        "etc/hostname",
+        "dev/pts",
+        "dev/shm",
+        "dev/mqueue",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(snap.join(stub)).is_err(),
+            "{stub} was left in the layer"
+        );
+    }
+    assert!(!bundle.join("upper").exists(), "moved, not copied");
+    assert_eq!(
+        store.meta.snapshots().unwrap(),
+        vec!["c-test-commit".to_string()]
+    );
+}
