@@ -57,7 +57,7 @@ pub const READONLY_PATHS: [&str; 6] = [
 /// System calls Docker's default seccomp profile refuses to a container without extra
 /// capabilities (its allowlist leaves them out, or allows them only with CAP_SYS_ADMIN and
 /// friends, which containers do not have). They fail with EPERM.
-pub const SECCOMP_DENIED: [&str; 45] = [
+pub const SECCOMP_DENIED: &[&str] = &[
     "acct",
     "add_key",
     "bpf",
@@ -65,6 +65,7 @@ pub const SECCOMP_DENIED: [&str; 45] = [
     "clock_settime",
     "create_module",
     "delete_module",
+    "fanotify_init",
     "finit_module",
     "fsconfig",
     "fsmount",
@@ -92,6 +93,7 @@ pub const SECCOMP_DENIED: [&str; 45] = [
     "perf_event_open",
     "pivot_root",
     "quotactl",
+    "quotactl_fd",
     "reboot",
     "request_key",
     "set_mempolicy",
@@ -100,9 +102,12 @@ pub const SECCOMP_DENIED: [&str; 45] = [
     "swapoff",
     "swapon",
     "sysfs",
+    "syslog",
     "umount2",
     "unshare",
+    "uselib",
     "userfaultfd",
+    "vhangup",
 ];
 
 /// Network mode of a process.
