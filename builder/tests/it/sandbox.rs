@@ -2,6 +2,7 @@
 //! The base image is made offline from the host's static busybox (testdata/base-image.sh).
 
 use crate::support::*;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -416,6 +417,50 @@ fn nothing_is_left_after_exit_failure_or_sigkill() {
         let (mounts, procs) = leftovers(root);
         assert!(procs.is_empty(), "{rt}: processes left: {procs:?}");
         assert!(mounts.is_empty(), "{rt}: mounts left: {mounts:?}");
+        // Ctrl-C: SIGINT to the whole process group, as a terminal sends it.
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "--runtime",
+                rt,
+                "run",
+                "--rm",
+                "busybox",
+                "sh",
+                "-c",
+                "exec sleep 3131",
+            ])
+            .env("STRATA_ROOT", root)
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while leftovers(root).1.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            !leftovers(root).1.is_empty(),
+            "{rt}: the probe never started"
+        );
+        rustix::process::kill_process_group(
+            rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+            rustix::process::Signal::INT,
+        )
+        .unwrap();
+        let _ = child.wait_with_output();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !leftovers(root).1.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (mounts, procs) = leftovers(root);
+        assert!(
+            procs.is_empty(),
+            "{rt}: processes left after Ctrl-C: {procs:?}"
+        );
+        assert!(
+            mounts.is_empty(),
+            "{rt}: mounts left after Ctrl-C: {mounts:?}"
+        );
         // The next run removes the killed container's bundle.
         sh(root, rt, "true");
         assert_eq!(
