@@ -1,5 +1,7 @@
 //! strata-cache: local state under the state root.
 //!
+//! - [`contenthash`]: content checksums of directory trees (the build context), mtimes
+//!   excluded, with a metadata cache;
 //! - [`digest`]: `sha256:` content digests;
 //! - [`store`]: the content store, blobs addressed by digest, never visible half-written;
 //! - [`metadata`]: SQLite metadata (images, tags, layers, snapshots), safe for several strata
@@ -11,6 +13,7 @@
 //! Architecture invariant: cache depends on no other strata crate, never mounts and never
 //! forks.
 
+pub mod contenthash;
 pub mod digest;
 pub mod images;
 pub mod metadata;

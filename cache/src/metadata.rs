@@ -61,7 +61,30 @@ pub const MIGRATIONS: &[&str] = &[
         id TEXT PRIMARY KEY,
         created INTEGER NOT NULL
      );",
+    // 3: content checksums of context files, so unchanged files are not read again.
+    "CREATE TABLE file_checksums (
+        root TEXT NOT NULL,
+        path TEXT NOT NULL,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        PRIMARY KEY (root, path)
+     );",
 ];
+
+/// What identifies a file's content without reading it: if all of these are unchanged, so is
+/// the content (for the metadata cache of context checksums).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
 
 /// An image record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +260,63 @@ impl Metadata {
             .prepare("SELECT id FROM snapshots ORDER BY created, id")?;
         let ids = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(ids)
+    }
+
+    /// The content checksum recorded for `path` under `root`, if the file's identity
+    /// (device, inode, size, mtime, ctime) is unchanged since.
+    pub fn cached_checksum(
+        &self,
+        root: &str,
+        path: &str,
+        id: FileIdentity,
+    ) -> Result<Option<Digest>, MetadataError> {
+        let FileIdentity {
+            dev,
+            ino,
+            size,
+            mtime_ns: mtime,
+            ctime_ns: ctime,
+        } = id;
+        let d: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT digest FROM file_checksums WHERE root = ?1 AND path = ?2 AND dev = ?3 AND ino = ?4
+                 AND size = ?5 AND mtime_ns = ?6 AND ctime_ns = ?7",
+            )?
+            .query_row(params![root, path, dev as i64, ino as i64, size as i64, mtime, ctime], |r| r.get(0))
+            .optional()?;
+        d.map(digest).transpose()
+    }
+
+    /// Records content checksums (one transaction).
+    pub fn put_checksums(
+        &mut self,
+        root: &str,
+        sums: &[(String, FileIdentity, Digest)],
+    ) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO file_checksums (root, path, dev, ino, size, mtime_ns, ctime_ns, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (path, f, d) in sums {
+                st.execute(params![
+                    root,
+                    path,
+                    f.dev as i64,
+                    f.ino as i64,
+                    f.size as i64,
+                    f.mtime_ns,
+                    f.ctime_ns,
+                    d.as_str()
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// How many images use a layer.
