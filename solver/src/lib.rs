@@ -2,7 +2,9 @@
 //!
 //! - [`graph`]: ops (source, exec, file, merge), their inputs and their definition digests;
 //! - [`image`]: the image config and history a build produces alongside its graph;
-//! - [`reference`]: image references normalized as Docker does.
+//! - [`reference`]: image references normalized as Docker does;
+//! - [`scheduler`]: runs a graph's ops in parallel up to a limit, each once, cancelling on
+//!   the first failure.
 //!
 //! Architecture invariant: the solver never sees a Dockerfile. The frontend lowers a
 //! Dockerfile into a [`graph::BuildGraph`]; the solver only knows ops and digests.
@@ -10,5 +12,6 @@
 pub mod graph;
 pub mod image;
 pub mod reference;
+pub mod scheduler;
 
 pub use graph::{BuildGraph, Digest, Op, OpId, OpKind, Platform};

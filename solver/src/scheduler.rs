@@ -1,0 +1,342 @@
+//! Running a build graph: every op whose inputs are done runs, up to a concurrency limit, on
+//! tokio's blocking pool (ops run processes and copy files). An op shared by several stages is
+//! one node of the graph (same digest), so it runs once. The first failure cancels the others:
+//! no new op starts, running ones see [`Cancel::is_cancelled`], and the error names the op.
+
+use crate::graph::{BuildGraph, Op, OpId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Shared cancellation flag of one solve.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst)
+    }
+}
+
+/// What runs one op. `inputs` are the outputs of the op's inputs, in order.
+pub trait OpRunner: Send + Sync + 'static {
+    type Output: Clone + Send + Sync + 'static;
+    fn run(
+        &self,
+        id: OpId,
+        op: &Op,
+        inputs: Vec<Self::Output>,
+        cancel: &Cancel,
+    ) -> Result<Self::Output, String>;
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SolveError {
+    #[error("{name}: {message}")]
+    Op {
+        id: OpId,
+        name: String,
+        message: String,
+    },
+    #[error("op {0:?} is not in the graph")]
+    UnknownTarget(OpId),
+    #[error("the scheduler could not start: {0}")]
+    Runtime(String),
+}
+
+/// Runs graphs with at most `max_parallelism` ops at once.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    pub max_parallelism: usize,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler {
+            max_parallelism: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
+}
+
+impl Scheduler {
+    /// Runs `target` and everything it needs; returns the target's output.
+    pub fn run<R: OpRunner>(
+        &self,
+        graph: Arc<BuildGraph>,
+        target: OpId,
+        runner: Arc<R>,
+    ) -> Result<R::Output, SolveError> {
+        if target.0 >= graph.len() {
+            return Err(SolveError::UnknownTarget(target));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(self.max_parallelism.max(1))
+            .build()
+            .map_err(|e| SolveError::Runtime(e.to_string()))?;
+        rt.block_on(solve(graph, target, runner, self.max_parallelism.max(1)))
+    }
+}
+
+async fn solve<R: OpRunner>(
+    graph: Arc<BuildGraph>,
+    target: OpId,
+    runner: Arc<R>,
+    limit: usize,
+) -> Result<R::Output, SolveError> {
+    let needed: BTreeSet<OpId> = graph.ancestors(target).into_iter().collect();
+    // Remaining unfinished inputs per op, and who waits for whom.
+    let mut waiting: BTreeMap<OpId, usize> = BTreeMap::new();
+    let mut users: BTreeMap<OpId, Vec<OpId>> = BTreeMap::new();
+    for id in &needed {
+        let inputs: BTreeSet<OpId> = graph.op(*id).inputs.iter().copied().collect();
+        waiting.insert(*id, inputs.len());
+        for i in inputs {
+            users.entry(i).or_default().push(*id);
+        }
+    }
+    let cancel = Cancel::default();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(limit));
+    let mut results: BTreeMap<OpId, R::Output> = BTreeMap::new();
+    let mut running = tokio::task::JoinSet::new();
+    let mut ready: Vec<OpId> = waiting
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut failure: Option<SolveError> = None;
+    loop {
+        if failure.is_none() {
+            for id in ready.drain(..) {
+                let inputs: Vec<R::Output> = graph
+                    .op(id)
+                    .inputs
+                    .iter()
+                    .filter_map(|i| results.get(i).cloned())
+                    .collect();
+                let (g, r, c, s) = (
+                    graph.clone(),
+                    runner.clone(),
+                    cancel.clone(),
+                    semaphore.clone(),
+                );
+                running.spawn(async move {
+                    let permit = s.acquire_owned().await;
+                    let out = tokio::task::spawn_blocking(move || {
+                        if c.is_cancelled() {
+                            return Err("cancelled".to_string());
+                        }
+                        r.run(id, g.op(id), inputs, &c)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the op panicked: {e}")));
+                    drop(permit);
+                    (id, out)
+                });
+            }
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (id, out) = joined.map_err(|e| SolveError::Runtime(e.to_string()))?;
+        match out {
+            Ok(v) => {
+                results.insert(id, v);
+                for u in users.get(&id).into_iter().flatten() {
+                    if let Some(n) = waiting.get_mut(u) {
+                        *n -= 1;
+                        if *n == 0 {
+                            ready.push(*u);
+                        }
+                    }
+                }
+            }
+            Err(message) => {
+                if failure.is_none() {
+                    cancel.cancel();
+                    failure = Some(SolveError::Op {
+                        id,
+                        name: graph.op(id).name.clone(),
+                        message,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    results
+        .remove(&target)
+        .ok_or(SolveError::UnknownTarget(target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{ExecOp, OpKind, Platform, SourceOp};
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    fn src(name: &str) -> Op {
+        Op {
+            kind: OpKind::Source(SourceOp::Image {
+                reference: name.into(),
+                platform: Platform::new("linux", "amd64", None),
+                resolved_digest: None,
+            }),
+            inputs: vec![],
+            name: name.into(),
+            stage: String::new(),
+            location: None,
+            ignore_cache: false,
+        }
+    }
+
+    fn exec(inputs: Vec<OpId>, cmd: &str) -> Op {
+        Op {
+            kind: OpKind::Exec(ExecOp {
+                args: vec![cmd.into()],
+                ..ExecOp::default()
+            }),
+            inputs,
+            name: cmd.into(),
+            stage: String::new(),
+            location: None,
+            ignore_cache: false,
+        }
+    }
+
+    /// Concatenates input outputs with the op's name; counts runs and concurrency.
+    #[derive(Default)]
+    struct Recorder {
+        runs: Mutex<Vec<String>>,
+        active: AtomicUsize,
+        max_active: AtomicUsize,
+        /// Ops that wait until another op is active too (to observe parallelism).
+        rendezvous: bool,
+        fail: Option<String>,
+    }
+
+    impl OpRunner for Recorder {
+        type Output = String;
+        fn run(
+            &self,
+            _: OpId,
+            op: &Op,
+            inputs: Vec<String>,
+            cancel: &Cancel,
+        ) -> Result<String, String> {
+            let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_active.fetch_max(now, Ordering::SeqCst);
+            if let Ok(mut r) = self.runs.lock() {
+                r.push(op.name.clone());
+            }
+            if self.fail.as_deref() == Some(op.name.as_str()) {
+                self.active.fetch_sub(1, Ordering::SeqCst);
+                return Err("exit code 1".into());
+            }
+            if op.name.starts_with("slow") {
+                // Runs until cancelled (bounded).
+                for _ in 0..500 {
+                    if cancel.is_cancelled() {
+                        self.active.fetch_sub(1, Ordering::SeqCst);
+                        return Err("cancelled".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            if self.rendezvous && op.name.starts_with("par") {
+                for _ in 0..150 {
+                    if self.max_active.load(Ordering::SeqCst) >= 2 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            Ok(format!("{}({})", op.name, inputs.join(",")))
+        }
+    }
+
+    fn diamond() -> (BuildGraph, OpId) {
+        let mut g = BuildGraph::new();
+        let base = g.add(src("base")).unwrap();
+        let a = g.add(exec(vec![base], "par-a")).unwrap();
+        let b = g.add(exec(vec![base], "par-b")).unwrap();
+        let top = g.add(exec(vec![a, b], "top")).unwrap();
+        // An op nothing needs.
+        g.add(exec(vec![base], "unused")).unwrap();
+        (g, top)
+    }
+
+    #[test]
+    fn runs_what_the_target_needs_once_with_inputs_in_order() {
+        let (g, top) = diamond();
+        let r = Arc::new(Recorder::default());
+        let out = Scheduler { max_parallelism: 4 }
+            .run(Arc::new(g), top, r.clone())
+            .unwrap();
+        assert_eq!(out, "top(par-a(base()),par-b(base()))");
+        let runs = r.runs.lock().unwrap().clone();
+        assert_eq!(runs.iter().filter(|n| *n == "base").count(), 1);
+        assert!(!runs.contains(&"unused".to_string()));
+        assert_eq!(runs.len(), 4);
+    }
+
+    #[test]
+    fn independent_ops_run_at_the_same_time_up_to_the_limit() {
+        let (g, top) = diamond();
+        let g = Arc::new(g);
+        let r = Arc::new(Recorder {
+            rendezvous: true,
+            ..Recorder::default()
+        });
+        Scheduler { max_parallelism: 2 }
+            .run(g.clone(), top, r.clone())
+            .unwrap();
+        assert_eq!(r.max_active.load(Ordering::SeqCst), 2);
+        let r = Arc::new(Recorder {
+            rendezvous: true,
+            ..Recorder::default()
+        });
+        Scheduler { max_parallelism: 1 }
+            .run(g, top, r.clone())
+            .unwrap();
+        assert_eq!(r.max_active.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_first_failure_cancels_the_rest() {
+        let mut g = BuildGraph::new();
+        let base = g.add(src("base")).unwrap();
+        let slow = g.add(exec(vec![base], "slow")).unwrap();
+        let bad = g.add(exec(vec![base], "bad")).unwrap();
+        let after = g.add(exec(vec![bad], "after-bad")).unwrap();
+        let top = g.add(exec(vec![slow, after], "top")).unwrap();
+        let r = Arc::new(Recorder {
+            fail: Some("bad".into()),
+            ..Recorder::default()
+        });
+        let err = Scheduler { max_parallelism: 4 }
+            .run(Arc::new(g), top, r.clone())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SolveError::Op {
+                id: bad,
+                name: "bad".into(),
+                message: "exit code 1".into()
+            }
+        );
+        let runs = r.runs.lock().unwrap().clone();
+        assert!(!runs.contains(&"after-bad".to_string()));
+        assert!(!runs.contains(&"top".to_string()));
+    }
+}
