@@ -253,7 +253,7 @@ mod tests {
                 }
             }
             if self.rendezvous && op.name.starts_with("par") {
-                for _ in 0..150 {
+                for _ in 0..250 {
                     if self.max_active.load(Ordering::SeqCst) >= 2 {
                         break;
                     }
