@@ -375,6 +375,55 @@ fn leftovers(root: &Path) -> (Vec<String>, Vec<String>) {
     (mounts, procs)
 }
 
+/// Waits up to 10 s for `done`.
+fn wait_until(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Starts `strata run` of a long sleep (in a process group of its own when `group`) and waits
+/// until the sleep runs.
+fn start_probe(root: &Path, rt: &str, group: bool) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.args([
+        "--runtime",
+        rt,
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "exec sleep 3131",
+    ])
+    .env("STRATA_ROOT", root)
+    .stdout(Stdio::null());
+    if group {
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().unwrap();
+    wait_until(|| !leftovers(root).1.is_empty());
+    assert!(
+        !leftovers(root).1.is_empty(),
+        "{rt}: the probe never started"
+    );
+    child
+}
+
+fn assert_nothing_left(root: &Path, rt: &str, after: &str) {
+    wait_until(|| leftovers(root).1.is_empty());
+    let (mounts, procs) = leftovers(root);
+    assert!(
+        procs.is_empty(),
+        "{rt}: processes left after {after}: {procs:?}"
+    );
+    assert!(
+        mounts.is_empty(),
+        "{rt}: mounts left after {after}: {mounts:?}"
+    );
+}
+
 #[test]
 fn nothing_is_left_after_exit_failure_or_sigkill() {
     let Some(root) = own_root("leak-root") else {
@@ -385,82 +434,19 @@ fn nothing_is_left_after_exit_failure_or_sigkill() {
         sh(root, rt, "true");
         sh(root, rt, "exit 3");
         // SIGKILL strata while the container runs.
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args([
-                "--runtime",
-                rt,
-                "run",
-                "--rm",
-                "busybox",
-                "sh",
-                "-c",
-                "exec sleep 3131",
-            ])
-            .env("STRATA_ROOT", root)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while leftovers(root).1.is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(
-            !leftovers(root).1.is_empty(),
-            "{rt}: the probe never started"
-        );
+        let mut child = start_probe(root, rt, false);
         child.kill().unwrap();
         child.wait().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !leftovers(root).1.is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let (mounts, procs) = leftovers(root);
-        assert!(procs.is_empty(), "{rt}: processes left: {procs:?}");
-        assert!(mounts.is_empty(), "{rt}: mounts left: {mounts:?}");
+        assert_nothing_left(root, rt, "SIGKILL");
         // Ctrl-C: SIGINT to the whole process group, as a terminal sends it.
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args([
-                "--runtime",
-                rt,
-                "run",
-                "--rm",
-                "busybox",
-                "sh",
-                "-c",
-                "exec sleep 3131",
-            ])
-            .env("STRATA_ROOT", root)
-            .stdout(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while leftovers(root).1.is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(
-            !leftovers(root).1.is_empty(),
-            "{rt}: the probe never started"
-        );
+        let child = start_probe(root, rt, true);
         rustix::process::kill_process_group(
             rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
             rustix::process::Signal::INT,
         )
         .unwrap();
         let _ = child.wait_with_output();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !leftovers(root).1.is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let (mounts, procs) = leftovers(root);
-        assert!(
-            procs.is_empty(),
-            "{rt}: processes left after Ctrl-C: {procs:?}"
-        );
-        assert!(
-            mounts.is_empty(),
-            "{rt}: mounts left after Ctrl-C: {mounts:?}"
-        );
+        assert_nothing_left(root, rt, "Ctrl-C");
         // The next run removes the killed container's bundle.
         sh(root, rt, "true");
         assert_eq!(
