@@ -131,13 +131,13 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     };
     let runtime = executor::runtime(g.runtime.as_deref())?;
     executor::clean_stale_containers(&g.root.join("containers"));
-    let dir = g.root.join("containers").join(&id);
+    // The writable layer is thrown away whatever happens (when `container` drops).
+    let container = executor::ContainerDir::create(&g.root.join("containers"), &id)?;
+    let dir = container.path();
     let raw = if a.tty { RawMode::enable() } else { None };
-    let result = executor::prepare_bundle(&dir, &req)
-        .and_then(|_| executor::run_bundle(&dir, &id, &runtime))
+    let result = executor::prepare_bundle(dir, &req)
+        .and_then(|_| executor::run_bundle(dir, &id, &runtime))
         .with_context(|| format!("running {}", a.image));
     drop(raw);
-    // The writable layer is thrown away whatever happened.
-    let _ = std::fs::remove_dir_all(&dir);
     result
 }

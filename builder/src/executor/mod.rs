@@ -182,15 +182,68 @@ pub fn run_bundle_with(strata: &Path, dir: &Path, id: &str, runtime: &Runtime) -
     }))
 }
 
-/// Removes the bundles of containers whose shim is gone (strata was killed before it could
-/// remove them). Called when strata starts a container.
+/// The directory of one container's bundle under `containers/`, owned by this process: it
+/// holds an exclusive `flock` on `ID/lock` for as long as it lives, so
+/// [`clean_stale_containers`] in another process can tell a live container from the remains
+/// of a killed strata. Dropping it removes the directory.
+#[derive(Debug)]
+pub struct ContainerDir {
+    dir: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl ContainerDir {
+    /// Creates `containers/ID` and takes its lock. The lock file is locked under a temporary
+    /// name and renamed into place, so a `lock` file that can be locked by someone else always
+    /// means its owner is gone.
+    pub fn create(containers: &Path, id: &str) -> Result<ContainerDir> {
+        use rustix::fs::{FlockOperation, flock};
+        let dir = containers.join(id);
+        std::fs::create_dir_all(containers)
+            .with_context(|| format!("creating {}", containers.display()))?;
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join("lock.tmp");
+        let lock = std::fs::File::create(&tmp)
+            .and_then(|f| {
+                flock(&f, FlockOperation::LockExclusive)?;
+                std::fs::rename(&tmp, dir.join("lock"))?;
+                Ok(f)
+            })
+            .with_context(|| format!("locking {}", dir.display()));
+        match lock {
+            Ok(_lock) => Ok(ContainerDir { dir, _lock }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ContainerDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!("could not remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Removes the bundles of containers whose owner is gone (strata was killed before it could
+/// clean up). A bundle is live while its owner holds the lock (see [`ContainerDir`]) or its
+/// shim still runs (a runtime may still be tearing the container down); a bundle without a
+/// lock file is being created unless it is over a minute old.
 pub fn clean_stale_containers(containers: &Path) {
+    use rustix::fs::{FlockOperation, flock};
     let Ok(rd) = std::fs::read_dir(containers) else {
         return;
     };
     for e in rd.flatten() {
         let dir = e.path();
-        let alive = std::fs::read_to_string(dir.join("shim.pid"))
+        let shim_alive = std::fs::read_to_string(dir.join("shim.pid"))
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok())
             .is_some_and(|pid| {
@@ -198,16 +251,29 @@ pub fn clean_stale_containers(containers: &Path) {
                     .map(|c| String::from_utf8_lossy(&c).contains("__shim"))
                     .unwrap_or(false)
             });
-        let young = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .map(|t| t.elapsed().map(|d| d.as_secs() < 60).unwrap_or(true))
-            .unwrap_or(true);
-        // A bundle without a live shim is stale, unless it is being prepared right now.
-        let being_prepared = young && !dir.join("shim.pid").exists();
-        if !alive && !being_prepared {
-            let _ = std::fs::remove_dir_all(&dir);
+        if shim_alive {
+            continue;
         }
+        // Held while we remove it, so no one else is half way through it.
+        let _held: Option<std::fs::File> = match std::fs::File::open(dir.join("lock")) {
+            Ok(f) => match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => Some(f),
+                Err(_) => continue, // its owner is alive
+            },
+            Err(_) => {
+                let young = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .map(|t| t.elapsed().map(|d| d.as_secs() < 60).unwrap_or(true))
+                    .unwrap_or(true);
+                if young {
+                    continue; // being created right now
+                }
+                None
+            }
+        };
+        tracing::debug!("removing the stale container {}", dir.display());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -244,4 +310,41 @@ pub fn commit_upper(
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     Ok(store.commit_snapshot(&layers.upper, id, now)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (CI, stop 9): one `strata run` cleaning up removed the bundle of another
+    /// that was starting on the same root.
+    #[test]
+    fn cleanup_keeps_live_containers_and_removes_dead_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let containers = root.path().join("containers");
+        let live = ContainerDir::create(&containers, "live").unwrap();
+        std::fs::write(live.path().join("layers.json"), "{}").unwrap();
+        // The remains of a killed strata: the lock file is there, no one holds it.
+        let dead = containers.join("dead");
+        std::fs::create_dir_all(dead.join("upper")).unwrap();
+        std::fs::write(dead.join("lock"), "").unwrap();
+        // A bundle being created right now (no lock file yet).
+        let young = containers.join("young");
+        std::fs::create_dir(&young).unwrap();
+        clean_stale_containers(&containers);
+        assert!(live.path().join("layers.json").exists());
+        assert!(!dead.exists());
+        assert!(young.exists());
+        let path = live.path().to_path_buf();
+        drop(live);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn two_containers_cannot_share_an_id() {
+        let root = tempfile::tempdir().unwrap();
+        let _a = ContainerDir::create(root.path(), "same").unwrap();
+        assert!(ContainerDir::create(root.path(), "same").is_err());
+        assert!(root.path().join("same/lock").exists());
+    }
 }
