@@ -33,6 +33,8 @@ pub enum ImageError {
     BadConfig { digest: Digest, reason: String },
     #[error("no such image: {0}")]
     NoSuchImage(String),
+    #[error(transparent)]
+    DiffTar(crate::difftar::DiffTarError),
     #[error("image {image} is referenced by {tags} tags: remove them or use -f")]
     InUse { image: String, tags: usize },
     #[error("{op} {path}: {source}")]
@@ -167,6 +169,51 @@ impl ImageStore {
         }
         self.meta.put_snapshot(&format!("c-{id}"), now)?;
         Ok(dest)
+    }
+
+    /// Makes a directory holding a layer's diff (as overlayfs writes an upper directory) a
+    /// layer: computes its diff ID from its tar (not kept: the same bytes can be written again
+    /// from the snapshot), moves the directory into `snapshots/` (or drops it when an identical
+    /// layer is already there) and records the layer. `None` (and the directory removed) when
+    /// the diff is empty: the step changed nothing.
+    pub fn commit_layer(&mut self, dir: &Path) -> Result<Option<LayerRecord>, ImageError> {
+        let (diff_id, stats) = crate::difftar::diff_id(dir).map_err(ImageError::DiffTar)?;
+        let remove = |d: &Path| {
+            let _ = std::fs::remove_dir_all(d);
+        };
+        if stats.entries == 0 {
+            remove(dir);
+            return Ok(None);
+        }
+        let dest = self.snapshot_dir(&diff_id);
+        if dest.exists() {
+            remove(dir);
+        } else {
+            match std::fs::rename(dir, &dest) {
+                Ok(()) => {}
+                // A concurrent build committed the same layer first.
+                Err(_) if dest.exists() => remove(dir),
+                Err(source) => {
+                    return Err(ImageError::Io {
+                        op: "move into the snapshots",
+                        path: dir.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+            if let Ok(d) = std::fs::File::open(self.root.join("snapshots")) {
+                let _ = d.sync_all();
+            }
+        }
+        let rec = LayerRecord {
+            diff_id: diff_id.clone(),
+            blob_digest: None,
+            media_type: Some(MEDIA_TYPE_LAYER_TAR.into()),
+            size: stats.size,
+            snapshot: Some(diff_id.hex().to_string()),
+        };
+        self.meta.put_layer(&rec)?;
+        Ok(Some(rec))
     }
 
     /// Imports a layer archive (plain or compressed): stores the uncompressed tar as a blob

@@ -2,6 +2,7 @@
 //!
 //! - [`contenthash`]: content checksums of directory trees (the build context), mtimes
 //!   excluded, with a metadata cache;
+//! - [`difftar`]: a snapshot directory as a deterministic layer tar (its diff ID);
 //! - [`digest`]: `sha256:` content digests;
 //! - [`store`]: the content store, blobs addressed by digest, never visible half-written;
 //! - [`metadata`]: SQLite metadata (images, tags, layers, snapshots), safe for several strata
@@ -14,6 +15,7 @@
 //! forks.
 
 pub mod contenthash;
+pub mod difftar;
 pub mod digest;
 pub mod images;
 pub mod metadata;

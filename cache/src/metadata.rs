@@ -73,6 +73,14 @@ pub const MIGRATIONS: &[&str] = &[
         digest TEXT NOT NULL,
         PRIMARY KEY (root, path)
      );",
+    // 4: the build cache: an op's cache key → its result, the layer chain of its filesystem
+    // (JSON: diff IDs bottom first, null for a step that changed nothing).
+    "CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,
+        layers TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        last_used INTEGER NOT NULL
+     );",
 ];
 
 /// What identifies a file's content without reading it: if all of these are unchanged, so is
@@ -313,6 +321,75 @@ impl Metadata {
                     f.ctime_ns,
                     d.as_str()
                 ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The layer chain recorded for a build cache key, if every layer is still known.
+    pub fn cached_result(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<Vec<Option<Digest>>>, MetadataError> {
+        let s: Option<String> = self
+            .conn
+            .prepare_cached("SELECT layers FROM build_cache WHERE key = ?1")?
+            .query_row([key.as_str()], |r| r.get(0))
+            .optional()?;
+        let Some(s) = s else { return Ok(None) };
+        let v: Vec<Option<String>> =
+            serde_json::from_str(&s).map_err(|e| MetadataError::Corrupt(e.to_string()))?;
+        let mut out = Vec::with_capacity(v.len());
+        for d in v {
+            match d {
+                None => out.push(None),
+                Some(d) => {
+                    let d = digest(d)?;
+                    if self.layer(&d)?.is_none() {
+                        return Ok(None); // its layer was pruned
+                    }
+                    out.push(Some(d));
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Records the result of a build step (its layers must have been recorded).
+    pub fn put_cached_result(
+        &mut self,
+        key: &Digest,
+        layers: &[Option<Digest>],
+        now: i64,
+    ) -> Result<(), MetadataError> {
+        let v: Vec<Option<&str>> = layers
+            .iter()
+            .map(|d| d.as_ref().map(|d| d.as_str()))
+            .collect();
+        let s = serde_json::to_string(&v).map_err(|e| MetadataError::Corrupt(e.to_string()))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO build_cache (key, layers, created, last_used) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT(key) DO UPDATE SET layers = excluded.layers, last_used = excluded.last_used",
+            params![key.as_str(), s, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks cache entries as used now (for pruning by age).
+    pub fn touch_cached(&mut self, keys: &[Digest], now: i64) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut st =
+                tx.prepare_cached("UPDATE build_cache SET last_used = ?2 WHERE key = ?1")?;
+            for k in keys {
+                st.execute(params![k.as_str(), now])?;
             }
         }
         tx.commit()?;

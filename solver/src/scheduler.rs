@@ -71,6 +71,18 @@ impl Scheduler {
         target: OpId,
         runner: Arc<R>,
     ) -> Result<R::Output, SolveError> {
+        self.run_from(graph, target, runner, BTreeMap::new())
+    }
+
+    /// Like [`Scheduler::run`], with the outputs of some ops already known (cache hits): they
+    /// do not run, and neither does anything only they needed.
+    pub fn run_from<R: OpRunner>(
+        &self,
+        graph: Arc<BuildGraph>,
+        target: OpId,
+        runner: Arc<R>,
+        done: BTreeMap<OpId, R::Output>,
+    ) -> Result<R::Output, SolveError> {
         if target.0 >= graph.len() {
             return Err(SolveError::UnknownTarget(target));
         }
@@ -79,7 +91,13 @@ impl Scheduler {
             .max_blocking_threads(self.max_parallelism.max(1))
             .build()
             .map_err(|e| SolveError::Runtime(e.to_string()))?;
-        rt.block_on(solve(graph, target, runner, self.max_parallelism.max(1)))
+        rt.block_on(solve(
+            graph,
+            target,
+            runner,
+            self.max_parallelism.max(1),
+            done,
+        ))
     }
 }
 
@@ -88,13 +106,31 @@ async fn solve<R: OpRunner>(
     target: OpId,
     runner: Arc<R>,
     limit: usize,
+    mut results: BTreeMap<OpId, R::Output>,
 ) -> Result<R::Output, SolveError> {
-    let needed: BTreeSet<OpId> = graph.ancestors(target).into_iter().collect();
+    if let Some(out) = results.remove(&target) {
+        return Ok(out);
+    }
+    // What must run: the target and, through inputs, everything not already done.
+    let mut needed: BTreeSet<OpId> = BTreeSet::new();
+    let mut stack = vec![target];
+    while let Some(id) = stack.pop() {
+        if results.contains_key(&id) || !needed.insert(id) {
+            continue;
+        }
+        stack.extend(graph.op(id).inputs.iter().copied());
+    }
     // Remaining unfinished inputs per op, and who waits for whom.
     let mut waiting: BTreeMap<OpId, usize> = BTreeMap::new();
     let mut users: BTreeMap<OpId, Vec<OpId>> = BTreeMap::new();
     for id in &needed {
-        let inputs: BTreeSet<OpId> = graph.op(*id).inputs.iter().copied().collect();
+        let inputs: BTreeSet<OpId> = graph
+            .op(*id)
+            .inputs
+            .iter()
+            .copied()
+            .filter(|i| !results.contains_key(i))
+            .collect();
         waiting.insert(*id, inputs.len());
         for i in inputs {
             users.entry(i).or_default().push(*id);
@@ -102,7 +138,6 @@ async fn solve<R: OpRunner>(
     }
     let cancel = Cancel::default();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(limit));
-    let mut results: BTreeMap<OpId, R::Output> = BTreeMap::new();
     let mut running = tokio::task::JoinSet::new();
     let mut ready: Vec<OpId> = waiting
         .iter()
@@ -288,6 +323,27 @@ mod tests {
         assert_eq!(runs.iter().filter(|n| *n == "base").count(), 1);
         assert!(!runs.contains(&"unused".to_string()));
         assert_eq!(runs.len(), 4);
+    }
+
+    #[test]
+    fn known_outputs_skip_the_op_and_what_only_it_needs() {
+        let (g, top) = diamond();
+        let r = Arc::new(Recorder::default());
+        // par-a is a cache hit: base still runs (par-b needs it), par-a does not.
+        let done = BTreeMap::from([(OpId(1), "hit".to_string())]);
+        let out = Scheduler { max_parallelism: 2 }
+            .run_from(Arc::new(g.clone()), top, r.clone(), done)
+            .unwrap();
+        assert_eq!(out, "top(hit,par-b(base()))");
+        assert_eq!(*r.runs.lock().unwrap(), vec!["base", "par-b", "top"]);
+        // Both branches hit: base is not even started.
+        let r = Arc::new(Recorder::default());
+        let done = BTreeMap::from([(OpId(1), "a".to_string()), (OpId(2), "b".to_string())]);
+        let out = Scheduler::default()
+            .run_from(Arc::new(g), top, r.clone(), done)
+            .unwrap();
+        assert_eq!(out, "top(a,b)");
+        assert_eq!(*r.runs.lock().unwrap(), vec!["top"]);
     }
 
     #[test]
