@@ -10,4 +10,5 @@
 
 pub mod cli;
 pub mod executor;
+pub mod fileop;
 pub mod timefmt;

@@ -1,0 +1,939 @@
+//! File operations (COPY, ADD, WORKDIR, heredoc files) applied to a root directory, with
+//! BuildKit's rules: destination trailing slash / existing directory, wildcards, a directory's
+//! contents copied, `--chown` names resolved in the destination's /etc/passwd and /etc/group,
+//! `--chmod`, missing parents created, local archives extracted by ADD.
+//!
+//! This module only reads and writes directories it is given; the executor runs it inside a
+//! private mount namespace where `root` is the overlay of the step's base layers (so writes land
+//! in the new layer and deletions become whiteouts). Every path inside `root` or a source is
+//! resolved with its symlinks kept inside that directory; symlinks inside copied trees are
+//! copied as symlinks, never followed.
+
+use crate::executor::rootfs::secure_join;
+use crate::executor::user;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use strata_frontend::dockerignore::{PatternMatcher, contains_wildcards, path_match};
+use strata_solver::graph::{Chmod, Chown, FileAction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileOpError {
+    #[error("{0}: not found")]
+    NotFound(String),
+    #[error("no source files were specified (no file matches {0})")]
+    NoMatch(String),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T> = std::result::Result<T, FileOpError>;
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileOpError + use<> {
+    let path = path.to_path_buf();
+    move |source| FileOpError::Io { op, path, source }
+}
+
+/// A filesystem a copy reads from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    pub dir: PathBuf,
+    /// The local build context: `.dockerignore` patterns apply, and files become root's
+    /// (as BuildKit's context transfer makes them).
+    pub context: bool,
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+/// Applies `actions` in order to `root`. `sources[i]` is the op's input `i`.
+pub fn apply(root: &Path, sources: &[Option<Source>], actions: &[FileAction]) -> Result<()> {
+    for a in actions {
+        match a {
+            FileAction::Copy {
+                input,
+                src,
+                dest,
+                chown,
+                chmod,
+                follow_symlinks,
+                dir_contents_only,
+                allow_wildcard,
+                allow_empty_wildcard,
+                create_dest_path,
+                unpack,
+                parents,
+                exclude,
+            } => {
+                let source = sources.get(*input).and_then(|s| s.as_ref()).ok_or_else(|| {
+                    FileOpError::Invalid(format!("copy from input {input}, which is not a filesystem"))
+                })?;
+                let c = CopySpec {
+                    root,
+                    source,
+                    ignore: if source.context && !source.ignore.is_empty() {
+                        Some(PatternMatcher::new(&source.ignore).map_err(|e| {
+                            FileOpError::Invalid(format!(".dockerignore: {e}"))
+                        })?)
+                    } else {
+                        None
+                    },
+                    exclude: if exclude.is_empty() {
+                        None
+                    } else {
+                        Some(PatternMatcher::new(exclude).map_err(|e| {
+                            FileOpError::Invalid(format!("--exclude: {e}"))
+                        })?)
+                    },
+                    owner: match chown {
+                        Some(c) => Some(resolve_chown(root, c)?),
+                        None => None,
+                    },
+                    chmod: chmod.clone(),
+                    follow_symlinks: *follow_symlinks,
+                    dir_contents_only: *dir_contents_only,
+                    unpack: *unpack,
+                    parents: *parents,
+                    links: HashMap::new(),
+                };
+                c.run(src, dest, *allow_wildcard, *allow_empty_wildcard, *create_dest_path)?;
+            }
+            FileAction::Mkdir {
+                path,
+                mode,
+                make_parents,
+                chown,
+            } => {
+                let owner = match chown {
+                    Some(c) => resolve_chown(root, c)?,
+                    None => (0, 0),
+                };
+                let target = resolve(root, path);
+                match std::fs::metadata(&target) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        return Err(FileOpError::Invalid(format!(
+                            "mkdir {path}: a file that is not a directory is in the way"
+                        )));
+                    }
+                    Err(_) => {
+                        if *make_parents {
+                            mkdir_all(root, path, owner)?;
+                        } else {
+                            std::fs::create_dir(&target).map_err(io("mkdir", &target))?;
+                        }
+                        set_owner_mode(&target, owner, Some(*mode))?;
+                    }
+                }
+            }
+            FileAction::Mkfile {
+                path,
+                mode,
+                data,
+                chown,
+            } => {
+                let owner = match chown {
+                    Some(c) => resolve_chown(root, c)?,
+                    None => (0, 0),
+                };
+                let (parent, name) = split(path)?;
+                let dir = resolve(root, &parent);
+                let target = dir.join(&name);
+                remove_non_dir(&target)?;
+                std::fs::write(&target, data).map_err(io("write", &target))?;
+                set_owner_mode(&target, owner, Some(*mode))?;
+            }
+            FileAction::Rm {
+                path,
+                allow_not_found,
+                allow_wildcard,
+            } => {
+                let matches = if *allow_wildcard && contains_wildcards(path) {
+                    glob(root, path, None)?
+                } else {
+                    vec![path.trim_start_matches('/').to_string()]
+                };
+                for m in matches {
+                    let (parent, name) = split(&m)?;
+                    let target = resolve(root, &parent).join(name);
+                    match std::fs::symlink_metadata(&target) {
+                        Ok(md) if md.is_dir() => std::fs::remove_dir_all(&target),
+                        Ok(_) => std::fs::remove_file(&target),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound && *allow_not_found => {
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                    .map_err(io("remove", &target))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `root` joined with an absolute path inside it, symlinks resolved inside `root`.
+fn resolve(root: &Path, path: &str) -> PathBuf {
+    secure_join(root, Path::new(path))
+}
+
+/// `(parent, name)` of a path inside a root.
+fn split(path: &str) -> Result<(String, String)> {
+    let t = path.trim_end_matches('/');
+    let (p, n) = t.rsplit_once('/').unwrap_or(("", t));
+    if n.is_empty() || n == "." || n == ".." {
+        return Err(FileOpError::Invalid(format!("{path:?} names no file")));
+    }
+    Ok((if p.is_empty() { "/".into() } else { p.into() }, n.into()))
+}
+
+fn remove_non_dir(p: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => Err(FileOpError::Invalid(format!(
+            "cannot replace the directory {} with a file",
+            p.display()
+        ))),
+        Ok(_) => std::fs::remove_file(p).map_err(io("remove", p)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// `mkdir -p` inside `root`: created directories get mode 0755 and `owner`.
+fn mkdir_all(root: &Path, path: &str, owner: (u32, u32)) -> Result<PathBuf> {
+    let mut cur = String::from("/");
+    let mut dir = root.to_path_buf();
+    for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if !cur.ends_with('/') {
+            cur.push('/');
+        }
+        cur.push_str(c);
+        dir = resolve(root, &cur);
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => {
+                return Err(FileOpError::Invalid(format!(
+                    "cannot create directory {cur}: a file is in the way"
+                )));
+            }
+            Err(_) => {
+                std::fs::create_dir(&dir).map_err(io("mkdir", &dir))?;
+                set_owner_mode(&dir, owner, Some(0o755))?;
+            }
+        }
+    }
+    Ok(dir)
+}
+
+fn set_owner_mode(p: &Path, owner: (u32, u32), mode: Option<u32>) -> Result<()> {
+    std::os::unix::fs::lchown(p, Some(owner.0), Some(owner.1)).map_err(io("chown", p))?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(io("chmod", p))?;
+    }
+    Ok(())
+}
+
+/// `--chown=user[:group]`, resolved in the destination's /etc/passwd and /etc/group. A numeric
+/// user without a group also gives the group (as BuildKit does).
+fn resolve_chown(root: &Path, c: &Chown) -> Result<(u32, u32)> {
+    let uid_num = c.user.parse::<u32>().ok();
+    let gid_num = c.group.as_deref().and_then(|g| g.parse::<u32>().ok());
+    match (uid_num, c.group.as_deref(), gid_num) {
+        (Some(u), None, _) => return Ok((u, u)),
+        (Some(u), Some(_), Some(g)) => return Ok((u, g)),
+        _ => {}
+    }
+    let read = |p: &str| std::fs::read_to_string(resolve(root, p)).unwrap_or_default();
+    let spec = match &c.group {
+        Some(g) => format!("{}:{g}", c.user),
+        None => c.user.clone(),
+    };
+    let u = user::resolve(&spec, &read("/etc/passwd"), &read("/etc/group"))
+        .map_err(|e| FileOpError::Invalid(format!("--chown={spec}: {e}")))?;
+    Ok((u.uid, u.gid))
+}
+
+/// Paths (relative to `root`, `/`-separated) matching a wildcard pattern, sorted, one path
+/// component at a time (as Go's filepath.Glob).
+fn glob(root: &Path, pattern: &str, ignore: Option<&PatternMatcher>) -> Result<Vec<String>> {
+    let mut found = vec![String::new()];
+    for comp in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        let mut next = Vec::new();
+        for base in &found {
+            if !contains_wildcards(comp) {
+                let p = join_rel(base, comp);
+                if std::fs::symlink_metadata(root.join(&p)).is_ok() {
+                    next.push(p);
+                }
+                continue;
+            }
+            let dir = if base.is_empty() {
+                root.to_path_buf()
+            } else {
+                secure_join(root, Path::new(base))
+            };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut names: Vec<String> = rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for n in names {
+                if path_match(comp, &n)
+                    .map_err(|e| FileOpError::Invalid(format!("bad pattern {pattern:?}: {e}")))?
+                {
+                    next.push(join_rel(base, &n));
+                }
+            }
+        }
+        found = next;
+    }
+    if let Some(ig) = ignore {
+        found.retain(|p| !ig.matches(p).unwrap_or(false));
+    }
+    found.retain(|p| !p.is_empty());
+    Ok(found)
+}
+
+fn join_rel(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
+struct CopySpec<'a> {
+    root: &'a Path,
+    source: &'a Source,
+    ignore: Option<PatternMatcher>,
+    exclude: Option<PatternMatcher>,
+    owner: Option<(u32, u32)>,
+    chmod: Option<Chmod>,
+    follow_symlinks: bool,
+    dir_contents_only: bool,
+    unpack: bool,
+    parents: bool,
+    /// Hard links among the copied files: source (dev, inode) → first copy.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl CopySpec<'_> {
+    fn run(
+        mut self,
+        src: &str,
+        dest: &str,
+        allow_wildcard: bool,
+        allow_empty_wildcard: bool,
+        create_dest_path: bool,
+    ) -> Result<()> {
+        let rel = src.trim_start_matches('/');
+        let wildcard = allow_wildcard && contains_wildcards(rel);
+        let matches: Vec<String> = if wildcard {
+            let m = glob(&self.source.dir, rel, self.ignore.as_ref())?;
+            if m.is_empty() && !allow_empty_wildcard {
+                return Err(FileOpError::NoMatch(src.to_string()));
+            }
+            m
+        } else {
+            let clean = clean_rel(rel);
+            if !clean.is_empty() && self.ignored(&clean) {
+                return Err(FileOpError::NotFound(format!("\"/{clean}\"")));
+            }
+            vec![clean]
+        };
+        let dest_is_dir = dest.ends_with('/')
+            || dest.ends_with("/.")
+            || matches.len() > 1
+            || wildcard
+            || std::fs::metadata(resolve(self.root, dest)).is_ok_and(|m| m.is_dir());
+        for m in matches {
+            // The named source: its own symlink is followed (inside the source) when asked.
+            let path = if self.follow_symlinks {
+                secure_join(&self.source.dir, Path::new(&m))
+            } else {
+                self.source.dir.join(&m)
+            };
+            let md = std::fs::symlink_metadata(&path)
+                .map_err(|_| FileOpError::NotFound(format!("\"/{m}\"")))?;
+            let name = Path::new(&m)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            let dest_dir_path = if self.parents {
+                // --parents: the source's directories are kept below the destination.
+                let parent = Path::new(&m).parent().map(|p| p.to_string_lossy().into_owned());
+                match parent {
+                    Some(p) if !p.is_empty() => format!("{}/{p}", dest.trim_end_matches('/')),
+                    _ => dest.to_string(),
+                }
+            } else {
+                dest.to_string()
+            };
+            if md.is_dir() && self.dir_contents_only {
+                let target = if self.parents && !m.is_empty() {
+                    format!("{}/{}", dest_dir_path.trim_end_matches('/'), name.unwrap_or_default())
+                } else {
+                    dest_dir_path
+                };
+                let dir = self.dest_dir(&target, create_dest_path, Some(&md))?;
+                self.copy_dir_contents(&path, &m, &dir)?;
+            } else if md.is_file() && self.unpack && is_archive(&path) {
+                let dir = self.dest_dir(&dest_dir_path, true, None)?;
+                self.extract(&path, &dir)?;
+            } else {
+                let name = name.ok_or_else(|| FileOpError::NotFound(src.to_string()))?;
+                let target = if dest_is_dir || self.parents {
+                    let dir = self.dest_dir(&dest_dir_path, create_dest_path, None)?;
+                    dir.join(&name)
+                } else {
+                    let (parent, fname) = split(dest)?;
+                    let dir = self.dest_dir(&parent, create_dest_path, None)?;
+                    dir.join(fname)
+                };
+                self.copy_entry(&path, &md, &target)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn ignored(&self, rel: &str) -> bool {
+        self.ignore
+            .as_ref()
+            .is_some_and(|ig| ig.matches(rel).unwrap_or(false))
+    }
+
+    /// The destination directory, created (with its parents) when missing.
+    fn dest_dir(
+        &self,
+        dest: &str,
+        create: bool,
+        like: Option<&std::fs::Metadata>,
+    ) -> Result<PathBuf> {
+        let p = resolve(self.root, dest);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => return Ok(p),
+            Ok(_) => {
+                return Err(FileOpError::Invalid(format!(
+                    "cannot copy to {dest}: it is a file, not a directory"
+                )));
+            }
+            Err(_) if !create => {
+                return Err(FileOpError::NotFound(dest.to_string()));
+            }
+            Err(_) => {}
+        }
+        let owner = self.owner.unwrap_or((0, 0));
+        let dir = mkdir_all(self.root, dest, owner)?;
+        if let Some(m) = like {
+            // A directory copied onto a new path takes the source directory's mode.
+            let mode = self.mode_for(m.mode() & 0o7777, true);
+            set_owner_mode(&dir, self.owner_for(m), Some(mode))?;
+        }
+        Ok(dir)
+    }
+
+    fn owner_for(&self, m: &std::fs::Metadata) -> (u32, u32) {
+        match self.owner {
+            Some(o) => o,
+            None if self.source.context => (0, 0),
+            None => (m.uid(), m.gid()),
+        }
+    }
+
+    fn mode_for(&self, mode: u32, is_dir: bool) -> u32 {
+        match &self.chmod {
+            None => mode,
+            Some(Chmod::Octal(m)) => *m,
+            Some(Chmod::Symbolic(s)) => symbolic_mode(s, mode, is_dir).unwrap_or(mode),
+        }
+    }
+
+    fn copy_dir_contents(&mut self, src: &Path, rel: &str, dest: &Path) -> Result<()> {
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(src)
+            .map_err(io("list", src))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(io("list", src))?;
+        names.sort();
+        for n in names {
+            let name = n.to_string_lossy().into_owned();
+            let r = join_rel(rel, &name);
+            if self.ignored(&r) {
+                // An ignored directory may still hold re-included files (`!` patterns).
+                let may = self
+                    .ignore
+                    .as_ref()
+                    .is_some_and(|ig| ig.exclusions() && ig.may_match_below(&r));
+                let p = src.join(&n);
+                if may && std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                    let sub = dest.join(&n);
+                    self.make_dir_like(&p, &sub)?;
+                    self.copy_dir_contents(&p, &r, &sub)?;
+                }
+                continue;
+            }
+            if let Some(ex) = &self.exclude {
+                let below = r.strip_prefix(rel).unwrap_or(&r).trim_start_matches('/');
+                if ex.matches(below).unwrap_or(false) {
+                    continue;
+                }
+            }
+            let p = src.join(&n);
+            let md = std::fs::symlink_metadata(&p).map_err(io("stat", &p))?;
+            let target = dest.join(&n);
+            if md.is_dir() {
+                self.make_dir_like(&p, &target)?;
+                self.copy_dir_contents(&p, &r, &target)?;
+                copy_times(&md, &target)?;
+            } else {
+                self.copy_entry(&p, &md, &target)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn make_dir_like(&self, src: &Path, target: &Path) -> Result<()> {
+        let md = std::fs::symlink_metadata(src).map_err(io("stat", src))?;
+        match std::fs::symlink_metadata(target) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                std::fs::remove_file(target).map_err(io("remove", target))?;
+                std::fs::create_dir(target).map_err(io("mkdir", target))?;
+            }
+            Err(_) => std::fs::create_dir(target).map_err(io("mkdir", target))?,
+        }
+        let mode = self.mode_for(md.mode() & 0o7777, true);
+        set_owner_mode(target, self.owner_for(&md), Some(mode))?;
+        copy_xattrs(src, target);
+        Ok(())
+    }
+
+    /// Copies one non-directory entry (file, symlink, device, fifo) to `target`.
+    fn copy_entry(&mut self, src: &Path, md: &std::fs::Metadata, target: &Path) -> Result<()> {
+        if md.is_dir() {
+            self.make_dir_like(src, target)?;
+            return self.copy_dir_contents(src, "", target);
+        }
+        let ft = md.file_type();
+        if ft.is_char_device() && md.rdev() == 0 {
+            return Ok(()); // an overlay whiteout in a single-layer source
+        }
+        remove_non_dir(target)?;
+        if md.is_file() && md.nlink() > 1 {
+            if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
+                return std::fs::hard_link(first, target).map_err(io("link", target));
+            }
+            self.links.insert((md.dev(), md.ino()), target.to_path_buf());
+        }
+        if ft.is_symlink() {
+            let t = std::fs::read_link(src).map_err(io("readlink", src))?;
+            std::os::unix::fs::symlink(&t, target).map_err(io("symlink", target))?;
+            let (u, g) = self.owner_for(md);
+            std::os::unix::fs::lchown(target, Some(u), Some(g)).map_err(io("chown", target))?;
+            return Ok(());
+        }
+        if md.is_file() {
+            copy_file(src, target)?;
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            let kind = if ft.is_fifo() {
+                rustix::fs::FileType::Fifo
+            } else if ft.is_char_device() {
+                rustix::fs::FileType::CharacterDevice
+            } else {
+                rustix::fs::FileType::BlockDevice
+            };
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                target,
+                kind,
+                rustix::fs::Mode::from_raw_mode(md.mode() & 0o7777),
+                md.rdev(),
+            )
+            .map_err(|e| FileOpError::Io {
+                op: "mknod",
+                path: target.to_path_buf(),
+                source: e.into(),
+            })?;
+        } else {
+            return Ok(()); // sockets are not copied
+        }
+        let mode = self.mode_for(md.mode() & 0o7777, false);
+        set_owner_mode(target, self.owner_for(md), Some(mode))?;
+        copy_xattrs(src, target);
+        copy_times(md, target)
+    }
+
+    fn extract(&self, archive: &Path, dest: &Path) -> Result<()> {
+        let f = std::fs::File::open(archive).map_err(io("open", archive))?;
+        let r = strata_cache::unpack::decompress(f).map_err(io("decompress", archive))?;
+        let opts = strata_cache::unpack::UnpackOptions {
+            whiteouts: strata_cache::unpack::Whiteouts::Apply,
+            ..Default::default()
+        };
+        strata_cache::unpack::unpack(r, dest, &strata_cache::sys::RealFs, &opts).map_err(|e| {
+            FileOpError::Invalid(format!("extracting {}: {e}", archive.display()))
+        })?;
+        Ok(())
+    }
+}
+
+/// `a/./b/` → `a/b`; `..` cannot climb above the source.
+fn clean_rel(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+/// Whether ADD extracts the file: a tar, plain or compressed (gzip, bzip2, xz, zstd).
+fn is_archive(p: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(p) else {
+        return false;
+    };
+    let Ok(mut r) = strata_cache::unpack::decompress(f) else {
+        return false;
+    };
+    let mut block = vec![0u8; 512];
+    let mut n = 0;
+    while n < 512 {
+        match std::io::Read::read(&mut r, &mut block[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n == 512 && tar::Header::from_byte_slice(&block).cksum().ok()
+        == Some(
+            block
+                .iter()
+                .enumerate()
+                .map(|(i, b)| if (148..156).contains(&i) { 32u32 } else { *b as u32 })
+                .sum(),
+        )
+}
+
+/// Copies a regular file's bytes (copy_file_range / reflink where the kernel offers them:
+/// std::fs::copy uses them on Linux).
+fn copy_file(src: &Path, target: &Path) -> Result<()> {
+    std::fs::copy(src, target).map_err(io("copy", src))?;
+    Ok(())
+}
+
+fn copy_times(md: &std::fs::Metadata, target: &Path) -> Result<()> {
+    let ts = |s: i64, ns: i64| rustix::fs::Timespec {
+        tv_sec: s,
+        tv_nsec: ns as _,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: ts(md.atime(), md.atime_nsec()),
+        last_modification: ts(md.mtime(), md.mtime_nsec()),
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        target,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| FileOpError::Io {
+        op: "set times",
+        path: target.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+fn copy_xattrs(src: &Path, target: &Path) {
+    let Ok(names) = xattr::list(src) else { return };
+    for n in names {
+        if n.to_string_lossy().starts_with("trusted.overlay.") {
+            continue;
+        }
+        if let Ok(Some(v)) = xattr::get(src, &n) {
+            let _ = xattr::set(target, &n, &v);
+        }
+    }
+}
+
+/// chmod(1) symbolic modes: `u=rwX,go=rX`, `+x`, `a-w`, `g+s`, `o=`.
+pub fn symbolic_mode(spec: &str, mode: u32, is_dir: bool) -> Option<u32> {
+    let mut mode = mode & 0o7777;
+    for clause in spec.split(',') {
+        let ops_at = clause.find(['+', '-', '='])?;
+        let (who, rest) = clause.split_at(ops_at);
+        let mut mask = 0u32;
+        for c in who.chars() {
+            mask |= match c {
+                'u' => 0o4700,
+                'g' => 0o2070,
+                'o' => 0o1007,
+                'a' => 0o7777,
+                _ => return None,
+            };
+        }
+        if who.is_empty() {
+            mask = 0o7777;
+        }
+        let mut chars = rest.chars().peekable();
+        while let Some(op) = chars.next() {
+            let mut bits = 0u32;
+            while let Some(&c) = chars.peek() {
+                if matches!(c, '+' | '-' | '=') {
+                    break;
+                }
+                chars.next();
+                bits |= match c {
+                    'r' => 0o444,
+                    'w' => 0o222,
+                    'x' => 0o111,
+                    'X' if is_dir || mode & 0o111 != 0 => 0o111,
+                    'X' => 0,
+                    's' => 0o6000,
+                    't' => 0o1000,
+                    _ => return None,
+                };
+            }
+            let bits = bits & mask;
+            match op {
+                '+' => mode |= bits,
+                '-' => mode &= !bits,
+                '=' => mode = (mode & !(mask & 0o777)) | bits,
+                _ => return None,
+            }
+        }
+    }
+    Some(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(src: &str, dest: &str) -> FileAction {
+        FileAction::Copy {
+            input: 0,
+            src: src.into(),
+            dest: dest.into(),
+            chown: None,
+            chmod: None,
+            follow_symlinks: true,
+            dir_contents_only: true,
+            allow_wildcard: true,
+            allow_empty_wildcard: false,
+            create_dest_path: true,
+            unpack: false,
+            parents: false,
+            exclude: vec![],
+        }
+    }
+
+    struct Fx {
+        _d: tempfile::TempDir,
+        root: PathBuf,
+        ctx: PathBuf,
+    }
+
+    fn fixture() -> Fx {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let ctx = d.path().join("ctx");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\nstaff:x:50:\napp:x:1001:\n")
+            .unwrap();
+        std::fs::create_dir_all(ctx.join("dir/sub")).unwrap();
+        std::fs::write(ctx.join("a.txt"), "a").unwrap();
+        std::fs::write(ctx.join("b.txt"), "b").unwrap();
+        std::fs::write(ctx.join("dir/f"), "f").unwrap();
+        std::fs::write(ctx.join("dir/sub/g"), "g").unwrap();
+        std::fs::write(ctx.join("dir/skip.log"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", ctx.join("dir/abs-link")).unwrap();
+        Fx { _d: d, root, ctx }
+    }
+
+    fn run(fx: &Fx, actions: &[FileAction], ignore: &[&str]) -> Result<()> {
+        let src = Source {
+            dir: fx.ctx.clone(),
+            context: true,
+            ignore: ignore.iter().map(|s| s.to_string()).collect(),
+        };
+        apply(&fx.root, &[Some(src)], actions)
+    }
+
+    fn read(fx: &Fx, p: &str) -> String {
+        std::fs::read_to_string(fx.root.join(p)).unwrap_or_else(|e| format!("<{e}>"))
+    }
+
+    #[test]
+    fn destination_rules() {
+        let fx = fixture();
+        // A file to a new name; to a directory (trailing slash); into an existing directory.
+        run(&fx, &[copy("a.txt", "/x/new-name")], &[]).unwrap();
+        assert_eq!(read(&fx, "x/new-name"), "a");
+        run(&fx, &[copy("a.txt", "/y/")], &[]).unwrap();
+        assert_eq!(read(&fx, "y/a.txt"), "a");
+        run(&fx, &[copy("b.txt", "/y")], &[]).unwrap();
+        assert_eq!(read(&fx, "y/b.txt"), "b");
+        // A directory's contents, not the directory itself.
+        run(&fx, &[copy("dir", "/d")], &[]).unwrap();
+        assert_eq!(read(&fx, "d/f"), "f");
+        assert_eq!(read(&fx, "d/sub/g"), "g");
+        // Symlinks inside a copied tree stay symlinks (never followed out).
+        assert_eq!(
+            std::fs::read_link(fx.root.join("d/abs-link")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        // Wildcards: several sources need a directory.
+        run(&fx, &[copy("*.txt", "/w/")], &[]).unwrap();
+        assert_eq!(read(&fx, "w/a.txt") + &read(&fx, "w/b.txt"), "ab");
+        assert!(matches!(
+            run(&fx, &[copy("*.nothing", "/w/")], &[]),
+            Err(FileOpError::NoMatch(_))
+        ));
+        assert!(matches!(
+            run(&fx, &[copy("missing", "/w/")], &[]),
+            Err(FileOpError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn context_files_are_roots_and_ignored_files_are_absent() {
+        let fx = fixture();
+        run(&fx, &[copy(".", "/all")], &["**/*.log"]).unwrap();
+        assert!(fx.root.join("all/dir/f").exists());
+        assert!(!fx.root.join("all/dir/skip.log").exists());
+        let m = std::fs::metadata(fx.root.join("all/dir/f")).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, 0));
+        assert!(matches!(
+            run(&fx, &[copy("dir/skip.log", "/z")], &["**/*.log"]),
+            Err(FileOpError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn chown_chmod_and_exclude() {
+        let fx = fixture();
+        let mut a = copy("dir", "/owned");
+        if let FileAction::Copy {
+            chown,
+            chmod,
+            exclude,
+            ..
+        } = &mut a
+        {
+            *chown = Some(Chown {
+                user: "app".into(),
+                group: Some("staff".into()),
+            });
+            *chmod = Some(Chmod::Octal(0o640));
+            *exclude = vec!["sub".into()];
+        }
+        run(&fx, &[a], &[]).unwrap();
+        let m = std::fs::metadata(fx.root.join("owned/f")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 50, 0o640));
+        assert!(!fx.root.join("owned/sub").exists());
+        // The created destination belongs to the chown user too.
+        let d = std::fs::metadata(fx.root.join("owned")).unwrap();
+        assert_eq!((d.uid(), d.gid()), (1000, 50));
+        // Unknown names are an error that says so.
+        let mut b = copy("a.txt", "/q");
+        if let FileAction::Copy { chown, .. } = &mut b {
+            *chown = Some(Chown {
+                user: "nobody-here".into(),
+                group: None,
+            });
+        }
+        let e = run(&fx, &[b], &[]).unwrap_err().to_string();
+        assert!(e.contains("nobody-here"), "{e}");
+    }
+
+    #[test]
+    fn mkdir_mkfile_rm_and_symlinked_destinations_stay_inside() {
+        let fx = fixture();
+        // /link → / on the host would escape; inside the root it resolves to the root.
+        std::os::unix::fs::symlink("/", fx.root.join("link")).unwrap();
+        run(
+            &fx,
+            &[
+                FileAction::Mkdir {
+                    path: "/link/made/deep".into(),
+                    mode: 0o755,
+                    make_parents: true,
+                    chown: None,
+                },
+                FileAction::Mkfile {
+                    path: "/link/made/file".into(),
+                    mode: 0o600,
+                    data: "heredoc\n".into(),
+                    chown: None,
+                },
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(fx.root.join("made/deep").is_dir());
+        assert_eq!(read(&fx, "made/file"), "heredoc\n");
+        run(
+            &fx,
+            &[FileAction::Rm {
+                path: "/made/fi*".into(),
+                allow_not_found: false,
+                allow_wildcard: true,
+            }],
+            &[],
+        )
+        .unwrap();
+        assert!(!fx.root.join("made/file").exists());
+    }
+
+    #[test]
+    fn add_extracts_local_archives() {
+        let fx = fixture();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, "inside/t.txt", &b"tar"[..]).unwrap();
+        let data = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &data).unwrap();
+        std::fs::write(fx.ctx.join("x.tar.gz"), gz.finish().unwrap()).unwrap();
+        let mut a = copy("x.tar.gz", "/opt/");
+        if let FileAction::Copy { unpack, .. } = &mut a {
+            *unpack = true;
+        }
+        let plain = copy("a.txt", "/opt/");
+        run(&fx, &[a, plain], &[]).unwrap();
+        assert_eq!(read(&fx, "opt/inside/t.txt"), "tar");
+        assert_eq!(read(&fx, "opt/a.txt"), "a");
+    }
+
+    #[test]
+    fn symbolic_modes() {
+        assert_eq!(symbolic_mode("u=rwX,go=rX", 0o600, true), Some(0o755));
+        assert_eq!(symbolic_mode("u=rwX,go=rX", 0o600, false), Some(0o644));
+        assert_eq!(symbolic_mode("+x", 0o644, false), Some(0o755));
+        assert_eq!(symbolic_mode("a-w", 0o666, false), Some(0o444));
+        assert_eq!(symbolic_mode("g+s", 0o755, true), Some(0o2755));
+        assert_eq!(symbolic_mode("q+x", 0o644, false), None);
+    }
+}
