@@ -71,25 +71,32 @@ pub fn apply(root: &Path, sources: &[Option<Source>], actions: &[FileAction]) ->
                 parents,
                 exclude,
             } => {
-                let source = sources.get(*input).and_then(|s| s.as_ref()).ok_or_else(|| {
-                    FileOpError::Invalid(format!("copy from input {input}, which is not a filesystem"))
-                })?;
+                let source = sources
+                    .get(*input)
+                    .and_then(|s| s.as_ref())
+                    .ok_or_else(|| {
+                        FileOpError::Invalid(format!(
+                            "copy from input {input}, which is not a filesystem"
+                        ))
+                    })?;
                 let c = CopySpec {
                     root,
                     source,
                     ignore: if source.context && !source.ignore.is_empty() {
-                        Some(PatternMatcher::new(&source.ignore).map_err(|e| {
-                            FileOpError::Invalid(format!(".dockerignore: {e}"))
-                        })?)
+                        Some(
+                            PatternMatcher::new(&source.ignore)
+                                .map_err(|e| FileOpError::Invalid(format!(".dockerignore: {e}")))?,
+                        )
                     } else {
                         None
                     },
                     exclude: if exclude.is_empty() {
                         None
                     } else {
-                        Some(PatternMatcher::new(exclude).map_err(|e| {
-                            FileOpError::Invalid(format!("--exclude: {e}"))
-                        })?)
+                        Some(
+                            PatternMatcher::new(exclude)
+                                .map_err(|e| FileOpError::Invalid(format!("--exclude: {e}")))?,
+                        )
                     },
                     owner: match chown {
                         Some(c) => Some(resolve_chown(root, c)?),
@@ -102,7 +109,13 @@ pub fn apply(root: &Path, sources: &[Option<Source>], actions: &[FileAction]) ->
                     parents: *parents,
                     links: HashMap::new(),
                 };
-                c.run(src, dest, *allow_wildcard, *allow_empty_wildcard, *create_dest_path)?;
+                c.run(
+                    src,
+                    dest,
+                    *allow_wildcard,
+                    *allow_empty_wildcard,
+                    *create_dest_path,
+                )?;
             }
             FileAction::Mkdir {
                 path,
@@ -369,7 +382,9 @@ impl CopySpec<'_> {
                 .map(|n| n.to_string_lossy().into_owned());
             let dest_dir_path = if self.parents {
                 // --parents: the source's directories are kept below the destination.
-                let parent = Path::new(&m).parent().map(|p| p.to_string_lossy().into_owned());
+                let parent = Path::new(&m)
+                    .parent()
+                    .map(|p| p.to_string_lossy().into_owned());
                 match parent {
                     Some(p) if !p.is_empty() => format!("{}/{p}", dest.trim_end_matches('/')),
                     _ => dest.to_string(),
@@ -379,7 +394,11 @@ impl CopySpec<'_> {
             };
             if md.is_dir() && self.dir_contents_only {
                 let target = if self.parents && !m.is_empty() {
-                    format!("{}/{}", dest_dir_path.trim_end_matches('/'), name.unwrap_or_default())
+                    format!(
+                        "{}/{}",
+                        dest_dir_path.trim_end_matches('/'),
+                        name.unwrap_or_default()
+                    )
                 } else {
                     dest_dir_path
                 };
@@ -531,7 +550,8 @@ impl CopySpec<'_> {
             if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
                 return std::fs::hard_link(first, target).map_err(io("link", target));
             }
-            self.links.insert((md.dev(), md.ino()), target.to_path_buf());
+            self.links
+                .insert((md.dev(), md.ino()), target.to_path_buf());
         }
         if ft.is_symlink() {
             let t = std::fs::read_link(src).map_err(io("readlink", src))?;
@@ -578,9 +598,8 @@ impl CopySpec<'_> {
             whiteouts: strata_cache::unpack::Whiteouts::Apply,
             ..Default::default()
         };
-        strata_cache::unpack::unpack(r, dest, &strata_cache::sys::RealFs, &opts).map_err(|e| {
-            FileOpError::Invalid(format!("extracting {}: {e}", archive.display()))
-        })?;
+        strata_cache::unpack::unpack(r, dest, &strata_cache::sys::RealFs, &opts)
+            .map_err(|e| FileOpError::Invalid(format!("extracting {}: {e}", archive.display())))?;
         Ok(())
     }
 }
@@ -616,14 +635,21 @@ fn is_archive(p: &Path) -> bool {
             Ok(k) => n += k,
         }
     }
-    n == 512 && tar::Header::from_byte_slice(&block).cksum().ok()
-        == Some(
-            block
-                .iter()
-                .enumerate()
-                .map(|(i, b)| if (148..156).contains(&i) { 32u32 } else { *b as u32 })
-                .sum(),
-        )
+    n == 512
+        && tar::Header::from_byte_slice(&block).cksum().ok()
+            == Some(
+                block
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        if (148..156).contains(&i) {
+                            32u32
+                        } else {
+                            *b as u32
+                        }
+                    })
+                    .sum(),
+            )
 }
 
 /// Copies a regular file's bytes (copy_file_range / reflink where the kernel offers them:
@@ -755,8 +781,11 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\nstaff:x:50:\napp:x:1001:\n")
-            .unwrap();
+        std::fs::write(
+            root.join("etc/group"),
+            "root:x:0:\nstaff:x:50:\napp:x:1001:\n",
+        )
+        .unwrap();
         std::fs::create_dir_all(ctx.join("dir/sub")).unwrap();
         std::fs::write(ctx.join("a.txt"), "a").unwrap();
         std::fs::write(ctx.join("b.txt"), "b").unwrap();

@@ -8,6 +8,7 @@
 //!
 //! Architecture invariant: nothing depends on this crate.
 
+pub mod build;
 pub mod cli;
 pub mod executor;
 pub mod fileop;

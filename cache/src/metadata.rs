@@ -356,6 +356,15 @@ impl Metadata {
         Ok(Some(out))
     }
 
+    /// When the result recorded under `key` was made (seconds since the epoch).
+    pub fn cached_created(&self, key: &Digest) -> Result<Option<i64>, MetadataError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT created FROM build_cache WHERE key = ?1")?
+            .query_row([key.as_str()], |r| r.get(0))
+            .optional()?)
+    }
+
     /// Records the result of a build step (its layers must have been recorded).
     pub fn put_cached_result(
         &mut self,
@@ -373,7 +382,7 @@ impl Metadata {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO build_cache (key, layers, created, last_used) VALUES (?1, ?2, ?3, ?3)
-             ON CONFLICT(key) DO UPDATE SET layers = excluded.layers, last_used = excluded.last_used",
+             ON CONFLICT(key) DO UPDATE SET layers = excluded.layers, created = excluded.created, last_used = excluded.last_used",
             params![key.as_str(), s, now],
         )?;
         tx.commit()?;

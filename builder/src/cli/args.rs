@@ -53,10 +53,14 @@ pub enum CommandArgs {
     Inspect(InspectArgs),
     /// Run a command in a new container (the image plus a writable layer thrown away at exit)
     Run(RunArgs),
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
     #[command(name = "__shim", hide = true)]
     Shim(ShimArgs),
     #[command(name = "__init", hide = true)]
     Init(InitArgs),
+    #[command(name = "__fileop", hide = true)]
+    FileOp(InitArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,4 +206,50 @@ pub struct GraphArgs {
     pub frontend: FrontendArgs,
     #[arg(long, value_enum, default_value = "dot")]
     pub format: GraphFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressArg {
+    /// tty on a terminal, plain otherwise
+    Auto,
+    Tty,
+    Plain,
+    Rawjson,
+    Quiet,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub frontend: FrontendArgs,
+    /// Name and optionally a tag (NAME[:TAG]); may be repeated
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Do not use the cache: run every step
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not use the cache for the steps of these stages
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// How to show progress
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressArg,
+    /// Only print the image ID (same as --progress quiet)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Network for RUN steps that do not choose one
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: NetworkArg,
+    /// Set metadata on the image (K=V); may be repeated
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Write the image ID to this file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write build result metadata (JSON) to this file
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Steps run at the same time at most (default: the number of CPUs)
+    #[arg(long, value_name = "N")]
+    pub max_parallelism: Option<usize>,
 }

@@ -2,6 +2,7 @@
 //! the library. `main.rs` only calls [`run`].
 
 pub mod args;
+pub mod build;
 pub mod config;
 pub mod images;
 pub mod run;
@@ -84,6 +85,7 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
         CommandArgs::Rmi(a) => images::rmi(&global, &a),
         CommandArgs::Inspect(a) => images::inspect(&global, &a),
         CommandArgs::Run(a) => run::run(&global, &a),
+        CommandArgs::Build(a) => build::build(&global, &a),
         CommandArgs::Shim(a) => {
             let rt = match a.runtime_path {
                 Some(p) => crate::executor::init::Runtime::External(p),
@@ -92,6 +94,7 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
             crate::executor::init::shim(&a.bundle, &rt, &a.id)
         }
         CommandArgs::Init(a) => crate::executor::init::init(&a.bundle),
+        CommandArgs::FileOp(a) => crate::executor::fileop::child(&a.bundle).map(|_| 0),
         CommandArgs::Graph(g) => {
             let df = config::load_dockerfile(&g.frontend)?;
             let opts = config::build_options(&g.frontend, &df)?;

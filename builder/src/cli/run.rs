@@ -6,23 +6,6 @@ use super::config::Global;
 use super::images::{find, open_store};
 use crate::executor::{self, RunRequest, spec::Network};
 use anyhow::{Context, Result};
-use std::io::Read;
-
-fn random_id() -> String {
-    let mut b = [0u8; 32];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok();
-    if !ok {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let d = strata_cache::Digest::of(format!("{t}-{}", std::process::id()).as_bytes());
-        return d.hex().to_string();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn strings(v: &serde_json::Value) -> Option<Vec<String>> {
     v.as_array().map(|a| {
@@ -105,7 +88,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         env.retain(|x| x.split_once('=').map(|(xk, _)| xk) != Some(k.as_str()));
         env.push(format!("{k}={v}"));
     }
-    let id = random_id();
+    let id = executor::random_id();
     let req = RunRequest {
         lower,
         args,

@@ -88,7 +88,7 @@ pub fn overlay_data(l: &Layers) -> String {
     )
 }
 
-fn mount_overlay(l: &Layers, target: &Path) -> Result<()> {
+pub(crate) fn mount_overlay(l: &Layers, target: &Path) -> Result<()> {
     let data = overlay_data(l);
     if data.len() < 4000 {
         return LinuxSyscall

@@ -6,6 +6,7 @@
 //! - [`init`]: the re-executed processes (shim, container init) that do the privileged work;
 //! - [`user`]: USER resolution against the image's passwd/group files.
 
+pub mod fileop;
 pub mod init;
 pub mod native;
 pub mod rootfs;
@@ -35,6 +36,23 @@ pub struct RunRequest {
     pub privileged: bool,
     /// Copy the layers instead of stacking them with overlayfs.
     pub copy_layers: bool,
+}
+
+/// 64 random hex digits (container and temporary directory names).
+pub fn random_id() -> String {
+    let mut b = [0u8; 32];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok();
+    if !ok {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let d = strata_cache::Digest::of(format!("{t}-{}", std::process::id()).as_bytes());
+        return d.hex().to_string();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Picks the runtime for `--runtime` (none: built-in).
@@ -146,8 +164,16 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
             }
         }
     }
+    // An empty image (FROM scratch): overlayfs needs one lower directory.
+    let lower = if req.lower.is_empty() {
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty)?;
+        vec![empty]
+    } else {
+        req.lower.clone()
+    };
     let layers = Layers {
-        lower: req.lower.clone(),
+        lower,
         upper: dir.join("upper"),
         work: dir.join("work"),
         copied: req.copy_layers,
@@ -177,6 +203,66 @@ pub fn run_bundle_with(strata: &Path, dir: &Path, id: &str, runtime: &Runtime) -
     let mut child = cmd.spawn().context("starting the container shim")?;
     let _ = std::fs::write(dir.join("shim.pid"), child.id().to_string());
     let status = child.wait().context("waiting for the container")?;
+    Ok(status.code().unwrap_or_else(|| {
+        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+    }))
+}
+
+/// [`run_bundle_with`], with the process's standard output and error (one pipe, in the order
+/// written) handed to `log` as they arrive instead of inherited; standard input is empty.
+pub fn run_bundle_logged(
+    strata: &Path,
+    dir: &Path,
+    id: &str,
+    runtime: &Runtime,
+    log: &mut dyn FnMut(&[u8]),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<i32> {
+    use std::io::Read;
+    if !rustix::process::geteuid().is_root() {
+        bail!("running containers needs root (namespaces and overlay mounts); run strata as root");
+    }
+    let (mut reader, writer) = std::io::pipe().context("creating the output pipe")?;
+    let mut cmd = Command::new(strata);
+    cmd.arg("__shim").arg(dir).arg("--id").arg(id);
+    if let Runtime::External(p) = runtime {
+        cmd.arg("--runtime-path").arg(p);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(writer.try_clone().context("duplicating the output pipe")?)
+        .stderr(writer);
+    let mut child = cmd.spawn().context("starting the container shim")?;
+    drop(cmd); // our copies of the pipe's write end, so reading ends with the container
+    let _ = std::fs::write(dir.join("shim.pid"), child.id().to_string());
+    let pid = rustix::process::Pid::from_raw(child.id() as i32);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let status = std::thread::scope(|s| {
+        // Another step failed: stop this one (the shim takes its container down with it).
+        s.spawn(|| {
+            while !finished.load(std::sync::atomic::Ordering::SeqCst) {
+                if stop() {
+                    if let Some(pid) = pid {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                    }
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        let read = loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => log(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        let status = child.wait();
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        read.context("reading the container's output")?;
+        status.context("waiting for the container")
+    })?;
     Ok(status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
     }))
@@ -277,13 +363,13 @@ pub fn clean_stale_containers(containers: &Path) {
     }
 }
 
-/// Makes the writable layer of a finished container a snapshot (moved, not copied), without
-/// the mount points the runtime had to create. Returns the snapshot's directory.
+/// Makes the writable layer of a finished container a layer (moved into the snapshots, not
+/// copied), without the mount points the runtime had to create and the directories it copied
+/// up only to hold them. `None` when the process changed nothing.
 pub fn commit_upper(
     dir: &Path,
     store: &mut strata_cache::images::ImageStore,
-    id: &str,
-) -> Result<PathBuf> {
+) -> Result<Option<strata_cache::metadata::LayerRecord>> {
     let layers: Layers = serde_json::from_slice(
         &std::fs::read(dir.join("layers.json")).context("reading layers.json")?,
     )
@@ -293,8 +379,8 @@ pub fn commit_upper(
     }
     let mut stubs = layers.stubs.clone();
     stubs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for s in stubs {
-        let p = layers.upper.join(s.strip_prefix("/").unwrap_or(&s));
+    for s in &stubs {
+        let p = layers.upper.join(s.strip_prefix("/").unwrap_or(s));
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => {
                 let _ = std::fs::remove_dir(&p); // only when empty
@@ -305,11 +391,35 @@ pub fn commit_upper(
             _ => {}
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    Ok(store.commit_snapshot(&layers.upper, id, now)?)
+    // Directories copied up only because a stub was created in them: empty now, and the same
+    // as below (owner, mode).
+    use std::os::unix::fs::MetadataExt;
+    for s in &stubs {
+        let mut cur = s.parent();
+        while let Some(rel) = cur.filter(|r| *r != Path::new("/")) {
+            let up = layers.upper.join(rel.strip_prefix("/").unwrap_or(rel));
+            let Ok(m) = std::fs::symlink_metadata(&up) else {
+                break;
+            };
+            let empty = std::fs::read_dir(&up).is_ok_and(|mut d| d.next().is_none());
+            let opaque = xattr::get(&up, "trusted.overlay.opaque")
+                .ok()
+                .flatten()
+                .is_some();
+            let below = layers
+                .lower
+                .iter()
+                .find_map(|l| std::fs::symlink_metadata(rootfs::secure_join(l, rel)).ok());
+            let same = below.is_some_and(|b| {
+                b.is_dir() && b.mode() == m.mode() && b.uid() == m.uid() && b.gid() == m.gid()
+            });
+            if !(m.is_dir() && empty && !opaque && same) || std::fs::remove_dir(&up).is_err() {
+                break;
+            }
+            cur = rel.parent();
+        }
+    }
+    Ok(store.commit_layer(&layers.upper)?)
 }
 
 #[cfg(test)]

@@ -1,0 +1,270 @@
+//! Cache keys. An op's key is the digest of
+//!
+//! - its definition digest (the graph's: what it does, with its inputs' definitions; RUN's
+//!   command, environment — build args included —, user, working directory, network, mounts);
+//! - its inputs' keys (so a change anywhere upstream changes every key below it);
+//! - for base images, the image's ID in the local store;
+//! - for COPY/ADD from the build context, the checksums of exactly the files it selects (after
+//!   `.dockerignore` and `--exclude`): contents, modes, ownership, symlink targets, never
+//!   mtimes.
+//!
+//! Keys are computed before anything runs: nothing needs to be unpacked or executed to know
+//! whether a step is cached. The context is hashed once per build, in parallel, and files whose
+//! (device, inode, size, mtime, ctime) are unchanged since the last build are not read again.
+
+use super::progress::Progress;
+use super::resolver;
+use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use strata_cache::Digest;
+use strata_cache::contenthash::{EntrySum, Selection, TreeSum, checksum_tree};
+use strata_cache::images::ImageStore;
+use strata_cache::metadata::Metadata;
+use strata_frontend::dockerignore::{PatternMatcher, contains_wildcards, path_match};
+use strata_solver::graph::{BuildGraph, FileAction, OpId, OpKind, SourceOp};
+
+/// The build context, hashed at most once.
+pub struct Contexts {
+    dir: PathBuf,
+    ignore: Vec<String>,
+    sum: Option<TreeSum>,
+}
+
+impl Contexts {
+    pub fn new(dir: &Path, ignore: &[String]) -> Contexts {
+        Contexts {
+            dir: dir.to_path_buf(),
+            ignore: ignore.to_vec(),
+            sum: None,
+        }
+    }
+
+    fn sum(
+        &mut self,
+        follow: &[String],
+        meta: &mut Metadata,
+        progress: &Progress,
+    ) -> Result<&TreeSum> {
+        if self.sum.is_none() {
+            let id = "[internal] load build context";
+            progress.start(id, id, &[]);
+            let ignore = PatternMatcher::new(&self.ignore).context("invalid .dockerignore")?;
+            let follows: Vec<Vec<String>> =
+                follow.iter().map(|f| components(f)).collect::<Vec<_>>();
+            let all = follows.is_empty() || follows.iter().any(|f| f.is_empty());
+            let select = |p: &str, is_dir: bool| -> Selection {
+                if ignore.matches(p).unwrap_or(false) {
+                    return if is_dir && ignore.exclusions() && ignore.may_match_below(p) {
+                        Selection::ExcludeButDescend
+                    } else {
+                        Selection::Exclude
+                    };
+                }
+                if all {
+                    return Selection::Include;
+                }
+                follow_selection(&follows, p)
+            };
+            let sum = checksum_tree(&self.dir, &select, Some(meta))
+                .with_context(|| format!("reading the build context {}", self.dir.display()))?;
+            progress.log(
+                id,
+                format!(
+                    "transferring context: {} entries, {} files read, the rest unchanged\n",
+                    sum.entries.len(),
+                    sum.files_read
+                )
+                .as_bytes(),
+            );
+            progress.done(id, None);
+            self.sum = Some(sum);
+        }
+        Ok(self.sum.as_ref().expect("computed above"))
+    }
+}
+
+fn components(p: &str) -> Vec<String> {
+    p.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .collect()
+}
+
+fn comp_match(pat: &str, name: &str) -> bool {
+    if contains_wildcards(pat) {
+        path_match(pat, name).unwrap_or(false)
+    } else {
+        pat == name
+    }
+}
+
+/// Whether `path` is a followed path, below one, or a directory on the way to one.
+fn follow_selection(follows: &[Vec<String>], path: &str) -> Selection {
+    let p: Vec<&str> = path.split('/').collect();
+    let mut on_the_way = false;
+    for f in follows {
+        let n = f.len().min(p.len());
+        if !(0..n).all(|i| comp_match(&f[i], p[i])) {
+            continue;
+        }
+        if p.len() >= f.len() {
+            return Selection::Include;
+        }
+        on_the_way = true;
+    }
+    if on_the_way {
+        Selection::ExcludeButDescend
+    } else {
+        Selection::Exclude
+    }
+}
+
+/// The context entries one COPY source selects: the matched path and everything below it,
+/// minus `--exclude` patterns (relative to the matched path).
+pub fn select_entries<'a>(
+    entries: &'a [EntrySum],
+    src: &str,
+    exclude: &[String],
+) -> Vec<&'a EntrySum> {
+    let pat = components(src);
+    let ex = if exclude.is_empty() {
+        None
+    } else {
+        PatternMatcher::new(exclude).ok()
+    };
+    entries
+        .iter()
+        .filter(|e| {
+            let p: Vec<&str> = e.path.split('/').collect();
+            if p.len() < pat.len() || !(0..pat.len()).all(|i| comp_match(&pat[i], p[i])) {
+                return false;
+            }
+            match &ex {
+                Some(ex) if p.len() > pat.len() => {
+                    !ex.matches(&p[pat.len()..].join("/")).unwrap_or(false)
+                }
+                _ => true,
+            }
+        })
+        .collect()
+}
+
+/// Keys of the `needed` ops (in topological order).
+pub fn compute(
+    graph: &BuildGraph,
+    needed: &[OpId],
+    store: &ImageStore,
+    contexts: &mut Contexts,
+    meta: &mut Metadata,
+    progress: &Progress,
+) -> Result<BTreeMap<OpId, Digest>> {
+    let follow: Vec<String> = needed
+        .iter()
+        .filter_map(|id| match &graph.op(*id).kind {
+            OpKind::Source(SourceOp::Local { follow_paths, .. }) => Some(follow_paths.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut keys: BTreeMap<OpId, Digest> = BTreeMap::new();
+    for id in needed {
+        let op = graph.op(*id);
+        let mut h = serde_json::json!({
+            "v": 1,
+            "definition": graph.digest(*id).as_str(),
+            "inputs": op.inputs.iter().map(|i| keys.get(i).map(|k| k.as_str().to_string())).collect::<Vec<_>>(),
+        });
+        match &op.kind {
+            OpKind::Source(SourceOp::Image { .. }) => {
+                let img = resolver::find_image(store, op)?;
+                h["image"] = img.record.id.as_str().into();
+            }
+            OpKind::File { actions, .. } => {
+                let mut content = Vec::new();
+                for a in actions {
+                    let FileAction::Copy {
+                        input,
+                        src,
+                        exclude,
+                        ..
+                    } = a
+                    else {
+                        continue;
+                    };
+                    let Some(in_id) = op.inputs.get(*input) else {
+                        continue;
+                    };
+                    if !matches!(
+                        graph.op(*in_id).kind,
+                        OpKind::Source(SourceOp::Local { .. })
+                    ) {
+                        continue;
+                    }
+                    let sum = contexts.sum(&follow, meta, progress)?;
+                    let mut text = String::new();
+                    for e in select_entries(&sum.entries, src, exclude) {
+                        text.push_str(&e.path);
+                        text.push('\0');
+                        text.push_str(e.digest.as_str());
+                        text.push('\n');
+                    }
+                    content.push(Digest::of(text.as_bytes()).as_str().to_string());
+                }
+                h["content"] = content.into();
+            }
+            _ => {}
+        }
+        keys.insert(*id, Digest::of(h.to_string().as_bytes()));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(p: &str) -> EntrySum {
+        EntrySum {
+            path: p.into(),
+            digest: Digest::of(p.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn copy_sources_select_their_entries() {
+        let entries = vec![
+            e("a.txt"),
+            e("app"),
+            e("app/main.c"),
+            e("app/test"),
+            e("app/test/t.c"),
+            e("b.txt"),
+        ];
+        let paths = |v: Vec<&EntrySum>| v.iter().map(|e| e.path.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            paths(select_entries(&entries, "/app", &[])),
+            vec!["app", "app/main.c", "app/test", "app/test/t.c"]
+        );
+        assert_eq!(
+            paths(select_entries(&entries, "*.txt", &[])),
+            vec!["a.txt", "b.txt"]
+        );
+        assert_eq!(
+            paths(select_entries(&entries, "app", &["test".into()])),
+            vec!["app", "app/main.c"]
+        );
+        assert_eq!(paths(select_entries(&entries, ".", &[])).len(), 6);
+    }
+
+    #[test]
+    fn followed_paths() {
+        let f = vec![components("app"), components("src/*.c")];
+        assert_eq!(follow_selection(&f, "app"), Selection::Include);
+        assert_eq!(follow_selection(&f, "app/x/y"), Selection::Include);
+        assert_eq!(follow_selection(&f, "src"), Selection::ExcludeButDescend);
+        assert_eq!(follow_selection(&f, "src/a.c"), Selection::Include);
+        assert_eq!(follow_selection(&f, "src/a.h"), Selection::Exclude);
+        assert_eq!(follow_selection(&f, "other"), Selection::Exclude);
+    }
+}

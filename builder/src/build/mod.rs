@@ -1,0 +1,291 @@
+//! `strata build`: the frontend's graph, run by the solver's scheduler with the executor and
+//! file operations, cached by content, and assembled into an image in the local store.
+//!
+//! 1. the Dockerfile is lowered with base images resolved in the local store ([`resolver`]);
+//! 2. every op the target needs gets a cache key ([`keys`]) before anything runs: the digest
+//!    of its definition, its inputs' keys, and the checksums of the context files it copies;
+//! 3. ops whose key is in the build cache are done already, and the scheduler never visits
+//!    what only they needed (a hit on a stage's last step unpacks and runs nothing before it);
+//! 4. the rest runs ([`runner`]): RUN in a container, COPY/ADD/WORKDIR as file operations, each
+//!    leaving one layer (or none when nothing changed), recorded under its key;
+//! 5. the target's layers, config and history become an image ([`assemble`]).
+
+pub mod assemble;
+pub mod keys;
+pub mod progress;
+pub mod resolver;
+pub mod runner;
+
+use crate::executor::init::Runtime;
+use progress::Progress;
+use runner::{FsResult, Runner};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use strata_cache::Digest;
+use strata_cache::images::ImageStore;
+use strata_frontend::lower::{BuildOptions, lower};
+use strata_solver::graph::{NetworkMode, OpId, OpKind, SourceOp};
+use strata_solver::scheduler::{Scheduler, SolveError};
+
+/// Everything one build needs.
+pub struct BuildRequest {
+    /// The state root.
+    pub root: PathBuf,
+    /// The build context, read in place.
+    pub context: PathBuf,
+    /// The Dockerfile's name (for messages) and text.
+    pub dockerfile_name: String,
+    pub dockerfile: String,
+    pub opts: BuildOptions,
+    /// Tags for the image (normalized).
+    pub tags: Vec<String>,
+    /// The network of RUN steps that do not choose (`--network`; host by default).
+    pub network: NetworkMode,
+    pub runtime: Runtime,
+    pub max_parallelism: usize,
+    /// The strata binary (re-executed for containers and file operations).
+    pub strata_exe: PathBuf,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub image_id: Digest,
+    pub manifest_digest: Option<Digest>,
+    /// Steps that ran, and steps answered by the cache.
+    pub executed: usize,
+    pub cached: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile has errors (already rendered, one per diagnostic).
+    #[error("{0}")]
+    Dockerfile(String),
+    /// A step failed: the report names the step, its Dockerfile line and its last output.
+    #[error("{report}")]
+    Step { report: String },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs one build; progress goes to `progress`, Dockerfile warnings to `warnings`.
+pub fn build(
+    req: &BuildRequest,
+    progress: Arc<Progress>,
+    warnings: &mut dyn std::io::Write,
+) -> Result<BuildResult, BuildError> {
+    let store = ImageStore::open(&req.root).map_err(anyhow::Error::from)?;
+    crate::executor::clean_stale_containers(&req.root.join("containers"));
+    // 1. Lower.
+    let resolver = resolver::StoreResolver::new(&store);
+    let (lowered, diags) = lower(&req.dockerfile, &req.opts, &resolver);
+    let mut errors = String::new();
+    for d in &diags {
+        let text = d.render(&req.dockerfile_name, &req.dockerfile);
+        if d.is_error() {
+            errors.push_str(&format!("{text}\n"));
+        } else {
+            let _ = writeln!(warnings, "warning: {text}");
+        }
+    }
+    let lowered = match lowered {
+        Some(l) if errors.is_empty() => l,
+        _ => return Err(BuildError::Dockerfile(errors.trim_end().to_string())),
+    };
+    let target = lowered.target;
+    let graph = Arc::new(lowered.graph.clone());
+    let needed = graph.ancestors(target);
+    // 2. Keys.
+    let mut meta =
+        strata_cache::metadata::Metadata::open(&req.root).map_err(anyhow::Error::from)?;
+    let mut contexts = keys::Contexts::new(&req.context, &req.opts.dockerignore);
+    let keys = keys::compute(&graph, &needed, &store, &mut contexts, &mut meta, &progress)?;
+    // 3. What is done already: sources, and cache hits.
+    let mut done: BTreeMap<OpId, FsResult> = BTreeMap::new();
+    for id in &needed {
+        let op = graph.op(*id);
+        match &op.kind {
+            OpKind::Source(SourceOp::Scratch) => {
+                done.insert(*id, FsResult::Layers(vec![]));
+            }
+            OpKind::Source(SourceOp::Image { .. }) => {
+                let img = resolver::find_image(&store, op)?;
+                let layers = img.record.layers.iter().cloned().map(Some).collect();
+                done.insert(*id, FsResult::Layers(layers));
+            }
+            OpKind::Source(SourceOp::Local { .. }) => {
+                done.insert(*id, FsResult::Context(req.context.clone()));
+            }
+            OpKind::Source(SourceOp::Http { url, .. }) => {
+                return Err(anyhow::anyhow!(
+                    "{}: ADD from a URL ({url}) is not supported yet",
+                    location(op, &req.dockerfile_name)
+                )
+                .into());
+            }
+            OpKind::Source(SourceOp::Git { remote, .. }) => {
+                return Err(anyhow::anyhow!(
+                    "{}: ADD from a Git repository ({remote}) is not supported yet",
+                    location(op, &req.dockerfile_name)
+                )
+                .into());
+            }
+            _ if op.ignore_cache => {}
+            _ => {
+                let key = &keys[id];
+                if let Some(layers) = meta.cached_result(key).map_err(anyhow::Error::from)?
+                    && layers
+                        .iter()
+                        .flatten()
+                        .all(|d| store.snapshot_dir(d).is_dir())
+                {
+                    done.insert(*id, FsResult::Layers(layers));
+                }
+            }
+        }
+    }
+    // What the build shows as cached: the hits the scheduler will stop at.
+    let mut cached = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack = vec![target];
+    let mut shown = Vec::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let op = graph.op(id);
+        if done.contains_key(&id) {
+            shown.push(id);
+            continue;
+        }
+        stack.extend(op.inputs.iter().copied());
+    }
+    shown.sort();
+    let digest_of = |id: OpId| graph.digest(id).as_str().to_string();
+    for id in &shown {
+        let op = graph.op(*id);
+        let inputs: Vec<String> = op.inputs.iter().map(|i| digest_of(*i)).collect();
+        match &op.kind {
+            OpKind::Source(SourceOp::Local { .. }) => {}
+            OpKind::Source(_) => {
+                progress.start(&digest_of(*id), &op.name, &inputs);
+                progress.done(&digest_of(*id), None);
+            }
+            _ => {
+                cached += 1;
+                progress.cached(&digest_of(*id), &op.name, &inputs);
+            }
+        }
+    }
+    // 4. Run what is left.
+    let runner = Arc::new(Runner {
+        graph: graph.clone(),
+        root: req.root.clone(),
+        keys: keys.clone(),
+        progress: progress.clone(),
+        runtime: req.runtime.clone(),
+        network: req.network,
+        strata_exe: req.strata_exe.clone(),
+        ignore: req.opts.dockerignore.clone(),
+        executed: Default::default(),
+    });
+    let scheduler = Scheduler {
+        max_parallelism: req.max_parallelism.max(1),
+    };
+    let result = scheduler.run_from(graph.clone(), target, runner.clone(), done);
+    let layers = match result {
+        Ok(FsResult::Layers(l)) => l,
+        Ok(FsResult::Context(_)) => {
+            return Err(anyhow::anyhow!("the target is the build context, not a stage").into());
+        }
+        Err(SolveError::Op { id, name, message }) => {
+            let digest = digest_of(id);
+            let tail = progress.tail(&digest);
+            return Err(BuildError::Step {
+                report: failure_report(
+                    &name,
+                    graph.op(id).location.as_ref(),
+                    &req.dockerfile,
+                    &tail,
+                    &message,
+                ),
+            });
+        }
+        Err(e) => return Err(anyhow::Error::from(e).into()),
+    };
+    // 5. The image.
+    // The image's creation time is when its last step's result was made, so a rebuild that
+    // is all cache hits gives the same image ID (as BuildKit's does).
+    let created = keys
+        .get(&target)
+        .and_then(|k| meta.cached_created(k).ok().flatten())
+        .unwrap_or_else(now);
+    let mut store = store;
+    let (image_id, manifest_digest) =
+        assemble::put_image(&mut store, &lowered, &layers, &req.tags, created)?;
+    let used: Vec<Digest> = needed.iter().filter_map(|i| keys.get(i).cloned()).collect();
+    let _ = meta.touch_cached(&used, now());
+    let executed = runner.executed.load(std::sync::atomic::Ordering::SeqCst);
+    Ok(BuildResult {
+        image_id,
+        manifest_digest,
+        executed,
+        cached,
+    })
+}
+
+fn location(op: &strata_solver::graph::Op, file: &str) -> String {
+    match &op.location {
+        Some(l) => format!(
+            "{}:{}",
+            if l.file.is_empty() { file } else { &l.file },
+            l.start_line
+        ),
+        None => file.to_string(),
+    }
+}
+
+/// BuildKit's failure report: the step and its last output, then the Dockerfile lines around
+/// it with the failing ones marked, then the error.
+pub fn failure_report(
+    name: &str,
+    loc: Option<&strata_solver::graph::SourceLocation>,
+    dockerfile: &str,
+    tail: &[String],
+    message: &str,
+) -> String {
+    let mut r = String::new();
+    r.push_str("------\n");
+    r.push_str(&format!(" > {name}:\n"));
+    for l in tail {
+        r.push_str(&format!("{l}\n"));
+    }
+    r.push_str("------\n");
+    if let Some(loc) = loc {
+        let lines: Vec<&str> = dockerfile.lines().collect();
+        r.push_str(&format!("{}:{}\n", loc.file, loc.start_line));
+        r.push_str("--------------------\n");
+        let from = loc.start_line.saturating_sub(2).max(1);
+        let to = (loc.end_line + 1).min(lines.len());
+        for n in from..=to {
+            let text = lines.get(n - 1).copied().unwrap_or("");
+            if (loc.start_line..=loc.end_line).contains(&n) {
+                r.push_str(&format!(" {n:>3} | >>> {text}\n"));
+            } else {
+                r.push_str(&format!(" {n:>3} |     {text}\n"));
+            }
+        }
+        r.push_str("--------------------\n");
+    }
+    r.push_str(&format!("failed to solve: {message}"));
+    r
+}

@@ -1,0 +1,90 @@
+//! Base images, looked up in the local store (pulling from registries arrives with the registry
+//! client): the frontend gets their config and history through [`StoreResolver`], the build
+//! their layers through [`find_image`].
+
+use anyhow::{Result, bail};
+use strata_cache::images::{Image, ImageStore};
+use strata_frontend::lower::{ImageResolver, ResolvedImage};
+use strata_solver::graph::{Op, OpKind, Platform, SourceOp};
+use strata_solver::image::{HistoryEntry, ImageConfig};
+
+pub struct StoreResolver<'a> {
+    store: &'a ImageStore,
+}
+
+impl<'a> StoreResolver<'a> {
+    pub fn new(store: &'a ImageStore) -> Self {
+        StoreResolver { store }
+    }
+}
+
+/// `reference` (normalized by the frontend, e.g. `docker.io/library/busybox:latest`) in the
+/// store, by tag or by digest.
+fn lookup(store: &ImageStore, reference: &str) -> Option<Image> {
+    if let Ok(i) = store.image(reference) {
+        return Some(i);
+    }
+    // `name@sha256:…`: the ID or manifest digest of a stored image.
+    if let Some((_, digest)) = reference.split_once('@') {
+        return store.meta.images().ok()?.into_iter().find_map(|r| {
+            let hit = r.id.as_str() == digest
+                || r.manifest_digest
+                    .as_ref()
+                    .is_some_and(|m| m.as_str() == digest);
+            if hit {
+                store.image(r.id.as_str()).ok()
+            } else {
+                None
+            }
+        });
+    }
+    None
+}
+
+impl ImageResolver for StoreResolver<'_> {
+    fn resolve(
+        &self,
+        reference: &str,
+        _platform: &Platform,
+    ) -> Result<Option<ResolvedImage>, String> {
+        let Some(img) = lookup(self.store, reference) else {
+            return Ok(None);
+        };
+        let config: ImageConfig = serde_json::from_value(img.config.config.clone())
+            .map_err(|e| format!("{reference}: unreadable image config: {e}"))?;
+        let history = img
+            .config
+            .history
+            .iter()
+            .map(|h| HistoryEntry {
+                created_by: h["created_by"].as_str().unwrap_or_default().to_string(),
+                comment: h["comment"].as_str().unwrap_or_default().to_string(),
+                empty_layer: h["empty_layer"].as_bool().unwrap_or(false),
+            })
+            .collect();
+        Ok(Some(ResolvedImage {
+            config,
+            history,
+            digest: Some(img.record.id.as_str().to_string()),
+            platform: Some(Platform {
+                os: img.config.os.clone(),
+                architecture: img.config.architecture.clone(),
+                variant: img.config.variant.clone(),
+            }),
+        }))
+    }
+}
+
+/// The stored image an image source op names.
+pub fn find_image(store: &ImageStore, op: &Op) -> Result<Image> {
+    let OpKind::Source(SourceOp::Image { reference, .. }) = &op.kind else {
+        bail!("{} is not an image", op.name);
+    };
+    match lookup(store, reference) {
+        Some(i) => Ok(i),
+        None => bail!(
+            "base image {reference} is not in the local store: import it first \
+             (`strata import ROOTFS.tar NAME`); pulling from registries is not supported yet"
+        ),
+    }
+}

@@ -1,0 +1,202 @@
+//! `strata build`: validated arguments → [`crate::build::build`] → the image ID.
+
+use super::args::{BuildArgs, NetworkArg, ProgressArg};
+use super::config::{self, Global, Snapshotter};
+use super::images::{familiar, normalize_tag, open_store};
+use crate::build::progress::{Mode, Progress};
+use crate::build::{BuildError, BuildRequest};
+use crate::executor;
+use anyhow::{Context, Result, bail};
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use strata_solver::Platform;
+use strata_solver::graph::NetworkMode;
+
+/// A context read from standard input, removed when the build ends.
+struct StdinContext {
+    dir: tempfile::TempDir,
+    dockerfile: Option<String>,
+}
+
+/// `-`: a tar of the context (plain or compressed), or a lone Dockerfile.
+fn stdin_context(root: &std::path::Path) -> Result<StdinContext> {
+    let mut data = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut data)
+        .context("reading the build context from standard input")?;
+    let tmp = root.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let dir = tempfile::Builder::new()
+        .prefix("context-")
+        .tempdir_in(&tmp)
+        .context("creating a directory for the context")?;
+    let is_tar = {
+        let mut r = strata_cache::unpack::decompress(&data[..])?;
+        let mut block = [0u8; 512];
+        r.read_exact(&mut block).is_ok() && &block[257..262] == b"ustar"
+    };
+    if is_tar {
+        let opts = strata_cache::unpack::UnpackOptions {
+            whiteouts: strata_cache::unpack::Whiteouts::Apply,
+            ..Default::default()
+        };
+        let r = strata_cache::unpack::decompress(&data[..])?;
+        strata_cache::unpack::unpack(r, dir.path(), &strata_cache::sys::RealFs, &opts)
+            .context("unpacking the context from standard input")?;
+        Ok(StdinContext {
+            dir,
+            dockerfile: None,
+        })
+    } else {
+        Ok(StdinContext {
+            dir,
+            dockerfile: Some(String::from_utf8_lossy(&data).into_owned()),
+        })
+    }
+}
+
+pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
+    let _ = open_store(g)?;
+    let mut frontend = a.frontend.clone();
+    let stdin = if frontend.context.as_os_str() == "-" {
+        if frontend.file.as_deref() == Some("-") {
+            bail!("the context and the Dockerfile cannot both come from standard input");
+        }
+        let c = stdin_context(&g.root)?;
+        frontend.context = c.dir.path().to_path_buf();
+        Some(c)
+    } else {
+        None
+    };
+    let df = match stdin.as_ref().and_then(|c| c.dockerfile.clone()) {
+        Some(text) => config::DockerfileSource {
+            name: "Dockerfile".into(),
+            text,
+            dockerignore: None,
+        },
+        None => config::load_dockerfile(&frontend)?,
+    };
+    let mut opts = config::build_options(&frontend, &df)?;
+    if let Some(p) = &opts.platform
+        && *p != Platform::host()
+    {
+        bail!(
+            "--platform {p}: strata builds for this machine's platform ({}) only; cross-platform builds are not supported yet",
+            Platform::host()
+        );
+    }
+    opts.no_cache = a.no_cache;
+    opts.no_cache_filter = a.no_cache_filter.clone();
+    for l in &a.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            bail!("invalid --label {l:?}: write KEY=VALUE");
+        }
+        opts.labels.insert(k.to_string(), v.to_string());
+    }
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| normalize_tag(t))
+        .collect::<Result<Vec<_>>>()?;
+    if g.config.snapshotter == Snapshotter::Native {
+        bail!(
+            "strata build needs the overlayfs snapshotter (a RUN step's layer is its overlay upper directory); the native snapshotter only serves `strata run` so far"
+        );
+    }
+    let mode = match (a.quiet, a.progress) {
+        (true, _) | (_, ProgressArg::Quiet) => Mode::Quiet,
+        (_, ProgressArg::Plain) => Mode::Plain,
+        (_, ProgressArg::Rawjson) => Mode::RawJson,
+        (_, ProgressArg::Tty) => Mode::Tty,
+        (_, ProgressArg::Auto) if std::io::stderr().is_terminal() => Mode::Tty,
+        (_, ProgressArg::Auto) => Mode::Plain,
+    };
+    let progress = Arc::new(Progress::new(mode, Box::new(std::io::stderr())));
+    let req = BuildRequest {
+        root: g.root.clone(),
+        context: std::fs::canonicalize(&frontend.context)
+            .with_context(|| format!("opening the build context {}", frontend.context.display()))?,
+        dockerfile_name: df.name.clone(),
+        dockerfile: df.text.clone(),
+        opts,
+        tags: tags.clone(),
+        network: match a.network {
+            NetworkArg::Host => NetworkMode::Host,
+            NetworkArg::None => NetworkMode::None,
+        },
+        runtime: executor::runtime(g.runtime.as_deref())?,
+        max_parallelism: a.max_parallelism.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        strata_exe: std::env::current_exe().context("finding the strata binary")?,
+    };
+    let mut warnings: Box<dyn Write> = if mode == Mode::Quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    let result = crate::build::build(&req, progress.clone(), &mut warnings);
+    progress.finish();
+    drop(stdin);
+    let r = match result {
+        Ok(r) => r,
+        Err(BuildError::Step { report }) => {
+            eprintln!("{report}");
+            return Ok(1);
+        }
+        Err(BuildError::Dockerfile(text)) => {
+            eprintln!("{text}");
+            return Ok(1);
+        }
+        Err(BuildError::Other(e)) => return Err(e),
+    };
+    let id = r.image_id.as_str().to_string();
+    if mode != Mode::Quiet {
+        let v = "exporting to image";
+        progress.start(v, v, &[]);
+        progress.log(v, format!("writing image {id} done\n").as_bytes());
+        for t in &tags {
+            progress.log(v, format!("naming to {t} done\n").as_bytes());
+        }
+        progress.done(v, None);
+        progress.finish();
+        eprintln!(
+            "{} steps run, {} cached; tagged {}",
+            r.executed,
+            r.cached,
+            if tags.is_empty() {
+                "nothing".to_string()
+            } else {
+                tags.iter()
+                    .map(|t| familiar(t))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    }
+    println!("{id}");
+    if let Some(p) = &a.iidfile {
+        write_file(p, id.as_bytes())?;
+    }
+    if let Some(p) = &a.metadata_file {
+        let mut m = serde_json::json!({
+            "containerimage.config.digest": id,
+        });
+        if let Some(d) = &r.manifest_digest {
+            m["containerimage.digest"] = d.as_str().into();
+        }
+        if !tags.is_empty() {
+            m["image.name"] = tags.join(",").into();
+        }
+        write_file(p, serde_json::to_string_pretty(&m)?.as_bytes())?;
+    }
+    Ok(0)
+}
+
+fn write_file(p: &PathBuf, data: &[u8]) -> Result<()> {
+    std::fs::write(p, data).with_context(|| format!("writing {}", p.display()))
+}

@@ -1,0 +1,147 @@
+//! File operations in a private mount namespace: `strata __fileop DIR` mounts the step's base
+//! layers as an overlay (writes go to `DIR/upper`, the new layer; deletions become whiteouts)
+//! and the layers of other stages it copies from as read-only overlays, then applies the
+//! actions with [`crate::fileop::apply`]. Like the shim, it is strata re-executed, so nothing
+//! runs in a fork of a multi-threaded process, and the mounts vanish with the process.
+
+use super::init::{Layers, mount_overlay};
+use super::sys::{LinuxSyscall, Syscall};
+use crate::fileop::Source;
+use anyhow::{Context, Result, bail};
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use strata_solver::graph::FileAction;
+
+/// A filesystem a file op reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SourceFs {
+    /// A directory read in place (the build context).
+    Context { dir: PathBuf, ignore: Vec<String> },
+    /// A stack of layer snapshots, top first (another stage's or image's filesystem).
+    Layers(Vec<PathBuf>),
+}
+
+/// What `strata __fileop` does, as written to `DIR/fileop.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileOpRequest {
+    /// The base filesystem's layers, top first (empty: an empty filesystem).
+    pub lower: Vec<PathBuf>,
+    /// Sources by input index.
+    pub sources: Vec<Option<SourceFs>>,
+    pub actions: Vec<FileAction>,
+}
+
+/// Runs a file op; its diff is left in `dir/upper`.
+pub fn run_file_op(strata: &Path, dir: &Path, req: &FileOpRequest) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        bail!("file operations need root (overlay mounts); run strata as root");
+    }
+    for d in ["upper", "work", "root", "empty"] {
+        std::fs::create_dir_all(dir.join(d))
+            .with_context(|| format!("creating {}", dir.join(d).display()))?;
+    }
+    std::fs::write(dir.join("fileop.json"), serde_json::to_vec(req)?)?;
+    let out = Command::new(strata)
+        .arg("__fileop")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .context("starting the file operation")?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr);
+        let msg = msg.trim().trim_start_matches("error: ");
+        bail!(
+            "{}",
+            if msg.is_empty() {
+                "the file operation failed"
+            } else {
+                msg
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `strata __fileop DIR` (the child).
+pub fn child(dir: &Path) -> Result<()> {
+    let req: FileOpRequest = serde_json::from_slice(
+        &std::fs::read(dir.join("fileop.json")).context("reading fileop.json")?,
+    )
+    .context("parsing fileop.json")?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).context("creating a mount namespace")?;
+    LinuxSyscall
+        .mount(
+            None,
+            Path::new("/"),
+            None,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None,
+        )
+        .context("making mounts private")?;
+    let empty = dir.join("empty");
+    let root = dir.join("root");
+    let lower = if req.lower.is_empty() {
+        vec![empty.clone()]
+    } else {
+        req.lower.clone()
+    };
+    mount_overlay(
+        &Layers {
+            lower,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            copied: false,
+            stubs: vec![],
+        },
+        &root,
+    )?;
+    let mut sources = Vec::new();
+    for (i, s) in req.sources.iter().enumerate() {
+        sources.push(match s {
+            None => None,
+            Some(SourceFs::Context { dir, ignore }) => Some(Source {
+                dir: dir.clone(),
+                context: true,
+                ignore: ignore.clone(),
+            }),
+            Some(SourceFs::Layers(layers)) => {
+                let d = match layers.len() {
+                    0 => empty.clone(),
+                    1 => layers[0].clone(),
+                    _ => {
+                        let m = dir.join(format!("src{i}"));
+                        std::fs::create_dir_all(&m)?;
+                        let data = format!(
+                            "lowerdir={}",
+                            layers
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(":")
+                        );
+                        LinuxSyscall
+                            .mount(
+                                Some(Path::new("overlay")),
+                                &m,
+                                Some("overlay"),
+                                MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+                                Some(&data),
+                            )
+                            .with_context(|| format!("mounting input {i} read-only"))?;
+                        m
+                    }
+                };
+                Some(Source {
+                    dir: d,
+                    context: false,
+                    ignore: vec![],
+                })
+            }
+        });
+    }
+    crate::fileop::apply(&root, &sources, &req.actions)?;
+    Ok(())
+}
