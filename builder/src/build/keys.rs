@@ -159,14 +159,19 @@ pub fn compute(
     meta: &mut Metadata,
     progress: &Progress,
 ) -> Result<BTreeMap<OpId, Digest>> {
-    let follow: Vec<String> = needed
+    // The paths the build reads from the context; an op that follows nothing reads it all.
+    let locals: Vec<&Vec<String>> = needed
         .iter()
         .filter_map(|id| match &graph.op(*id).kind {
-            OpKind::Source(SourceOp::Local { follow_paths, .. }) => Some(follow_paths.clone()),
+            OpKind::Source(SourceOp::Local { follow_paths, .. }) => Some(follow_paths),
             _ => None,
         })
-        .flatten()
         .collect();
+    let follow: Vec<String> = if locals.iter().any(|f| f.is_empty()) {
+        vec![]
+    } else {
+        locals.into_iter().flatten().cloned().collect()
+    };
     let mut keys: BTreeMap<OpId, Digest> = BTreeMap::new();
     for id in needed {
         let op = graph.op(*id);

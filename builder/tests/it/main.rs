@@ -1,5 +1,6 @@
 //! The builder crate's integration tests: one binary, one module per area (cargo's habit).
 
+mod build;
 mod cli;
 mod images;
 mod parse_oracle;

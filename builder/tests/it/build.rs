@@ -1,0 +1,460 @@
+//! `strata build`, end to end, as root, on a busybox base image made offline.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The busybox base tarball (made once), or `None` when the tests cannot run here.
+fn base_tar() -> Option<&'static Path> {
+    static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TAR.get_or_init(|| {
+        if !rustix::process::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+            eprintln!("skipping: the build tests need root");
+            return None;
+        }
+        if Command::new("busybox").arg("true").status().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI installs busybox-static"
+            );
+            eprintln!("skipping: busybox-static is not installed");
+            return None;
+        }
+        let dir = std::env::temp_dir().join("strata-build-tests");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = dir.join("busybox.tar");
+        let out = Command::new(testdata().join("base-image.sh"))
+            .arg("busybox")
+            .arg(&tar)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        Some(tar)
+    })
+    .as_deref()
+}
+
+/// A state root with busybox imported, and an empty context directory.
+struct Fx {
+    root: PathBuf,
+    ctx: PathBuf,
+}
+
+impl Fx {
+    fn new(name: &str) -> Option<Fx> {
+        let tar = base_tar()?;
+        let dir = tar.parent()?.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = dir.join("root");
+        let ctx = dir.join("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        let fx = Fx { root, ctx };
+        let out = fx.strata(&["import", &tar.to_string_lossy(), "busybox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        Some(fx)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.args(args)
+            .env("STRATA_ROOT", &self.root)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn strata(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn write(&self, path: &str, content: &str) {
+        let p = self.ctx.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    /// `strata build --progress plain` with extra arguments; the context is the fixture's.
+    fn build(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["build", "--progress", "plain"];
+        args.extend_from_slice(extra);
+        let ctx = self.ctx.to_string_lossy().into_owned();
+        args.push(&ctx);
+        self.strata(&args)
+    }
+
+    fn run(&self, image: &str, script: &str) -> String {
+        let out = self.strata(&["run", "--rm", image, "sh", "-c", script]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    }
+}
+
+/// The steps a plain progress log shows as cached, and those it ran (`#N DONE`), by name.
+fn steps(out: &Output) -> (Vec<String>, Vec<String>) {
+    let err = stderr(out);
+    let mut names = std::collections::HashMap::new();
+    let (mut cached, mut ran) = (Vec::new(), Vec::new());
+    for l in err.lines() {
+        let Some(rest) = l.strip_prefix('#') else {
+            continue;
+        };
+        let Some((n, text)) = rest.split_once(' ') else {
+            continue;
+        };
+        if text.starts_with('[') && !names.contains_key(n) {
+            names.insert(n.to_string(), text.to_string());
+        } else if text == "CACHED" {
+            cached.push(names.get(n).cloned().unwrap_or_default());
+        } else if text.starts_with("DONE")
+            && let Some(name) = names.get(n)
+            && !name.starts_with("[internal]")
+            && !name.contains(" FROM ")
+        {
+            ran.push(name.clone());
+        }
+    }
+    (cached, ran)
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "build failed:\n{}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+fn image_id(out: &Output) -> String {
+    stdout(out).trim().to_string()
+}
+
+#[test]
+fn multi_stage_with_copy_from_a_stage_and_an_image() {
+    let Some(fx) = Fx::new("multi") else { return };
+    fx.write(
+        "Dockerfile",
+        r#"FROM busybox AS build
+WORKDIR /src
+COPY hello.txt ./
+RUN tr a-z A-Z < hello.txt > /upper.txt && echo built
+
+FROM busybox AS other
+RUN echo from-other > /other.txt
+
+FROM scratch
+COPY --from=busybox /bin/busybox /bin/busybox
+COPY --from=build /upper.txt /data/
+COPY --from=other /other.txt /data/other.txt
+ENV GREETING=hi
+WORKDIR /data
+CMD ["/bin/busybox", "cat", "upper.txt"]
+"#,
+    );
+    fx.write("hello.txt", "hello strata\n");
+    let out = fx.build(&["-t", "multi"]);
+    ok(&out);
+    assert!(stderr(&out).contains("built"), "{}", stderr(&out));
+    let out = fx.strata(&["run", "--rm", "multi"]);
+    assert_eq!(stdout(&out), "HELLO STRATA\n", "{}", stderr(&out));
+    let out = fx.strata(&["run", "--rm", "multi", "/bin/busybox", "cat", "other.txt"]);
+    assert_eq!(stdout(&out), "from-other\n");
+    // The image: three COPY layers and a WORKDIR that changed nothing (the directory exists).
+    let out = fx.strata(&["inspect", "multi"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let img = &v[0];
+    assert_eq!(img["Config"]["WorkingDir"], "/data");
+    assert_eq!(img["Config"]["Env"][1], "GREETING=hi");
+    assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 3);
+    let hist = img["History"].as_array().unwrap();
+    let with_layers = hist.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(with_layers, 3, "{hist:#?}");
+}
+
+#[test]
+fn unneeded_failing_stage_never_runs_and_failures_name_the_line() {
+    let Some(fx) = Fx::new("fail") else { return };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox AS broken\nRUN echo should-not-run && exit 1\n\nFROM busybox AS good\nRUN echo fine > /ok\n\nFROM good AS bad\nRUN echo line-one && echo line-two >&2 && exit 7\n",
+    );
+    let out = fx.build(&["--target", "good", "-t", "good"]);
+    ok(&out);
+    assert!(!stderr(&out).contains("should-not-run"));
+    let out = fx.build(&["--target", "bad"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(":8\n"), "names Dockerfile line 8: {err}");
+    assert!(err.contains(">>> RUN echo line-one"), "{err}");
+    assert!(
+        err.contains("line-one") && err.contains("line-two"),
+        "{err}"
+    );
+    assert!(err.contains("exit code: 7"), "{err}");
+}
+
+#[test]
+fn cache_hits_and_misses_follow_content() {
+    let Some(fx) = Fx::new("cache") else { return };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt > /a.copy\nCOPY b.txt /b.txt\nRUN cat /b.txt > /b.copy\nCOPY . /all/\n",
+    );
+    fx.write(".dockerignore", "*.log\n");
+    fx.write("a.txt", "a");
+    fx.write("b.txt", "b");
+    fx.write("x.log", "ignored");
+    let first = fx.build(&["-t", "c"]);
+    ok(&first);
+    assert_eq!(steps(&first).1.len(), 5, "{}", stderr(&first));
+    // Unchanged: everything is cached, and the image is the same.
+    let again = fx.build(&["-t", "c"]);
+    ok(&again);
+    assert_eq!(steps(&again).1, Vec::<String>::new(), "{}", stderr(&again));
+    assert_eq!(image_id(&first), image_id(&again));
+    // An mtime-only change and a change to an ignored file miss nothing.
+    let b = fx.ctx.join("b.txt");
+    let f = std::fs::File::options().write(true).open(&b).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(100))
+        .unwrap();
+    fx.write("x.log", "changed but ignored");
+    let touched = fx.build(&["-t", "c"]);
+    ok(&touched);
+    assert_eq!(
+        steps(&touched).1,
+        Vec::<String>::new(),
+        "{}",
+        stderr(&touched)
+    );
+    assert_eq!(image_id(&first), image_id(&touched));
+    // A content change misses exactly from the step that reads it.
+    fx.write("b.txt", "B");
+    let changed = fx.build(&["-t", "c"]);
+    ok(&changed);
+    let (cached, ran) = steps(&changed);
+    assert_eq!(
+        ran,
+        vec![
+            "[4/6] COPY b.txt /b.txt",
+            "[5/6] RUN cat /b.txt > /b.copy",
+            "[6/6] COPY . /all/"
+        ],
+        "{}",
+        stderr(&changed)
+    );
+    assert_eq!(cached, vec!["[3/6] RUN cat /a.txt > /a.copy"]);
+    assert_eq!(
+        fx.run("c", "cat /b.copy /all/b.txt; ls -A /all"),
+        "BB.dockerignore\nDockerfile\na.txt\nb.txt\n"
+    );
+    // A new file only `COPY .` reads misses only that step.
+    fx.write("c.txt", "c");
+    let added = fx.build(&["-t", "c"]);
+    ok(&added);
+    assert_eq!(
+        steps(&added).1,
+        vec!["[6/6] COPY . /all/"],
+        "{}",
+        stderr(&added)
+    );
+    // --no-cache runs everything again.
+    let nocache = fx.build(&["--no-cache", "-t", "c"]);
+    ok(&nocache);
+    assert_eq!(steps(&nocache).1.len(), 5, "{}", stderr(&nocache));
+}
+
+#[test]
+fn build_args_are_part_of_the_key() {
+    let Some(fx) = Fx::new("args") else { return };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nARG FLAVOR=plain\nRUN echo unrelated > /u\nRUN echo $FLAVOR > /flavor\n",
+    );
+    let a = fx.build(&["-t", "f"]);
+    ok(&a);
+    assert_eq!(fx.run("f", "cat /flavor"), "plain\n");
+    let b = fx.build(&["--build-arg", "FLAVOR=spicy", "-t", "f"]);
+    ok(&b);
+    assert_eq!(fx.run("f", "cat /flavor"), "spicy\n");
+    // BuildKit: a declared ARG is in the environment of every later RUN, so both miss.
+    assert_eq!(steps(&b).1.len(), 2, "{}", stderr(&b));
+    let c = fx.build(&["--build-arg", "FLAVOR=spicy", "-t", "f"]);
+    ok(&c);
+    assert!(steps(&c).1.is_empty(), "{}", stderr(&c));
+}
+
+#[test]
+fn independent_stages_run_in_parallel() {
+    let Some(fx) = Fx::new("parallel") else {
+        return;
+    };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox AS a\nRUN sleep 1 && echo a > /a\n\nFROM busybox AS b\nRUN sleep 1 && echo b > /b\n\nFROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+    );
+    let t = Instant::now();
+    let out = fx.build(&["--max-parallelism", "2", "-t", "p"]);
+    let took = t.elapsed();
+    ok(&out);
+    assert!(
+        took < Duration::from_millis(1900),
+        "two 1 s stages took {took:?}: they did not run at the same time"
+    );
+    assert_eq!(fx.run("p", "cat /a /b"), "a\nb\n");
+}
+
+#[test]
+fn four_builds_at_once_in_one_root() {
+    let Some(fx) = Fx::new("concurrent") else {
+        return;
+    };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nARG N\nRUN echo shared > /shared\nRUN echo $N > /n\nCOPY f /f\n",
+    );
+    fx.write("f", "file");
+    let children: Vec<_> = (0..4)
+        .map(|n| {
+            let ctx = fx.ctx.to_string_lossy().into_owned();
+            let tag = format!("c{n}");
+            let arg = format!("N={n}");
+            fx.cmd(&[
+                "build",
+                "--progress",
+                "plain",
+                "--build-arg",
+                &arg,
+                "-t",
+                &tag,
+                &ctx,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for c in children {
+        ok(&c.wait_with_output().unwrap());
+    }
+    for n in 0..4 {
+        assert_eq!(fx.run(&format!("c{n}"), "cat /n /f"), format!("{n}\nfile"));
+    }
+    assert_eq!(
+        std::fs::read_dir(fx.root.join("containers"))
+            .unwrap()
+            .count(),
+        0,
+        "nothing left in containers/"
+    );
+}
+
+#[test]
+fn sigkill_mid_build_then_a_build_that_reuses_finished_steps() {
+    let Some(fx) = Fx::new("sigkill") else { return };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nRUN echo first > /first\nRUN echo started && sleep 30\n",
+    );
+    let ctx = fx.ctx.to_string_lossy().into_owned();
+    let mut child = fx
+        .cmd(&["build", "--progress", "plain", &ctx])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the second RUN is running, then kill strata.
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr_pipe).lines() {
+            if line.unwrap_or_default().ends_with(" started") {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(reader.join().unwrap(), "the second step never started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The next build: the first RUN is reused; the second (changed to finish) runs.
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nRUN echo first > /first\nRUN echo second > /second\n",
+    );
+    let out = fx.build(&["-t", "k"]);
+    ok(&out);
+    let (cached, ran) = steps(&out);
+    assert_eq!(
+        cached,
+        vec!["[2/3] RUN echo first > /first"],
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ran, vec!["[3/3] RUN echo second > /second"]);
+    assert_eq!(fx.run("k", "cat /first /second"), "first\nsecond\n");
+    // Nothing of the killed build is left once the next one has cleaned up.
+    assert_eq!(
+        std::fs::read_dir(fx.root.join("containers"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn quiet_prints_only_the_id_and_files_record_it() {
+    let Some(fx) = Fx::new("quiet") else { return };
+    fx.write("Dockerfile", "FROM busybox\nLABEL a=b\n");
+    let iid = fx.ctx.join("../iid");
+    let meta = fx.ctx.join("../meta.json");
+    let out = fx.strata(&[
+        "build",
+        "-q",
+        "--iidfile",
+        &iid.to_string_lossy(),
+        "--metadata-file",
+        &meta.to_string_lossy(),
+        "--label",
+        "extra=1",
+        "-t",
+        "q:v1",
+        "-t",
+        "q:v2",
+        &fx.ctx.to_string_lossy(),
+    ]);
+    ok(&out);
+    let id = image_id(&out);
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    assert_eq!(stderr(&out), "");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    assert_eq!(m["containerimage.config.digest"], id.as_str());
+    let images = stdout(&fx.strata(&["images"]));
+    assert!(images.contains("v1") && images.contains("v2"), "{images}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&fx.strata(&["inspect", "q:v1"]).stdout).unwrap();
+    assert_eq!(v[0]["Config"]["Labels"]["extra"], "1");
+    assert_eq!(v[0]["Config"]["Labels"]["a"], "b");
+}
+
+#[test]
+fn dockerfile_errors_name_the_line() {
+    let Some(fx) = Fx::new("dferr") else { return };
+    fx.write("Dockerfile", "FROM busybox\nCOPY\n");
+    let out = fx.build(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Dockerfile:2"), "{}", stderr(&out));
+    fx.write("Dockerfile", "FROM not-imported-anywhere\nRUN true\n");
+    let out = fx.build(&[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not in the local store"),
+        "{}",
+        stderr(&out)
+    );
+}
