@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # The main job: the multi-stage sample in testdata/sample on a busybox base image made offline.
 #
-# What it does today: makes the base image's root filesystem offline, builds strata, runs the
-# frontend on the sample (`strata check`: parse errors and build checks; `strata graph`: the
-# build graph the target lowers to), imports the base image into a state root and runs the
-# sample's build script in a container on it (`strata run`). Executing the graph itself
-# (`strata build`) arrives with the engine issue; until then the job says so.
+# It makes the base image's root filesystem offline, builds strata, checks the sample and prints
+# the build graph its target lowers to, imports the base image into a state root, builds the
+# sample (`strata build`: three stages, RUN steps in the sandbox, COPY --from between stages),
+# runs the image it made, and builds it again to show every step answered by the cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -30,7 +29,10 @@ export STRATA_ROOT=${STRATA_ROOT:-$PWD/$out/root}
 echo "== strata import $out/busybox-rootfs.tar busybox (state root $STRATA_ROOT)"
 $strata import "$out/busybox-rootfs.tar" busybox
 $strata images
-echo "== strata run: the sample's build script in a container"
-tar -C testdata/sample/app -cf "$out/app.tar" .
-$strata run --rm -i busybox sh -c 'mkdir -p /src && cd /src && tar -xf - && sh ./build.sh' < "$out/app.tar"
-echo "note: strata build (running the graph above) is not implemented yet"
+echo "== strata build -t sample testdata/sample"
+$strata build --progress plain -t sample testdata/sample
+echo "== strata run --rm sample (the image's CMD)"
+$strata run --rm sample
+echo "== strata build again: every step comes from the cache, same image ID"
+$strata build --progress plain -t sample testdata/sample
+$strata images
