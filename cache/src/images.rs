@@ -403,6 +403,26 @@ impl ImageStore {
     }
 }
 
+impl ImageStore {
+    /// Removes a layer's snapshot and blob (its record is already gone).
+    pub fn remove_layer_files(&self, l: &LayerRecord) -> Result<(), ImageError> {
+        let dir = self.snapshot_dir(&l.diff_id);
+        if dir.exists() {
+            remove_tree(&dir).map_err(|source| ImageError::Io {
+                op: "remove snapshot",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        if let Some(b) = &l.blob_digest
+            && self.content.exists(b)
+        {
+            self.content.delete(b)?;
+        }
+        Ok(())
+    }
+}
+
 /// Removes a snapshot directory. Snapshot contents are owned by anyone and may be read-only
 /// directories; make them writable first.
 fn remove_tree(dir: &Path) -> io::Result<()> {

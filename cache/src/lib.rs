@@ -3,6 +3,8 @@
 //! - [`contenthash`]: content checksums of directory trees (the build context), mtimes
 //!   excluded, with a metadata cache;
 //! - [`difftar`]: a snapshot directory as a deterministic layer tar (its diff ID);
+//! - [`gc`]: space accounting and pruning of the build cache and unused layers;
+//! - [`lock`]: the state root's lock (builds shared, garbage collection exclusive);
 //! - [`digest`]: `sha256:` content digests;
 //! - [`store`]: the content store, blobs addressed by digest, never visible half-written;
 //! - [`metadata`]: SQLite metadata (images, tags, layers, snapshots), safe for several strata
@@ -17,7 +19,9 @@
 pub mod contenthash;
 pub mod difftar;
 pub mod digest;
+pub mod gc;
 pub mod images;
+pub mod lock;
 pub mod metadata;
 pub mod store;
 pub mod sys;

@@ -83,6 +83,19 @@ pub const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// One build cache entry: a step's key and the layer chain of its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub key: Digest,
+    /// Bottom first; `None` for a step that changed nothing.
+    pub layers: Vec<Option<Digest>>,
+    pub created: i64,
+    pub last_used: i64,
+}
+
+/// A `layers` row as read: diff ID, blob digest, media type, size, snapshot.
+type LayerRow = (String, Option<String>, Option<String>, i64, Option<String>);
+
 /// What identifies a file's content without reading it: if all of these are unchanged, so is
 /// the content (for the metadata cache of context checksums).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,6 +418,88 @@ impl Metadata {
         Ok(())
     }
 
+    /// Every build cache entry, least recently used first.
+    pub fn cache_entries(&self) -> Result<Vec<CacheEntry>, MetadataError> {
+        let mut st = self.conn.prepare(
+            "SELECT key, layers, created, last_used FROM build_cache ORDER BY last_used, key",
+        )?;
+        let rows: Vec<(String, String, i64, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(k, l, c, u)| {
+                let v: Vec<Option<String>> =
+                    serde_json::from_str(&l).map_err(|e| MetadataError::Corrupt(e.to_string()))?;
+                let layers = v
+                    .into_iter()
+                    .map(|d| d.map(digest).transpose())
+                    .collect::<Result<_, _>>()?;
+                Ok(CacheEntry {
+                    key: digest(k)?,
+                    layers,
+                    created: c,
+                    last_used: u,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes build cache entries.
+    pub fn delete_cached(&mut self, keys: &[Digest]) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut st = tx.prepare_cached("DELETE FROM build_cache WHERE key = ?1")?;
+            for k in keys {
+                st.execute([k.as_str()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every layer record.
+    pub fn layers(&self) -> Result<Vec<LayerRecord>, MetadataError> {
+        let mut st = self.conn.prepare(
+            "SELECT diff_id, blob_digest, media_type, size, snapshot FROM layers ORDER BY diff_id",
+        )?;
+        let rows: Vec<LayerRow> = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(d, b, m, size, snap)| {
+                Ok(LayerRecord {
+                    diff_id: digest(d)?,
+                    blob_digest: b.map(digest).transpose()?,
+                    media_type: m,
+                    size: size.max(0) as u64,
+                    snapshot: snap,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes a layer record unless an image uses it; returns whether it was removed.
+    pub fn delete_unused_layer(&mut self, diff_id: &Digest) -> Result<bool, MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let used: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM image_layers WHERE diff_id = ?1",
+            [diff_id.as_str()],
+            |r| r.get(0),
+        )?;
+        if used > 0 {
+            return Ok(false);
+        }
+        let n = tx.execute("DELETE FROM layers WHERE diff_id = ?1", [diff_id.as_str()])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
     /// How many images use a layer.
     pub fn layer_refcount(&self, diff_id: &Digest) -> Result<u64, MetadataError> {
         let n: i64 = self.conn.query_row(
@@ -523,7 +618,13 @@ impl Metadata {
                 [&d],
                 |r| r.get(0),
             )?;
-            if used == 0 {
+            // Layers the build cache refers to stay (they are cache; `prune` frees them).
+            let cached: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM build_cache WHERE instr(layers, ?1) > 0",
+                [&d],
+                |r| r.get(0),
+            )?;
+            if used == 0 && cached == 0 {
                 let rec = tx.query_row(
                     "SELECT blob_digest, media_type, size, snapshot FROM layers WHERE diff_id = ?1",
                     [&d],

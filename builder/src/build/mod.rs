@@ -84,6 +84,9 @@ pub fn build(
     warnings: &mut dyn std::io::Write,
 ) -> Result<BuildResult, BuildError> {
     let store = ImageStore::open(&req.root).map_err(anyhow::Error::from)?;
+    // Held for the whole build: `prune` and `rmi` wait, so no layer goes while we use it.
+    let _lock = strata_cache::lock::RootLock::shared(&req.root)
+        .map_err(|e| anyhow::anyhow!("locking the state root: {e}"))?;
     crate::executor::clean_stale_containers(&req.root.join("containers"));
     // 1. Lower.
     let resolver = resolver::StoreResolver::new(&store);

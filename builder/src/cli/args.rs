@@ -55,6 +55,10 @@ pub enum CommandArgs {
     Run(RunArgs),
     /// Build an image from a Dockerfile
     Build(BuildArgs),
+    /// Show the space used by images, the build cache and shared layers
+    Du,
+    /// Remove build cache and the layers nothing uses any more
+    Prune(PruneArgs),
     #[command(name = "__shim", hide = true)]
     Shim(ShimArgs),
     #[command(name = "__init", hide = true)]
@@ -252,4 +256,17 @@ pub struct BuildArgs {
     /// Steps run at the same time at most (default: the number of CPUs)
     #[arg(long, value_name = "N")]
     pub max_parallelism: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove all build cache (also entries whose layers images use) and untagged images
+    #[arg(short, long)]
+    pub all: bool,
+    /// Keep this much build cache (e.g. 500MB, 2GB), removing the least recently used first
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// Only `until=DURATION` (e.g. 24h, 30m, 90s): cache not used for that long
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
 }

@@ -15,7 +15,9 @@ use strata_solver::graph::NetworkMode;
 
 /// A context read from standard input, removed when the build ends.
 struct StdinContext {
-    dir: tempfile::TempDir,
+    /// Under `containers/`, locked: removed when the build ends, or by the next strata to
+    /// start if this one is killed.
+    dir: executor::ContainerDir,
     dockerfile: Option<String>,
 }
 
@@ -25,12 +27,13 @@ fn stdin_context(root: &std::path::Path) -> Result<StdinContext> {
     std::io::stdin()
         .read_to_end(&mut data)
         .context("reading the build context from standard input")?;
-    let tmp = root.join("tmp");
-    std::fs::create_dir_all(&tmp)?;
-    let dir = tempfile::Builder::new()
-        .prefix("context-")
-        .tempdir_in(&tmp)
-        .context("creating a directory for the context")?;
+    let dir = executor::ContainerDir::create(
+        &root.join("containers"),
+        &format!("ctx-{}", executor::random_id()),
+    )
+    .context("creating a directory for the context")?;
+    // Beside the lock file, not with it: the context is a directory of its own.
+    std::fs::create_dir(dir.path().join("context"))?;
     let is_tar = {
         let mut r = strata_cache::unpack::decompress(&data[..])?;
         let mut block = [0u8; 512];
@@ -42,8 +45,13 @@ fn stdin_context(root: &std::path::Path) -> Result<StdinContext> {
             ..Default::default()
         };
         let r = strata_cache::unpack::decompress(&data[..])?;
-        strata_cache::unpack::unpack(r, dir.path(), &strata_cache::sys::RealFs, &opts)
-            .context("unpacking the context from standard input")?;
+        strata_cache::unpack::unpack(
+            r,
+            &dir.path().join("context"),
+            &strata_cache::sys::RealFs,
+            &opts,
+        )
+        .context("unpacking the context from standard input")?;
         Ok(StdinContext {
             dir,
             dockerfile: None,
@@ -64,7 +72,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
             bail!("the context and the Dockerfile cannot both come from standard input");
         }
         let c = stdin_context(&g.root)?;
-        frontend.context = c.dir.path().to_path_buf();
+        frontend.context = c.dir.path().join("context");
         Some(c)
     } else {
         None

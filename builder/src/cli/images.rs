@@ -192,6 +192,7 @@ pub fn tag(g: &Global, a: &TagArgs) -> Result<i32> {
 
 pub fn rmi(g: &Global, a: &RmiArgs) -> Result<i32> {
     let mut store = open_store(g)?;
+    let _lock = exclusive_lock(g)?;
     let mut code = 0;
     for name in &a.images {
         let key = match normalize_tag(name) {
@@ -254,4 +255,141 @@ pub fn inspect(g: &Global, a: &InspectArgs) -> Result<i32> {
     serde_json::to_writer_pretty(&mut o, &out)?;
     writeln!(o)?;
     Ok(code)
+}
+
+/// The root lock, exclusively: waits (saying so) while builds or containers use the root.
+pub fn exclusive_lock(g: &Global) -> Result<strata_cache::lock::RootLock> {
+    use strata_cache::lock::RootLock;
+    if let Some(l) = RootLock::try_exclusive(&g.root).context("locking the state root")? {
+        return Ok(l);
+    }
+    eprintln!("waiting for running builds and containers to finish…");
+    RootLock::exclusive(&g.root).context("locking the state root")
+}
+
+/// `500MB`, `2GB`, `1.5g`, `1024` (bytes): decimal units as docker's.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("invalid size {s:?}: write e.g. 500MB or 2GB"))?;
+    let mult: f64 = match unit.trim().trim_end_matches('b').trim_end_matches('i') {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        _ => bail!("invalid size {s:?}: write e.g. 500MB or 2GB"),
+    };
+    Ok((n * mult) as u64)
+}
+
+/// `90s`, `30m`, `24h`, `7d`, or Go's composite `1h30m`.
+pub fn parse_duration(s: &str) -> Result<i64> {
+    let mut total = 0f64;
+    let mut num = String::new();
+    let bad = || anyhow::anyhow!("invalid duration {s:?}: write e.g. 24h, 30m or 90s");
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total += n * match c {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            'd' => 86400.0,
+            _ => return Err(bad()),
+        };
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(total as i64)
+}
+
+pub fn du(g: &Global) -> Result<i32> {
+    let store = open_store(g)?;
+    let u = strata_cache::gc::usage(&store)?;
+    println!(
+        "{:<15} {:>7} {:>10} {:>12}",
+        "TYPE", "TOTAL", "SIZE", "RECLAIMABLE"
+    );
+    println!(
+        "{:<15} {:>7} {:>10} {:>12}",
+        "Images",
+        u.images,
+        human_size(u.image_bytes),
+        format!("{} untagged", u.dangling_images)
+    );
+    println!(
+        "{:<15} {:>7} {:>10} {:>12}",
+        "Build cache",
+        u.cache_entries,
+        human_size(u.cache_only_bytes),
+        human_size(u.cache_only_bytes)
+    );
+    println!(
+        "{:<15} {:>7} {:>10} {:>12}",
+        "Shared layers",
+        u.shared_layers,
+        human_size(u.shared_bytes),
+        "-"
+    );
+    println!(
+        "{:<15} {:>7} {:>10} {:>12}",
+        "All layers",
+        u.layers,
+        human_size(u.layer_bytes),
+        human_size(u.layer_bytes.saturating_sub(u.image_bytes))
+    );
+    Ok(0)
+}
+
+pub fn prune(g: &Global, a: &super::args::PruneArgs) -> Result<i32> {
+    let mut until = None;
+    for f in &a.filter {
+        match f.split_once('=') {
+            Some(("until", d)) => until = Some(parse_duration(d)?),
+            _ => bail!("unsupported --filter {f:?}: strata knows until=DURATION"),
+        }
+    }
+    let opts = strata_cache::gc::PruneOptions {
+        all: a.all,
+        keep_storage: a.keep_storage.as_deref().map(parse_size).transpose()?,
+        until_secs: until,
+    };
+    let mut store = open_store(g)?;
+    let _lock = exclusive_lock(g)?;
+    let r = strata_cache::gc::prune(&mut store, &opts, now())?;
+    println!(
+        "Removed {} build cache entries, {} untagged images, {} layers",
+        r.entries, r.images, r.layers
+    );
+    println!("Total reclaimed space: {}", human_size(r.bytes));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
+        assert_eq!(parse_size("2g").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("24h").unwrap(), 86400);
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
 }

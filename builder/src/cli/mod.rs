@@ -86,6 +86,8 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
         CommandArgs::Inspect(a) => images::inspect(&global, &a),
         CommandArgs::Run(a) => run::run(&global, &a),
         CommandArgs::Build(a) => build::build(&global, &a),
+        CommandArgs::Du => images::du(&global),
+        CommandArgs::Prune(a) => images::prune(&global, &a),
         CommandArgs::Shim(a) => {
             let rt = match a.runtime_path {
                 Some(p) => crate::executor::init::Runtime::External(p),

@@ -41,6 +41,7 @@ impl Drop for RawMode {
 
 pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     let store = open_store(g)?;
+    let _lock = strata_cache::lock::RootLock::shared(&g.root).context("locking the state root")?;
     let img = find(&store, &a.image)?;
     let cfg = &img.config.config;
     // Top layer first.

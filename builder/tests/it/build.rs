@@ -458,3 +458,110 @@ fn dockerfile_errors_name_the_line() {
         stderr(&out)
     );
 }
+
+#[test]
+fn du_and_prune_free_only_what_nothing_uses() {
+    let Some(fx) = Fx::new("prune") else { return };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox AS tmp\nRUN head -c 100000 /dev/zero > /big\n\nFROM busybox\nCOPY --from=tmp /big /copy\nRUN echo kept > /kept\n",
+    );
+    ok(&fx.build(&["-t", "kept"]));
+    let du = stdout(&fx.strata(&["du"]));
+    assert!(du.contains("Build cache"), "{du}");
+    // The intermediate stage's layer is only cache: prune frees it; the image's stay.
+    let out = fx.strata(&["prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Removed 1 build cache entries"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fx.run("kept", "cat /kept"), "kept\n");
+    // What images use is still a cache hit.
+    let again = fx.build(&["-t", "kept"]);
+    ok(&again);
+    assert!(steps(&again).1.is_empty(), "{}", stderr(&again));
+    // -a drops the whole cache: the next build runs again; the image still runs.
+    ok(&fx.strata(&["prune", "-a"]));
+    assert_eq!(fx.run("kept", "cat /kept"), "kept\n");
+    let cold = fx.build(&["-t", "kept"]);
+    ok(&cold);
+    assert_eq!(steps(&cold).1.len(), 3, "{}", stderr(&cold));
+    // A filter that matches nothing recent removes nothing.
+    let out = fx.strata(&["prune", "-a", "--filter", "until=24h"]);
+    assert!(
+        stdout(&out).contains("Removed 0 build cache entries"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !fx.strata(&["prune", "--filter", "label=x"])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn context_from_stdin() {
+    let Some(fx) = Fx::new("stdin") else { return };
+    // A tar of the context.
+    fx.write("Dockerfile", "FROM busybox\nCOPY in.txt /in.txt\n");
+    fx.write("in.txt", "from a tar\n");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&fx.ctx)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    let mut child = fx
+        .cmd(&["build", "-q", "-t", "s1", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+    ok(&child.wait_with_output().unwrap());
+    assert_eq!(fx.run("s1", "cat /in.txt"), "from a tar\n");
+    // Exactly the tar's files are the context.
+    let mut child = fx
+        .cmd(&["build", "-q", "-t", "s3", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tar3 = {
+        let d = fx.ctx.parent().unwrap().join("ctx3");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("Dockerfile"), "FROM busybox\nCOPY . /c/\n").unwrap();
+        Command::new("tar")
+            .arg("-C")
+            .arg(&d)
+            .args(["-cf", "-", "."])
+            .output()
+            .unwrap()
+            .stdout
+    };
+    child.stdin.take().unwrap().write_all(&tar3).unwrap();
+    ok(&child.wait_with_output().unwrap());
+    assert_eq!(fx.run("s3", "ls -A /c"), "Dockerfile\n");
+    // A lone Dockerfile: no context.
+    let mut child = fx
+        .cmd(&["build", "-q", "-t", "s2", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"FROM busybox\nRUN echo no-context > /x\n")
+        .unwrap();
+    ok(&child.wait_with_output().unwrap());
+    assert_eq!(fx.run("s2", "cat /x"), "no-context\n");
+}
