@@ -3,51 +3,16 @@
 //! benchmark says what is missing instead of failing.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn strata_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("STRATA_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/strata"));
-    p.is_file().then_some(p)
-}
+use strata_bench::{busybox_root, strata_bin};
 
 fn run_overhead(c: &mut Criterion) {
-    let Some(bin) = strata_bin() else {
-        eprintln!(
-            "run_overhead: build strata first (cargo build --release -p strata) or set STRATA_BIN"
-        );
+    let Some(bin) = strata_bin("run_overhead") else {
         return;
     };
-    if !rustix_is_root() {
-        eprintln!("run_overhead: needs root");
+    let Some(root) = busybox_root(&bin, &std::env::temp_dir().join("strata-bench-run")) else {
         return;
-    }
-    let dir = std::env::temp_dir().join("strata-bench-run");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let tar = dir.join("busybox.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/base-image.sh");
-    if !Command::new(&script)
-        .arg("busybox")
-        .arg(&tar)
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        eprintln!("run_overhead: could not make the busybox base image (install busybox-static)");
-        return;
-    }
-    let root = dir.join("root");
-    let ok = Command::new(&bin)
-        .args(["import", &tar.to_string_lossy(), "busybox"])
-        .env("STRATA_ROOT", &root)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("run_overhead: import failed");
-        return;
-    }
+    };
     let mut g = c.benchmark_group("run");
     for rt in ["builtin", "runc"] {
         if rt == "runc" && Command::new("runc").arg("--version").output().is_err() {
@@ -66,12 +31,6 @@ fn run_overhead(c: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-fn rustix_is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
 }
 
 criterion_group!(benches, run_overhead);

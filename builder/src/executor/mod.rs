@@ -235,18 +235,22 @@ pub fn run_bundle_logged(
     drop(cmd); // our copies of the pipe's write end, so reading ends with the container
     let _ = std::fs::write(dir.join("shim.pid"), child.id().to_string());
     let pid = rustix::process::Pid::from_raw(child.id() as i32);
-    let finished = std::sync::atomic::AtomicBool::new(false);
+    // Dropped when the container is done, which wakes the watcher at once.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let status = std::thread::scope(|s| {
         // Another step failed: stop this one (the shim takes its container down with it).
-        s.spawn(|| {
-            while !finished.load(std::sync::atomic::Ordering::SeqCst) {
+        s.spawn(move || {
+            loop {
+                match done_rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
                 if stop() {
                     if let Some(pid) = pid {
                         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
                     }
                     break;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(20));
             }
         });
         let mut buf = vec![0u8; 64 * 1024];
@@ -259,7 +263,7 @@ pub fn run_bundle_logged(
             }
         };
         let status = child.wait();
-        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(done_tx);
         read.context("reading the container's output")?;
         status.context("waiting for the container")
     })?;
