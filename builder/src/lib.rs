@@ -1,10 +1,13 @@
 //! strata: the builder crate — everything that touches the outside world, and the `strata`
 //! command line.
 //!
-//! - [`cli`]: raw arguments (clap) → validated settings → the frontend and, later, the solver.
+//! - [`cli`]: raw arguments (clap) → validated settings → the commands;
+//! - [`build`]: `strata build`: cache keys, the scheduler's op runner, image assembly, progress;
+//! - [`executor`]: containers (RUN, `strata run`) and file operations in mount namespaces;
+//! - [`fileop`]: COPY/ADD/WORKDIR semantics on a directory.
 //!
-//! The RUN sandbox, file operations, image assembly, exporters and the registry client arrive
-//! with the issues that build them; this crate is the only one that will mount or fork.
+//! Exporters and the registry client arrive with the issues that build them. This crate is
+//! the only one that mounts or forks, and within it only [`executor`].
 //!
 //! Architecture invariant: nothing depends on this crate.
 
