@@ -171,5 +171,7 @@ pub fn prune(
             report.bytes += l.size;
         }
     }
+    // Per-key lock files of builds (none runs: the caller holds the root lock exclusively).
+    let _ = std::fs::remove_dir_all(store.root().join("locks"));
     Ok(report)
 }

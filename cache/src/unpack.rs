@@ -1,4 +1,4 @@
-//! Applying a layer tar (plain, gzip or zstd) to a directory, safely.
+//! Applying a layer tar (plain, gzip, zstd, bzip2 or xz) to a directory, safely.
 //!
 //! Every path is resolved inside the destination with `openat2(RESOLVE_IN_ROOT)`: absolute
 //! paths, `..` and symlinks (including a directory replaced by a symlink to `/etc`) can never
@@ -87,6 +87,10 @@ pub fn decompress<'a>(r: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
         Box::new(flate2::bufread::MultiGzDecoder::new(br))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(zstd::stream::read::Decoder::with_buffer(br)?)
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::bufread::MultiBzDecoder::new(br))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(br))
     } else {
         Box::new(br)
     })

@@ -210,6 +210,27 @@ impl OpRunner for Runner {
             .map(|i| self.graph.digest(*i).as_str().to_string())
             .collect();
         self.progress.start(&vertex, &op.name, &inputs_v);
+        // Another build on this root may be running the same step: the first to lock its key
+        // runs it, the others wait and take its result from the cache.
+        let _key_lock = match self.keys.get(&id) {
+            Some(key) if !op.ignore_cache => {
+                let lock = lock_key(&self.root, key)?;
+                let store = self.store()?;
+                if let Ok(Some(chain)) = store.meta.cached_result(key)
+                    && chain
+                        .iter()
+                        .flatten()
+                        .all(|d| store.snapshot_dir(d).is_dir())
+                {
+                    self.progress
+                        .log(&vertex, b"done by another build on this root: reusing it\n");
+                    self.progress.done(&vertex, None);
+                    return Ok(FsResult::Layers(chain));
+                }
+                Some(lock)
+            }
+            _ => None,
+        };
         let result = match &op.kind {
             OpKind::Exec(e) => self.exec(&vertex, e, &inputs, cancel),
             OpKind::File { base, actions } => self.file(*base, actions, &inputs),
@@ -249,4 +270,20 @@ impl OpRunner for Runner {
             }
         }
     }
+}
+
+/// An exclusive `flock` on `<root>/locks/<key>`, waited for.
+fn lock_key(root: &std::path::Path, key: &Digest) -> Result<std::fs::File, String> {
+    let dir = root.join("locks");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let p = dir.join(key.hex());
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| format!("opening {}: {e}", p.display()))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| format!("locking {}: {e}", p.display()))?;
+    Ok(f)
 }

@@ -313,7 +313,7 @@ fn four_builds_at_once_in_one_root() {
     };
     fx.write(
         "Dockerfile",
-        "FROM busybox\nARG N\nRUN echo shared > /shared\nRUN echo $N > /n\nCOPY f /f\n",
+        "FROM busybox\nRUN echo shared > /shared && sleep 1\nARG N\nRUN echo $N > /n\nCOPY f /f\n",
     );
     fx.write("f", "file");
     let children: Vec<_> = (0..4)
@@ -337,9 +337,17 @@ fn four_builds_at_once_in_one_root() {
             .unwrap()
         })
         .collect();
+    // The step all four share runs once: the others wait for it and reuse its result.
+    let mut ran_shared = 0;
     for c in children {
-        ok(&c.wait_with_output().unwrap());
+        let out = c.wait_with_output().unwrap();
+        ok(&out);
+        let (_, ran) = steps(&out);
+        if ran.iter().any(|s| s.contains("echo shared")) && !stderr(&out).contains("reusing it") {
+            ran_shared += 1;
+        }
     }
+    assert_eq!(ran_shared, 1, "the shared step ran {ran_shared} times");
     for n in 0..4 {
         assert_eq!(fx.run(&format!("c{n}"), "cat /n /f"), format!("{n}\nfile"));
     }
@@ -564,4 +572,89 @@ fn context_from_stdin() {
         .unwrap();
     ok(&child.wait_with_output().unwrap());
     assert_eq!(fx.run("s2", "cat /x"), "no-context\n");
+}
+
+#[test]
+fn add_extracts_local_archives_of_every_compression() {
+    let Some(fx) = Fx::new("add") else { return };
+    let script = r#"
+import io, sys, tarfile
+for mode, name in [("w", "p.tar"), ("w:gz", "g.tar.gz"), ("w:bz2", "b.tar.bz2"), ("w:xz", "x.tar.xz")]:
+    with tarfile.open(f"{sys.argv[1]}/{name}", mode) as t:
+        data = f"inside {name}\n".encode()
+        info = tarfile.TarInfo(f"from-{name}/file.txt")
+        info.size = len(data)
+        info.uid = 123
+        t.addfile(info, io.BytesIO(data))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &fx.ctx.to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    fx.write("plain.txt", "not an archive\n");
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nADD p.tar g.tar.gz b.tar.bz2 x.tar.xz /opt/\nADD plain.txt /opt/\nCOPY g.tar.gz /copied/\n",
+    );
+    ok(&fx.build(&["-t", "add"]));
+    let got = fx.run(
+        "add",
+        "cat /opt/from-*/file.txt /opt/plain.txt; stat -c %u /opt/from-p.tar/file.txt; ls /copied",
+    );
+    assert_eq!(
+        got,
+        "inside b.tar.bz2\ninside g.tar.gz\ninside p.tar\ninside x.tar.xz\nnot an archive\n123\ng.tar.gz\n"
+    );
+}
+
+#[test]
+fn no_cache_filter_reruns_only_that_stage() {
+    let Some(fx) = Fx::new("ncfilter") else {
+        return;
+    };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox AS deps\nRUN echo deps > /deps\n\nFROM busybox AS app\nCOPY --from=deps /deps /deps\nRUN echo app > /app\n",
+    );
+    ok(&fx.build(&["-t", "app"]));
+    let out = fx.build(&["--no-cache-filter", "app", "-t", "app"]);
+    ok(&out);
+    let (cached, ran) = steps(&out);
+    assert_eq!(
+        ran,
+        vec![
+            "[app 2/3] COPY --from=deps /deps /deps",
+            "[app 3/3] RUN echo app > /app"
+        ],
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(cached, vec!["[deps 2/2] RUN echo deps > /deps"]);
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build() {
+    let Some(fx) = Fx::new("onbuild") else { return };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nONBUILD RUN echo triggered > /trigger\nONBUILD COPY marker.txt /marker.txt\n",
+    );
+    ok(&fx.build(&["-t", "parent"]));
+    fx.write("marker.txt", "marker\n");
+    fx.write(
+        "Dockerfile",
+        "FROM parent\nRUN cat /trigger /marker.txt > /both\n",
+    );
+    ok(&fx.build(&["-t", "child"]));
+    assert_eq!(fx.run("child", "cat /both"), "triggered\nmarker\n");
+    let v: serde_json::Value =
+        serde_json::from_slice(&fx.strata(&["inspect", "parent"]).stdout).unwrap();
+    assert_eq!(v[0]["Config"]["OnBuild"].as_array().unwrap().len(), 2);
+    let v: serde_json::Value =
+        serde_json::from_slice(&fx.strata(&["inspect", "child"]).stdout).unwrap();
+    assert!(
+        v[0]["Config"]["OnBuild"].is_null(),
+        "triggers do not pass on"
+    );
 }

@@ -402,3 +402,29 @@ fn real_ownership_devices_and_whiteouts_as_root() {
     let opaque = xattr::get(root.join("opaque"), "trusted.overlay.opaque").unwrap();
     assert_eq!(opaque.as_deref(), Some(&b"y"[..]));
 }
+
+#[test]
+fn every_compression_is_recognized() {
+    use std::io::Write;
+    let data = b"plain bytes, compressed five ways".repeat(100);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&data).unwrap();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&data).unwrap();
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&data).unwrap();
+    for packed in [
+        data.clone(),
+        gz.finish().unwrap(),
+        zstd::encode_all(&data[..], 1).unwrap(),
+        bz.finish().unwrap(),
+        xz.finish().unwrap(),
+    ] {
+        let mut out = Vec::new();
+        decompress(&packed[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+    }
+}
