@@ -240,11 +240,9 @@ pub fn run_bundle_logged(
     let status = std::thread::scope(|s| {
         // Another step failed: stop this one (the shim takes its container down with it).
         s.spawn(move || {
-            loop {
-                match done_rx.recv_timeout(std::time::Duration::from_millis(20)) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => break,
-                }
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                done_rx.recv_timeout(std::time::Duration::from_millis(20))
+            {
                 if stop() {
                     if let Some(pid) = pid {
                         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
