@@ -30,6 +30,7 @@ struct Vertex {
     cached: bool,
     /// Seconds the step took, once done.
     took: Option<f64>,
+    failed: bool,
 }
 
 struct State {
@@ -95,6 +96,7 @@ impl Progress {
                     done: false,
                     cached: false,
                     took: None,
+                    failed: false,
                 },
             );
         }
@@ -241,6 +243,7 @@ impl Progress {
             v.done = true;
             let elapsed = v.started.map(|(i, _)| i.elapsed()).unwrap_or_default();
             v.took = Some(elapsed.as_secs_f64());
+            v.failed = error.is_some();
             let rest = Self::flush_partial(v);
             let n = v.number;
             match mode {
@@ -319,7 +322,9 @@ impl Progress {
                 .took
                 .or_else(|| v.started.map(|(i, _)| i.elapsed().as_secs_f64()))
                 .unwrap_or(0.0);
-            let (head, status) = if v.cached {
+            let (head, status) = if v.failed {
+                (format!(" => ERROR {} ", v.name), format!("{secs:.1}s"))
+            } else if v.cached {
                 (format!(" => CACHED {} ", v.name), "0.0s".to_string())
             } else {
                 (format!(" => {} ", v.name), format!("{secs:.1}s"))
