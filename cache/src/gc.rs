@@ -171,6 +171,8 @@ pub fn prune(
             report.bytes += l.size;
         }
     }
+    // Leftovers of interrupted blob writes (nothing writes now: the root lock is ours).
+    let _ = store.content.clean_tmp(std::time::Duration::ZERO);
     // Per-key lock files of builds (none runs: the caller holds the root lock exclusively).
     let _ = std::fs::remove_dir_all(store.root().join("locks"));
     Ok(report)

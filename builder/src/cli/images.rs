@@ -56,6 +56,7 @@ pub fn find(store: &ImageStore, name: &str) -> Result<strata_cache::images::Imag
 pub fn import(g: &Global, a: &ImportArgs) -> Result<i32> {
     let tag = a.reference.as_deref().map(normalize_tag).transpose()?;
     let mut store = open_store(g)?;
+    let _lock = strata_cache::lock::RootLock::shared(&g.root).context("locking the state root")?;
     let input: Box<dyn std::io::Read> = if a.file == "-" {
         Box::new(std::io::stdin().lock())
     } else {
