@@ -375,6 +375,17 @@ fn leftovers(root: &Path) -> (Vec<String>, Vec<String>) {
     (mounts, procs)
 }
 
+/// Whether a shim of a container under `root` still runs.
+fn shims_alive(root: &Path) -> bool {
+    let root = root.to_string_lossy();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("__shim") && c.contains(&*root)
+        })
+    })
+}
+
 /// Waits up to 10 s for `done`.
 fn wait_until(done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -447,7 +458,10 @@ fn nothing_is_left_after_exit_failure_or_sigkill() {
         .unwrap();
         let _ = child.wait_with_output();
         assert_nothing_left(root, rt, "Ctrl-C");
-        // The next run removes the killed container's bundle.
+        // The shims finish tearing down (with runc: `runc delete`), then the next run removes
+        // the killed containers' bundles.
+        wait_until(|| !shims_alive(root));
+        assert!(!shims_alive(root), "{rt}: a shim outlived strata");
         sh(root, rt, "true");
         assert_eq!(
             std::fs::read_dir(root.join("containers")).unwrap().count(),
