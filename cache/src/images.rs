@@ -177,7 +177,8 @@ impl ImageStore {
     /// layer is already there) and records the layer. `None` (and the directory removed) when
     /// the diff is empty: the step changed nothing.
     pub fn commit_layer(&mut self, dir: &Path) -> Result<Option<LayerRecord>, ImageError> {
-        let (diff_id, stats) = crate::difftar::diff_id(dir).map_err(ImageError::DiffTar)?;
+        let (diff_id, stats) =
+            crate::difftar::diff_id(dir, &Default::default()).map_err(ImageError::DiffTar)?;
         let remove = |d: &Path| {
             let _ = std::fs::remove_dir_all(d);
         };
