@@ -14,5 +14,7 @@
 pub mod build;
 pub mod cli;
 pub mod executor;
+pub mod export;
 pub mod fileop;
+pub mod load;
 pub mod timefmt;

@@ -110,6 +110,35 @@ pub struct ImageStore {
     pub meta: Metadata,
 }
 
+/// Hashes what is written through it.
+pub struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: io::Write> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+    pub fn finish(self) -> (W, Digest) {
+        (self.inner, Digest::from_hasher(self.hasher))
+    }
+}
+
+impl<W: io::Write> io::Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Hashes what passes through.
 struct Tee<R> {
     inner: R,
@@ -176,7 +205,21 @@ impl ImageStore {
     /// from the snapshot), moves the directory into `snapshots/` (or drops it when an identical
     /// layer is already there) and records the layer. `None` (and the directory removed) when
     /// the diff is empty: the step changed nothing.
-    pub fn commit_layer(&mut self, dir: &Path) -> Result<Option<LayerRecord>, ImageError> {
+    ///
+    /// With `clamp_mtime` (SOURCE_DATE_EPOCH), every mtime after it in the directory is set to
+    /// it first, so the layer is the same whenever it is built.
+    pub fn commit_layer(
+        &mut self,
+        dir: &Path,
+        clamp_mtime: Option<i64>,
+    ) -> Result<Option<LayerRecord>, ImageError> {
+        if let Some(epoch) = clamp_mtime {
+            clamp_tree(dir, epoch).map_err(|source| ImageError::Io {
+                op: "clamp mtimes in",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
         let (diff_id, stats) =
             crate::difftar::diff_id(dir, &Default::default()).map_err(ImageError::DiffTar)?;
         let remove = |d: &Path| {
@@ -268,7 +311,23 @@ impl ImageStore {
             digest: Digest::of(b""),
             reason: e.to_string(),
         })?;
-        let cfg = self.content.put(&config_bytes)?;
+        self.put_image_bytes(&config_bytes, tags, now)
+    }
+
+    /// Records an image from its config exactly as given (a loaded image keeps its ID).
+    pub fn put_image_bytes(
+        &mut self,
+        config_bytes: &[u8],
+        tags: &[String],
+        now: i64,
+    ) -> Result<Digest, ImageError> {
+        let config: ImageConfigFile =
+            serde_json::from_slice(config_bytes).map_err(|e| ImageError::BadConfig {
+                digest: Digest::of(config_bytes),
+                reason: e.to_string(),
+            })?;
+        let config = &config;
+        let cfg = self.content.put(config_bytes)?;
         let mut layers = Vec::new();
         let mut size = 0;
         for d in &config.rootfs.diff_ids {
@@ -387,17 +446,7 @@ impl ImageStore {
             let _ = self.content.delete(m);
         }
         for l in orphans {
-            let dir = self.snapshot_dir(&l.diff_id);
-            if dir.exists() {
-                remove_tree(&dir).map_err(|source| ImageError::Io {
-                    op: "remove snapshot",
-                    path: dir.clone(),
-                    source,
-                })?;
-            }
-            if let Some(b) = &l.blob_digest {
-                self.content.delete(b)?;
-            }
+            self.remove_layer_files(&l)?;
             out.push(format!("Deleted: {}", l.diff_id));
         }
         Ok(out)
@@ -415,13 +464,142 @@ impl ImageStore {
                 source,
             })?;
         }
-        if let Some(b) = &l.blob_digest
-            && self.content.exists(b)
-        {
-            self.content.delete(b)?;
+        let mut blobs = self.meta.layer_blobs_of(&l.diff_id)?;
+        blobs.extend(l.blob_digest.clone());
+        blobs.push(l.diff_id.clone());
+        for b in blobs {
+            if self.content.exists(&b) {
+                self.content.delete(&b)?;
+            }
         }
         Ok(())
     }
+
+    /// A layer's blob in a compression and level, made once and recorded (later exports reuse
+    /// it). The tar is the stored one for imported layers, else written again from the
+    /// snapshot; either way it must hash to the diff ID, or the snapshot was tampered with.
+    pub fn layer_blob(
+        &mut self,
+        diff_id: &Digest,
+        compression: crate::compress::Compression,
+        level: i32,
+    ) -> Result<Descriptor, ImageError> {
+        use crate::compress::{Compression, ParallelCompressor};
+        let media_type = compression.oci_media_type().to_string();
+        let (c, lvl) = (compression.name(), level);
+        if let Some((digest, size)) = self.meta.layer_blob(diff_id, c, lvl)?
+            && self.content.exists(&digest)
+        {
+            return Ok(Descriptor {
+                media_type,
+                digest,
+                size,
+            });
+        }
+        let rec = self
+            .meta
+            .layer(diff_id)?
+            .ok_or_else(|| ImageError::BadConfig {
+                digest: diff_id.clone(),
+                reason: "layer is not in the store".into(),
+            })?;
+        let tmp = self.content.temp_file()?;
+        let tmp_path = tmp.path().to_path_buf();
+        let io_err = |op: &'static str| {
+            let path = tmp_path.clone();
+            move |source| ImageError::Io { op, path, source }
+        };
+        let file = tmp.as_file().try_clone().map_err(io_err("open"))?;
+        let out = HashWriter::new(io::BufWriter::new(file));
+        let (out, uncompressed) = if compression == Compression::Uncompressed {
+            let mut hw = HashWriter::new(out);
+            self.write_layer_tar(&rec, &mut hw)?;
+            hw.finish()
+        } else {
+            let comp = ParallelCompressor::new(out, compression, level);
+            let mut hw = HashWriter::new(comp);
+            self.write_layer_tar(&rec, &mut hw)?;
+            let (comp, d) = hw.finish();
+            let (inner, _) = comp.finish().map_err(io_err("compress"))?;
+            (inner, d)
+        };
+        if uncompressed != *diff_id {
+            return Err(ImageError::BadConfig {
+                digest: diff_id.clone(),
+                reason: format!(
+                    "the layer's content now hashes to {uncompressed}: its snapshot was changed on disk, or made by an older strata whose layer tars differ; rebuild the image"
+                ),
+            });
+        }
+        let (mut buf, digest) = out.finish();
+        io::Write::flush(&mut buf).map_err(io_err("write"))?;
+        drop(buf);
+        let size = std::fs::metadata(&tmp_path).map_err(io_err("stat"))?.len();
+        self.content.commit(tmp, &digest)?;
+        self.meta.put_layer_blob(diff_id, c, lvl, &digest, size)?;
+        Ok(Descriptor {
+            media_type,
+            digest,
+            size,
+        })
+    }
+
+    /// A layer's uncompressed tar: the stored blob of an imported layer, or the snapshot
+    /// written as a tar.
+    pub fn write_layer_tar(
+        &self,
+        rec: &LayerRecord,
+        w: &mut dyn io::Write,
+    ) -> Result<(), ImageError> {
+        let stored = rec.blob_digest.as_ref().unwrap_or(&rec.diff_id);
+        if self.content.exists(stored) {
+            let mut f = self.content.open_blob(stored)?;
+            io::copy(&mut f, w).map_err(|source| ImageError::Io {
+                op: "read",
+                path: self.content.path(stored),
+                source,
+            })?;
+            return Ok(());
+        }
+        let dir = self.snapshot_dir(&rec.diff_id);
+        crate::difftar::write_diff_tar(&dir, w, &Default::default())
+            .map_err(ImageError::DiffTar)?;
+        Ok(())
+    }
+}
+
+/// Sets every mtime after `epoch` under `dir` to `epoch`.
+fn clamp_tree(dir: &Path, epoch: i64) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let ts = rustix::fs::Timespec {
+        tv_sec: epoch,
+        tv_nsec: 0,
+    };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p)?;
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        }
+        if m.mtime() > epoch || (m.mtime() == epoch && m.mtime_nsec() > 0) {
+            let atime = rustix::fs::Timespec {
+                tv_sec: m.atime(),
+                tv_nsec: m.atime_nsec() as _,
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &p,
+                &rustix::fs::Timestamps {
+                    last_access: atime,
+                    last_modification: ts,
+                },
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a snapshot directory. Snapshot contents are owned by anyone and may be read-only

@@ -2,6 +2,7 @@
 //!
 //! - [`contenthash`]: content checksums of directory trees (the build context), mtimes
 //!   excluded, with a metadata cache;
+//! - [`compress`]: parallel, reproducible gzip/zstd of layer tars;
 //! - [`difftar`]: a snapshot directory as a deterministic layer tar (its diff ID);
 //! - [`gc`]: space accounting and pruning of the build cache and unused layers;
 //! - [`lock`]: the state root's lock (builds shared, garbage collection exclusive);
@@ -16,6 +17,7 @@
 //! Architecture invariant: cache depends on no other strata crate, never mounts and never
 //! forks.
 
+pub mod compress;
 pub mod contenthash;
 pub mod difftar;
 pub mod digest;

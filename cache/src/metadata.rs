@@ -81,6 +81,15 @@ pub const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         last_used INTEGER NOT NULL
      );",
+    // 5: compressed forms of layers already made, so exporting a layer again does no work.
+    "CREATE TABLE layer_blobs (
+        diff_id TEXT NOT NULL,
+        compression TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (diff_id, compression, level)
+     );",
 ];
 
 /// One build cache entry: a step's key and the layer chain of its result.
@@ -416,6 +425,59 @@ impl Metadata {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The compressed blob recorded for a layer in a compression and level.
+    pub fn layer_blob(
+        &self,
+        diff_id: &Digest,
+        compression: &str,
+        level: i32,
+    ) -> Result<Option<(Digest, u64)>, MetadataError> {
+        let row: Option<(String, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT digest, size FROM layer_blobs WHERE diff_id = ?1 AND compression = ?2 AND level = ?3",
+            )?
+            .query_row(params![diff_id.as_str(), compression, level], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        row.map(|(d, n)| Ok((digest(d)?, n.max(0) as u64)))
+            .transpose()
+    }
+
+    pub fn put_layer_blob(
+        &mut self,
+        diff_id: &Digest,
+        compression: &str,
+        level: i32,
+        blob: &Digest,
+        size: u64,
+    ) -> Result<(), MetadataError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO layer_blobs (diff_id, compression, level, digest, size)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                diff_id.as_str(),
+                compression,
+                level,
+                blob.as_str(),
+                size as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every compressed blob recorded for a layer.
+    pub fn layer_blobs_of(&self, diff_id: &Digest) -> Result<Vec<Digest>, MetadataError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT digest FROM layer_blobs WHERE diff_id = ?1")?;
+        let v: Vec<String> = st
+            .query_map([diff_id.as_str()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        v.into_iter().map(digest).collect()
     }
 
     /// Every build cache entry, least recently used first.

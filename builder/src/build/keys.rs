@@ -158,6 +158,7 @@ pub fn compute(
     contexts: &mut Contexts,
     meta: &mut Metadata,
     progress: &Progress,
+    epoch: Option<i64>,
 ) -> Result<BTreeMap<OpId, Digest>> {
     // The paths the build reads from the context; an op that follows nothing reads it all.
     let locals: Vec<&Vec<String>> = needed
@@ -180,6 +181,10 @@ pub fn compute(
             "definition": graph.digest(*id).as_str(),
             "inputs": op.inputs.iter().map(|i| keys.get(i).map(|k| k.as_str().to_string())).collect::<Vec<_>>(),
         });
+        // Layers made with SOURCE_DATE_EPOCH have their mtimes clamped: another result.
+        if let (Some(e), false) = (epoch, matches!(op.kind, OpKind::Source(_))) {
+            h["epoch"] = e.into();
+        }
         match &op.kind {
             OpKind::Source(SourceOp::Image { .. }) => {
                 let img = resolver::find_image(store, op)?;

@@ -108,6 +108,14 @@ pub fn build(
         Some(l) if errors.is_empty() => l,
         _ => return Err(BuildError::Dockerfile(errors.trim_end().to_string())),
     };
+    // SOURCE_DATE_EPOCH (a build arg, or the environment through the CLI): new layers' mtimes
+    // are clamped to it and it is the image's creation time.
+    let epoch = match req.opts.build_args.get("SOURCE_DATE_EPOCH") {
+        Some(v) if !v.is_empty() => Some(v.parse::<i64>().map_err(|_| {
+            anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+        })?),
+        _ => None,
+    };
     let target = lowered.target;
     let graph = Arc::new(lowered.graph.clone());
     let needed = graph.ancestors(target);
@@ -115,7 +123,15 @@ pub fn build(
     let mut meta =
         strata_cache::metadata::Metadata::open(&req.root).map_err(anyhow::Error::from)?;
     let mut contexts = keys::Contexts::new(&req.context, &req.opts.dockerignore);
-    let keys = keys::compute(&graph, &needed, &store, &mut contexts, &mut meta, &progress)?;
+    let keys = keys::compute(
+        &graph,
+        &needed,
+        &store,
+        &mut contexts,
+        &mut meta,
+        &progress,
+        epoch,
+    )?;
     // 3. What is done already: sources, and cache hits.
     let mut done: BTreeMap<OpId, FsResult> = BTreeMap::new();
     for id in &needed {
@@ -204,6 +220,7 @@ pub fn build(
         strata_exe: req.strata_exe.clone(),
         ignore: req.opts.dockerignore.clone(),
         executed: Default::default(),
+        epoch,
     });
     let scheduler = Scheduler {
         max_parallelism: req.max_parallelism.max(1),
@@ -232,10 +249,11 @@ pub fn build(
     // 5. The image.
     // The image's creation time is when its last step's result was made, so a rebuild that
     // is all cache hits gives the same image ID (as BuildKit's does).
-    let created = keys
-        .get(&target)
-        .and_then(|k| meta.cached_created(k).ok().flatten())
-        .unwrap_or_else(now);
+    let created = epoch.unwrap_or_else(|| {
+        keys.get(&target)
+            .and_then(|k| meta.cached_created(k).ok().flatten())
+            .unwrap_or_else(now)
+    });
     let mut store = store;
     let (image_id, manifest_digest) =
         assemble::put_image(&mut store, &lowered, &layers, &req.tags, created)?;

@@ -40,6 +40,8 @@ pub struct Runner {
     pub ignore: Vec<String>,
     /// How many ops ran.
     pub executed: AtomicUsize,
+    /// SOURCE_DATE_EPOCH: new layers' mtimes are clamped to it.
+    pub epoch: Option<i64>,
 }
 
 fn layers(r: &FsResult, what: &str) -> Result<Vec<Option<Digest>>, String> {
@@ -138,7 +140,7 @@ impl Runner {
                 e.args.join(" ")
             ));
         }
-        let layer = executor::commit_upper(container.path(), &mut store)
+        let layer = executor::commit_upper(container.path(), &mut store, self.epoch)
             .map_err(|e| format!("committing the layer: {e:#}"))?;
         let mut out = base;
         out.push(layer.map(|l| l.diff_id));
@@ -184,7 +186,7 @@ impl Runner {
         .map_err(|e| format!("{e:#}"))?;
         run_file_op(&self.strata_exe, dir.path(), &req).map_err(|e| format!("{e:#}"))?;
         let layer = store
-            .commit_layer(&dir.path().join("upper"))
+            .commit_layer(&dir.path().join("upper"), self.epoch)
             .map_err(|e| format!("committing the layer: {e}"))?;
         let mut out = chain;
         out.push(layer.map(|l| l.diff_id));

@@ -57,6 +57,12 @@ pub enum CommandArgs {
     Build(BuildArgs),
     /// Show the space used by images, the build cache and shared layers
     Du,
+    /// Write images to a docker (default) or OCI archive
+    Save(SaveArgs),
+    /// Load images from a docker archive or an OCI layout (tar or directory)
+    Load(LoadArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
     /// Remove build cache and the layers nothing uses any more
     Prune(PruneArgs),
     #[command(name = "__shim", hide = true)]
@@ -256,6 +262,39 @@ pub struct BuildArgs {
     /// Steps run at the same time at most (default: the number of CPUs)
     #[arg(long, value_name = "N")]
     pub max_parallelism: Option<usize>,
+    /// Where the result goes (type=image|oci|docker|local|tar,dest=…,compression=…); repeatable
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to this file instead of standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
+    /// Archive format
+    #[arg(long, default_value = "docker", value_name = "docker|oci")]
+    pub format: String,
+    /// Layer compression (gzip, zstd or uncompressed)
+    #[arg(long, value_name = "C")]
+    pub compression: Option<String>,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Read from this file (or OCI layout directory) instead of standard input
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Do not shorten the commands
+    #[arg(long)]
+    pub no_trunc: bool,
+    pub image: String,
 }
 
 #[derive(Args, Debug)]

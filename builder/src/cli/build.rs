@@ -94,6 +94,12 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
             Platform::host()
         );
     }
+    // As buildx does: SOURCE_DATE_EPOCH from the environment becomes the build arg.
+    if !opts.build_args.contains_key("SOURCE_DATE_EPOCH")
+        && let Ok(v) = std::env::var("SOURCE_DATE_EPOCH")
+    {
+        opts.build_args.insert("SOURCE_DATE_EPOCH".into(), v);
+    }
     opts.no_cache = a.no_cache;
     opts.no_cache_filter = a.no_cache_filter.clone();
     for l in &a.labels {
@@ -108,6 +114,24 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         .iter()
         .map(|t| normalize_tag(t))
         .collect::<Result<Vec<_>>>()?;
+    // Outputs are checked before anything runs; none means the local store.
+    let mut outputs = a
+        .outputs
+        .iter()
+        .map(|o| super::output::parse_output(o))
+        .collect::<Result<Vec<_>>>()?;
+    if outputs.is_empty() {
+        outputs.push(super::output::OutputSpec {
+            output: super::output::Output::Image { names: vec![] },
+            format: Default::default(),
+        });
+    }
+    let to_stdout = outputs.iter().filter(|o| {
+        matches!(&o.output, super::output::Output::Oci { dest, .. } | super::output::Output::Docker { dest } | super::output::Output::Tar { dest } if dest == "-")
+    }).count();
+    if to_stdout > 1 {
+        bail!("only one --output can write to standard output");
+    }
     if g.config.snapshotter == Snapshotter::Native {
         bail!(
             "strata build needs the overlayfs snapshotter (a RUN step's layer is its overlay upper directory); the native snapshotter only serves `strata run` so far"
@@ -129,7 +153,8 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         dockerfile_name: df.name.clone(),
         dockerfile: df.text.clone(),
         opts,
-        tags: tags.clone(),
+        // Tagged by the image output, below.
+        tags: vec![],
         network: match a.network {
             NetworkArg::Host => NetworkMode::Host,
             NetworkArg::None => NetworkMode::None,
@@ -163,14 +188,24 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         Err(BuildError::Other(e)) => return Err(e),
     };
     let id = r.image_id.as_str().to_string();
-    if mode != Mode::Quiet {
-        let v = "exporting to image";
-        progress.start(v, v, &[]);
-        progress.log(v, format!("writing image {id} done\n").as_bytes());
-        for t in &tags {
-            progress.log(v, format!("naming to {t} done\n").as_bytes());
+    let mut store = open_store(g)?;
+    for o in &outputs {
+        let v = match &o.output {
+            super::output::Output::Image { .. } => "exporting to image".to_string(),
+            other => format!("exporting to {}", describe(other)),
+        };
+        progress.start(&v, &v, &[]);
+        if let super::output::Output::Image { names } = &o.output {
+            progress.log(&v, format!("writing image {id} done\n").as_bytes());
+            for t in tags.iter().chain(names) {
+                progress.log(&v, format!("naming to {t} done\n").as_bytes());
+            }
         }
-        progress.done(v, None);
+        let r = super::output::export(g, &mut store, &id, &tags, o);
+        progress.done(&v, r.as_ref().err().map(|e| format!("{e:#}")).as_deref());
+        r?;
+    }
+    if mode != Mode::Quiet {
         progress.finish();
         eprintln!(
             "{} steps run, {} cached; tagged {}",
@@ -186,7 +221,10 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
             }
         );
     }
-    println!("{id}");
+    // The ID on standard output, unless an archive went there.
+    if to_stdout == 0 {
+        println!("{id}");
+    }
     if let Some(p) = &a.iidfile {
         write_file(p, id.as_bytes())?;
     }
@@ -207,4 +245,16 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
 
 fn write_file(p: &PathBuf, data: &[u8]) -> Result<()> {
     std::fs::write(p, data).with_context(|| format!("writing {}", p.display()))
+}
+
+fn describe(o: &super::output::Output) -> String {
+    use super::output::Output;
+    match o {
+        Output::Image { .. } => "image".into(),
+        Output::Oci { dest, tar: true } => format!("oci image format {dest}"),
+        Output::Oci { dest, tar: false } => format!("oci layout directory {dest}"),
+        Output::Docker { dest } => format!("docker image format {dest}"),
+        Output::Local { dest } => format!("client directory {dest}"),
+        Output::Tar { dest } => format!("client tarball {dest}"),
+    }
 }

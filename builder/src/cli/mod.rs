@@ -5,6 +5,7 @@ pub mod args;
 pub mod build;
 pub mod config;
 pub mod images;
+pub mod output;
 pub mod run;
 
 use anyhow::{Context, Result};
@@ -87,6 +88,9 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
         CommandArgs::Run(a) => run::run(&global, &a),
         CommandArgs::Build(a) => build::build(&global, &a),
         CommandArgs::Du => images::du(&global),
+        CommandArgs::Save(a) => output::save(&global, &a),
+        CommandArgs::Load(a) => output::load(&global, &a),
+        CommandArgs::History(a) => output::history(&global, &a),
         CommandArgs::Prune(a) => images::prune(&global, &a),
         CommandArgs::Shim(a) => {
             let rt = match a.runtime_path {

@@ -371,6 +371,7 @@ pub fn clean_stale_containers(containers: &Path) {
 pub fn commit_upper(
     dir: &Path,
     store: &mut strata_cache::images::ImageStore,
+    clamp_mtime: Option<i64>,
 ) -> Result<Option<strata_cache::metadata::LayerRecord>> {
     let layers: Layers = serde_json::from_slice(
         &std::fs::read(dir.join("layers.json")).context("reading layers.json")?,
@@ -421,7 +422,7 @@ pub fn commit_upper(
             cur = rel.parent();
         }
     }
-    Ok(store.commit_layer(&layers.upper)?)
+    Ok(store.commit_layer(&layers.upper, clamp_mtime)?)
 }
 
 #[cfg(test)]

@@ -690,7 +690,7 @@ fn the_writable_layer_becomes_a_snapshot() {
     )
     .unwrap();
     assert_eq!(code, 0);
-    let layer = strata::executor::commit_upper(&bundle, &mut store)
+    let layer = strata::executor::commit_upper(&bundle, &mut store, None)
         .unwrap()
         .expect("the step changed files");
     let snap = store.snapshot_dir(&layer.diff_id);

@@ -1,0 +1,370 @@
+//! Exporters: an image of the local store as an OCI layout (tar or directory), a `docker load`
+//! archive, or its final root filesystem (a directory or one tar).
+//!
+//! Layer blobs come from [`ImageStore::layer_blob`] (compressed once, reused); the config is the
+//! stored one (its digest is the image ID); the manifest is written for the chosen media types.
+//! Archives are deterministic: fixed entry order, mode, owner and mtime.
+
+use anyhow::{Context, Result, bail};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use strata_cache::Digest;
+use strata_cache::compress::Compression;
+use strata_cache::images::{Descriptor, Image, ImageStore};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// How layers and manifests are written.
+#[derive(Debug, Clone)]
+pub struct Format {
+    pub compression: Compression,
+    pub level: i32,
+    /// OCI media types (default) or Docker schema 2's.
+    pub oci_media_types: bool,
+    /// Manifest annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for Format {
+    fn default() -> Self {
+        Format {
+            compression: Compression::Gzip,
+            level: Compression::Gzip.default_level(),
+            oci_media_types: true,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// An image's manifest and the blobs it names.
+#[derive(Debug, Clone)]
+pub struct Manifested {
+    pub manifest: Vec<u8>,
+    pub manifest_digest: Digest,
+    pub media_type: &'static str,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    /// The image's tags (full names).
+    pub tags: Vec<String>,
+    pub platform: serde_json::Value,
+}
+
+/// Makes (or reuses) the image's layer blobs in `fmt` and writes its manifest.
+pub fn manifest(store: &mut ImageStore, img: &Image, fmt: &Format) -> Result<Manifested> {
+    let mut layers = Vec::new();
+    for d in &img.config.rootfs.diff_ids {
+        let mut desc = store
+            .layer_blob(d, fmt.compression, fmt.level)
+            .with_context(|| format!("making the blob of layer {d}"))?;
+        if !fmt.oci_media_types {
+            desc.media_type = fmt
+                .compression
+                .docker_media_type()
+                .context("Docker media types have no zstd layers: use oci-mediatypes=true or compression=gzip")?
+                .to_string();
+        }
+        layers.push(desc);
+    }
+    let config = Descriptor {
+        media_type: if fmt.oci_media_types {
+            OCI_CONFIG
+        } else {
+            DOCKER_CONFIG
+        }
+        .into(),
+        digest: img.record.config_digest.clone(),
+        size: img.config_bytes.len() as u64,
+    };
+    let media_type = if fmt.oci_media_types {
+        OCI_MANIFEST
+    } else {
+        DOCKER_MANIFEST
+    };
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": config,
+        "layers": layers,
+    });
+    if !fmt.annotations.is_empty() {
+        m["annotations"] = serde_json::to_value(&fmt.annotations)?;
+    }
+    let manifest = serde_json::to_vec(&m)?;
+    let manifest_digest = Digest::of(&manifest);
+    let mut platform = serde_json::json!({
+        "architecture": img.config.architecture,
+        "os": img.config.os,
+    });
+    if let Some(v) = &img.config.variant {
+        platform["variant"] = v.clone().into();
+    }
+    Ok(Manifested {
+        manifest,
+        manifest_digest,
+        media_type,
+        config,
+        layers,
+        tags: img.record.tags.clone(),
+        platform,
+    })
+}
+
+/// Where an archive's files go: a tar stream or a directory.
+enum Sink {
+    Tar(tar::Builder<Box<dyn Write>>, BTreeSet<String>),
+    Dir(PathBuf),
+}
+
+impl Sink {
+    fn dir_entry(&mut self, path: &str) -> Result<()> {
+        match self {
+            Sink::Tar(b, seen) => {
+                if seen.insert(path.to_string()) {
+                    let mut h = tar::Header::new_ustar();
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_uid(0);
+                    h.set_gid(0);
+                    h.set_mtime(0);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, std::io::empty())?;
+                }
+            }
+            Sink::Dir(d) => std::fs::create_dir_all(d.join(path))?,
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, path: &str, size: u64, mut data: impl Read) -> Result<()> {
+        match self {
+            Sink::Tar(b, seen) => {
+                if !seen.insert(path.to_string()) {
+                    return Ok(());
+                }
+                let mut h = tar::Header::new_ustar();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(0);
+                h.set_size(size);
+                b.append_data(&mut h, path, data)?;
+            }
+            Sink::Dir(d) => {
+                let p = d.join(path);
+                if p.exists() {
+                    return Ok(());
+                }
+                // Written beside, renamed into place: never a half-written blob.
+                let tmp = p.with_extension("partial");
+                let mut f = std::fs::File::create(&tmp)?;
+                std::io::copy(&mut data, &mut f)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &p)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bytes(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        self.file(path, data.len() as u64, data)
+    }
+
+    fn blob(&mut self, store: &ImageStore, d: &Digest, bytes: Option<&[u8]>) -> Result<String> {
+        let path = format!("blobs/sha256/{}", d.hex());
+        self.dir_entry("blobs/")?;
+        self.dir_entry("blobs/sha256/")?;
+        match bytes {
+            Some(b) => self.bytes(&path, b)?,
+            None => {
+                let f = store.content.open_blob(d)?;
+                let size = f.metadata()?.len();
+                self.file(&path, size, f)?;
+            }
+        }
+        Ok(path)
+    }
+
+    fn finish(self) -> Result<()> {
+        if let Sink::Tar(mut b, _) = self {
+            b.finish()?;
+            b.into_inner()?.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// The `org.opencontainers.image.ref.name` of a tag (`docker.io/library/app:v1` → `v1`).
+fn ref_name(tag: &str) -> &str {
+    match tag.rsplit_once(':') {
+        Some((_, t)) if !t.contains('/') => t,
+        _ => "latest",
+    }
+}
+
+/// The familiar form docker shows (`app:v1`).
+fn familiar(tag: &str) -> String {
+    let t = tag.strip_prefix("docker.io/").unwrap_or(tag);
+    t.strip_prefix("library/").unwrap_or(t).to_string()
+}
+
+/// Where an archive goes.
+pub enum Dest {
+    /// A tar stream (a file or standard output).
+    Tar(Box<dyn Write>),
+    /// A directory (an OCI layout with `tar=false`).
+    Dir(PathBuf),
+}
+
+fn sink(dest: Dest) -> Result<Sink> {
+    Ok(match dest {
+        Dest::Tar(w) => {
+            let mut b = tar::Builder::new(w);
+            b.mode(tar::HeaderMode::Deterministic);
+            Sink::Tar(b, BTreeSet::new())
+        }
+        Dest::Dir(d) => {
+            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            Sink::Dir(d)
+        }
+    })
+}
+
+fn write_blobs(s: &mut Sink, store: &ImageStore, m: &Manifested, config: &[u8]) -> Result<()> {
+    s.blob(store, &m.config.digest, Some(config))?;
+    for l in &m.layers {
+        s.blob(store, &l.digest, None)?;
+    }
+    s.blob(store, &m.manifest_digest, Some(&m.manifest))?;
+    Ok(())
+}
+
+/// Writes images as an OCI image layout. `names` are the full names each image is listed
+/// under (its tags when empty).
+pub fn write_oci(
+    store: &mut ImageStore,
+    images: &[(Image, Vec<String>)],
+    fmt: &Format,
+    dest: Dest,
+) -> Result<()> {
+    let mut s = sink(dest)?;
+    let mut index = Vec::new();
+    for (img, names) in images {
+        let m = manifest(store, img, fmt)?;
+        write_blobs(&mut s, store, &m, &img.config_bytes)?;
+        let names = if names.is_empty() { &m.tags } else { names };
+        let desc = |name: Option<&String>| {
+            let mut d = serde_json::json!({
+                "mediaType": m.media_type,
+                "digest": m.manifest_digest,
+                "size": m.manifest.len(),
+                "platform": m.platform,
+            });
+            if let Some(n) = name {
+                d["annotations"] = serde_json::json!({
+                    "io.containerd.image.name": n,
+                    "org.opencontainers.image.ref.name": ref_name(n),
+                });
+            }
+            d
+        };
+        if names.is_empty() {
+            index.push(desc(None));
+        }
+        for n in names {
+            index.push(desc(Some(n)));
+        }
+    }
+    s.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let idx = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": index,
+    });
+    s.bytes("index.json", &serde_json::to_vec(&idx)?)?;
+    s.finish()
+}
+
+/// Writes images as a `docker load` archive: an OCI layout plus `manifest.json` (as BuildKit's
+/// docker exporter does), with Docker media types unless asked otherwise.
+pub fn write_docker(
+    store: &mut ImageStore,
+    images: &[(Image, Vec<String>)],
+    fmt: &Format,
+    dest: Dest,
+) -> Result<()> {
+    let mut s = sink(dest)?;
+    let mut entries = Vec::new();
+    let mut index = Vec::new();
+    for (img, names) in images {
+        let m = manifest(store, img, fmt)?;
+        write_blobs(&mut s, store, &m, &img.config_bytes)?;
+        let names = if names.is_empty() { &m.tags } else { names };
+        entries.push(serde_json::json!({
+            "Config": format!("blobs/sha256/{}", m.config.digest.hex()),
+            "RepoTags": names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
+            "Layers": m.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
+        }));
+        for n in names {
+            index.push(serde_json::json!({
+                "mediaType": m.media_type,
+                "digest": m.manifest_digest,
+                "size": m.manifest.len(),
+                "annotations": {
+                    "io.containerd.image.name": n,
+                    "org.opencontainers.image.ref.name": ref_name(n),
+                },
+            }));
+        }
+    }
+    s.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let idx = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": index,
+    });
+    s.bytes("index.json", &serde_json::to_vec(&idx)?)?;
+    s.bytes("manifest.json", &serde_json::to_vec(&entries)?)?;
+    s.finish()
+}
+
+/// The image's layer directories, top first.
+pub fn layer_dirs(store: &ImageStore, img: &Image) -> Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for d in img.config.rootfs.diff_ids.iter().rev() {
+        let p = store.snapshot_dir(d);
+        if !p.is_dir() {
+            bail!("layer {d} has no snapshot: re-import or rebuild the image");
+        }
+        v.push(p);
+    }
+    Ok(v)
+}
+
+/// The final root filesystem as files under `dest` (type=local).
+pub fn write_local(store: &ImageStore, img: &Image, dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    crate::executor::native::materialize(&layer_dirs(store, img)?, dest)
+}
+
+/// The final root filesystem as one tar (type=tar): made under `scratch` (removed after).
+pub fn write_rootfs_tar(
+    store: &ImageStore,
+    img: &Image,
+    scratch: &Path,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let _ = std::fs::remove_dir_all(scratch);
+    let r = write_local(store, img, scratch).and_then(|_| {
+        strata_cache::difftar::write_diff_tar(scratch, out, &Default::default())
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    });
+    let _ = std::fs::remove_dir_all(scratch);
+    r
+}
