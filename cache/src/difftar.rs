@@ -360,7 +360,7 @@ mod tests {
         xattr::set(src.join("opq"), "trusted.overlay.opaque", b"y").unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &src.join("gone"),
+            src.join("gone"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::empty(),
             0,

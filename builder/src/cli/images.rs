@@ -65,7 +65,13 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<i32> {
     let layer = store
         .import_layer(input, &RealFs, &UnpackOptions::default())
         .with_context(|| format!("importing {}", a.file))?;
-    let created = rfc3339(now());
+    // SOURCE_DATE_EPOCH makes imports reproducible too.
+    let created = rfc3339(
+        std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(now),
+    );
     let platform = Platform::host();
     let config = ImageConfigFile {
         created: Some(created.clone()),

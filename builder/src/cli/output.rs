@@ -72,8 +72,10 @@ pub fn parse_output(s: &str) -> Result<OutputSpec> {
             kv.insert(k.trim().to_string(), v.trim().to_string());
         }
     }
-    let mut format = Format::default();
-    format.annotations = annotations;
+    let mut format = Format {
+        annotations,
+        ..Format::default()
+    };
     if let Some(c) = kv.remove("compression") {
         format.compression = Compression::parse(&c).with_context(|| {
             format!("--output compression={c}: expected gzip, zstd or uncompressed")

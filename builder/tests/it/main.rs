@@ -2,6 +2,7 @@
 
 mod build;
 mod cli;
+mod export;
 mod images;
 mod parse_oracle;
 mod sandbox;

@@ -1,0 +1,542 @@
+//! Exporters, save/load, reproducible output and interop with skopeo and umoci (as root, on a
+//! busybox base made offline).
+
+use crate::support::*;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+fn base_tar() -> Option<&'static Path> {
+    static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TAR.get_or_init(|| {
+        if !rustix::process::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+            eprintln!("skipping: the export tests need root");
+            return None;
+        }
+        if Command::new("busybox").arg("true").status().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI installs busybox-static"
+            );
+            return None;
+        }
+        let dir = std::env::temp_dir().join("strata-export-tests");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = dir.join("busybox.tar");
+        let out = Command::new(testdata().join("base-image.sh"))
+            .arg("busybox")
+            .arg(&tar)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        Some(tar)
+    })
+    .as_deref()
+}
+
+struct Fx {
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl Fx {
+    fn new(name: &str) -> Option<Fx> {
+        let tar = base_tar()?;
+        let dir = tar.parent()?.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fx = Fx {
+            root: dir.join("root"),
+            dir,
+        };
+        let out = fx.strata(&["import", &tar.to_string_lossy(), "busybox"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        Some(fx)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.args(args)
+            .env("STRATA_ROOT", &self.root)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn strata(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.strata(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+}
+
+fn sha256(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().unwrap();
+    stdout(&out)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The sample context with a few more kinds of files.
+fn context(fx: &Fx) -> String {
+    let ctx = fx.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox AS build\nRUN mkdir -p /out/d && echo data > '/out/name with spaces' && echo é > /out/café && ln -s café /out/link && ln /out/café /out/hard && mkfifo /out/fifo && chmod 4755 /out/café && chmod 1777 /out/d && chown -h 1000:1000 /out/link\nRUN rm /etc/group && rm -r /home\n\nFROM busybox\nCOPY --from=build /out /out\nRUN rm /etc/passwd\nENV A=1\nCMD [\"sh\"]\n",
+    )
+    .unwrap();
+    ctx.to_string_lossy().into_owned()
+}
+
+#[test]
+fn every_output_and_the_archives_are_well_formed() {
+    let Some(fx) = Fx::new("outputs") else { return };
+    let ctx = context(&fx);
+    let (oci, docker, local, tar, dir) = (
+        fx.p("oci.tar"),
+        fx.p("docker.tar"),
+        fx.p("local"),
+        fx.p("rootfs.tar"),
+        fx.p("ocidir"),
+    );
+    let id = fx.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "exp:1",
+        "-o",
+        "type=image",
+        "-o",
+        &format!("type=oci,dest={oci}"),
+        "-o",
+        &format!("type=docker,dest={docker}"),
+        "-o",
+        &format!("type=local,dest={local}"),
+        "-o",
+        &format!("type=tar,dest={tar}"),
+        "-o",
+        &format!("type=oci,dest={dir},tar=false,compression=zstd"),
+        &ctx,
+    ]);
+    let id = id.trim();
+    // The local store got the tag.
+    assert!(fx.ok(&["images"]).contains("exp"));
+    // The OCI layout directory: index → manifest → config (the image ID) and zstd layers whose
+    // content hashes to the config's diff IDs.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&dir).join("index.json")).unwrap())
+            .unwrap();
+    let m = &index["manifests"][0];
+    assert_eq!(
+        m["annotations"]["io.containerd.image.name"],
+        "docker.io/library/exp:1"
+    );
+    assert_eq!(m["annotations"]["org.opencontainers.image.ref.name"], "1");
+    let blob = |d: &str| std::fs::read(Path::new(&dir).join("blobs/sha256").join(&d[7..])).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(m["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(manifest["config"]["digest"], id);
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), diff_ids.len());
+    for (l, d) in layers.iter().zip(diff_ids) {
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+        let raw = zstd_decode(&blob(l["digest"].as_str().unwrap()));
+        assert_eq!(format!("sha256:{}", hex_sha(&raw)), d.as_str().unwrap());
+    }
+    // The new layers carry OCI whiteouts for what the steps deleted, and the files as built.
+    let last = zstd_decode(&blob(layers.last().unwrap()["digest"].as_str().unwrap()));
+    let names = tar_names(&last);
+    assert!(names.contains(&"etc/.wh.passwd".to_string()), "{names:?}");
+    // The docker archive: manifest.json, Docker media types, tags.
+    let out = Command::new("tar")
+        .args(["-xOf", &docker, "manifest.json"])
+        .output()
+        .unwrap();
+    let dm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dm[0]["RepoTags"][0], "exp:1");
+    // type=local and type=tar: the final root filesystem.
+    let l = Path::new(&local);
+    assert_eq!(
+        std::fs::read_to_string(l.join("out/name with spaces")).unwrap(),
+        "data\n"
+    );
+    assert!(!l.join("etc/passwd").exists() && l.join("etc/group").exists());
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let caf = std::fs::metadata(l.join("out/café")).unwrap();
+    assert_eq!(caf.mode() & 0o7777, 0o4755);
+    assert_eq!(caf.nlink(), 2, "the hard link is kept");
+    assert_eq!(
+        std::fs::metadata(l.join("out/d")).unwrap().mode() & 0o7777,
+        0o1777
+    );
+    assert!(
+        std::fs::symlink_metadata(l.join("out/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    let link = std::fs::symlink_metadata(l.join("out/link")).unwrap();
+    assert_eq!((link.uid(), link.gid()), (1000, 1000));
+    let mut raw = Vec::new();
+    std::fs::File::open(&tar)
+        .unwrap()
+        .read_to_end(&mut raw)
+        .unwrap();
+    let names = tar_names(&raw);
+    assert!(
+        names.contains(&"out/name with spaces".to_string()),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains(".wh.")));
+}
+
+/// An archive's files: (path, bytes).
+type Entries = Vec<(String, Vec<u8>)>;
+
+fn hex_sha(b: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b).unwrap();
+    let out = c.wait_with_output().unwrap();
+    stdout(&out).split_whitespace().next().unwrap().to_string()
+}
+
+fn zstd_decode(b: &[u8]) -> Vec<u8> {
+    let mut r = strata_cache::unpack::decompress(b).unwrap();
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).unwrap();
+    v
+}
+
+fn tar_names(raw: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(raw);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn save_and_load_keep_the_image_id() {
+    let Some(fx) = Fx::new("saveload") else {
+        return;
+    };
+    let ctx = context(&fx);
+    let id = fx.ok(&["build", "-q", "-t", "sl", &ctx]);
+    for format in ["docker", "oci"] {
+        let file = fx.p(&format!("saved-{format}.tar"));
+        fx.ok(&["save", "--format", format, "-o", &file, "sl"]);
+        fx.ok(&["rmi", "sl"]);
+        let out = fx.ok(&["load", "-i", &file]);
+        assert!(out.contains("Loaded image: sl:latest"), "{out}");
+        let v: serde_json::Value = serde_json::from_str(&fx.ok(&["inspect", "sl"])).unwrap();
+        assert_eq!(v[0]["Id"], id.trim(), "{format}");
+        let run = fx.ok(&["run", "--rm", "sl", "cat", "/out/name with spaces"]);
+        assert_eq!(run, "data\n");
+    }
+    // history lists every step, the newest first.
+    let h = fx.ok(&["history", "--no-trunc", "sl"]);
+    assert!(h.lines().nth(1).unwrap().contains("CMD [\"sh\"]"), "{h}");
+    assert!(h.contains("strata import"), "{h}");
+}
+
+#[test]
+fn hostile_or_broken_archives_import_nothing() {
+    let Some(fx) = Fx::new("hostile") else { return };
+    let good = fx.p("good.tar");
+    fx.ok(&["save", "-o", &good, "busybox"]);
+    // Rewrites good.tar with `f` applied to its (path, bytes) entries.
+    let variant = |name: &str, f: &dyn Fn(&mut Entries)| -> String {
+        let mut entries: Entries = Vec::new();
+        let mut a = tar::Archive::new(std::fs::File::open(&good).unwrap());
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.header().entry_type().is_dir() {
+                continue;
+            }
+            let p = e.path().unwrap().to_string_lossy().into_owned();
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).unwrap();
+            entries.push((p, v));
+        }
+        f(&mut entries);
+        let out = fx.p(name);
+        let mut b = tar::Builder::new(std::fs::File::create(&out).unwrap());
+        for (p, v) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(v.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            // Raw names, so `..` survives.
+            let n = p.as_bytes();
+            h.as_gnu_mut().unwrap().name[..n.len()].copy_from_slice(n);
+            h.set_cksum();
+            b.append(&h, &v[..]).unwrap();
+        }
+        b.finish().unwrap();
+        out
+    };
+    let manifest = |es: &mut Entries| -> serde_json::Value {
+        let m = es.iter().find(|e| e.0 == "manifest.json").unwrap();
+        serde_json::from_slice(&m.1).unwrap()
+    };
+    let set_manifest = |es: &mut Entries, v: serde_json::Value| {
+        let m = es.iter_mut().find(|e| e.0 == "manifest.json").unwrap();
+        m.1 = serde_json::to_vec(&v).unwrap();
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "traversal entry",
+            variant("t1.tar", &|es| {
+                es.push(("../../escaped".into(), b"x".to_vec()))
+            }),
+            "",
+        ),
+        (
+            "manifest naming a path outside",
+            variant("t2.tar", &|es| {
+                let mut m = manifest(es);
+                m[0]["Config"] = "../../../../etc/hostname".into();
+                set_manifest(es, m);
+            }),
+            "outside",
+        ),
+        (
+            "layer that does not match the config",
+            variant("t3.tar", &|es| {
+                let m = manifest(es);
+                let layer = m[0]["Layers"][0].as_str().unwrap().to_string();
+                let e = es.iter_mut().find(|e| e.0 == layer).unwrap();
+                let n = e.1.len();
+                // Another valid gzip stream: a different layer.
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut gz, &vec![0u8; 1024]).unwrap();
+                e.1 = gz.finish().unwrap();
+                assert!(n > 0);
+            }),
+            "",
+        ),
+        (
+            "truncated layer",
+            variant("t4.tar", &|es| {
+                let m = manifest(es);
+                let layer = m[0]["Layers"][0].as_str().unwrap().to_string();
+                let e = es.iter_mut().find(|e| e.0 == layer).unwrap();
+                e.1.truncate(e.1.len() / 2);
+            }),
+            "",
+        ),
+        (
+            "OCI blob whose digest is wrong",
+            variant("t5.tar", &|es| {
+                es.retain(|e| e.0 != "manifest.json");
+                let idx = es.iter().find(|e| e.0 == "index.json").unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&idx.1).unwrap();
+                let d = v["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
+                let m = es.iter_mut().find(|e| e.0.ends_with(&d)).unwrap();
+                m.1.push(b' ');
+            }),
+            "digest",
+        ),
+        (
+            "not an archive at all",
+            {
+                let p = fx.p("t6.tar");
+                std::fs::write(&p, b"hello").unwrap();
+                p
+            },
+            "",
+        ),
+    ];
+    // Loaded into an empty root, so nothing can be skipped as already there.
+    let empty = fx.dir.join("empty-root");
+    for (what, file, msg) in cases {
+        let out = fx
+            .cmd(&["load", "-i", &file])
+            .env("STRATA_ROOT", &empty)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{what}: loaded");
+        let err = stderr(&out);
+        assert!(err.contains("error"), "{what}: {err}");
+        assert!(err.contains(msg), "{what}: {err}");
+        assert!(
+            !out.status.success() && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+        let images = fx
+            .cmd(&["images", "--format", "json"])
+            .env("STRATA_ROOT", &empty)
+            .output()
+            .unwrap();
+        let listed = stdout(&images);
+        assert!(
+            images.status.success() && matches!(listed.trim(), "" | "[]"),
+            "{what}: an image appeared: {listed}"
+        );
+        assert_eq!(
+            std::fs::read_dir(empty.join("snapshots")).unwrap().count(),
+            0,
+            "{what}: a layer was left"
+        );
+    }
+    assert!(!fx.dir.parent().unwrap().join("escaped").exists());
+}
+
+#[test]
+fn source_date_epoch_builds_are_byte_identical() {
+    let Some(a) = Fx::new("repro-a") else { return };
+    let Some(b) = Fx::new("repro-b") else { return };
+    let ctx = context(&a);
+    // The same base image in both roots: imported with the epoch as its creation time.
+    for fx in [&a, &b] {
+        let out = fx
+            .cmd(&["import", &base_tar().unwrap().to_string_lossy(), "busybox"])
+            .env("SOURCE_DATE_EPOCH", "1600000000")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let mut digests = Vec::new();
+    for (fx, threads) in [(&a, "2"), (&b, "1")] {
+        let oci = fx.p("oci.tar");
+        let out = fx
+            .cmd(&[
+                "build",
+                "-q",
+                "--max-parallelism",
+                threads,
+                "-o",
+                &format!("type=oci,dest={oci}"),
+                "-o",
+                &format!("type=docker,dest={}", fx.p("docker.tar")),
+                &ctx,
+            ])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        digests.push((
+            stdout(&out).trim().to_string(),
+            sha256(Path::new(&oci)),
+            sha256(Path::new(&fx.p("docker.tar"))),
+        ));
+    }
+    assert_eq!(
+        digests[0], digests[1],
+        "two fresh roots gave different bytes"
+    );
+    let v: serde_json::Value = serde_json::from_str(&a.ok(&["inspect", &digests[0].0])).unwrap();
+    assert_eq!(v[0]["Created"], "2023-11-14T22:13:20Z");
+}
+
+#[test]
+fn other_tools_accept_the_archives() {
+    let Some(fx) = Fx::new("interop") else { return };
+    let have = |t: &str| Command::new(t).arg("--version").output().is_ok();
+    if !have("skopeo") || !have("umoci") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs skopeo and umoci"
+        );
+        eprintln!("skipping: skopeo or umoci is not installed");
+        return;
+    }
+    let ctx = context(&fx);
+    let (oci, docker, dir) = (fx.p("oci.tar"), fx.p("docker.tar"), fx.p("layout"));
+    fx.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "interop:v1",
+        "-o",
+        &format!("type=oci,dest={oci}"),
+        "-o",
+        &format!("type=docker,dest={docker}"),
+        "-o",
+        &format!("type=oci,dest={dir},tar=false"),
+        &ctx,
+    ]);
+    for src in [
+        format!("oci-archive:{oci}"),
+        format!("docker-archive:{docker}"),
+        format!("oci:{dir}:v1"),
+    ] {
+        let out = Command::new("skopeo")
+            .args(["inspect", &src])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo inspect {src}: {}",
+            stderr(&out)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["Env"][1], "A=1", "{src}");
+    }
+    let copied = fx.p("copied");
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            &format!("docker-archive:{docker}"),
+            &format!("oci:{copied}:x"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo copy: {}", stderr(&out));
+    let bundle = fx.p("bundle");
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{dir}:v1"), &bundle])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umoci unpack: {}", stderr(&out));
+    let rootfs = Path::new(&bundle).join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("out/name with spaces")).unwrap(),
+        "data\n"
+    );
+    assert!(
+        !rootfs.join("etc/passwd").exists(),
+        "the whiteout was applied"
+    );
+    // And strata loads what skopeo wrote.
+    fx.ok(&["load", "-i", &copied]);
+}
