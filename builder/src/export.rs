@@ -310,6 +310,13 @@ pub fn write_docker(
             "RepoTags": names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
             "Layers": m.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
         }));
+        if names.is_empty() {
+            index.push(serde_json::json!({
+                "mediaType": m.media_type,
+                "digest": m.manifest_digest,
+                "size": m.manifest.len(),
+            }));
+        }
         for n in names {
             index.push(serde_json::json!({
                 "mediaType": m.media_type,

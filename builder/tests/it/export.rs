@@ -540,3 +540,222 @@ fn other_tools_accept_the_archives() {
     // And strata loads what skopeo wrote.
     fx.ok(&["load", "-i", &copied]);
 }
+
+/// `imagefs.py list`'s view of an image (the anchors' comparison tool, reimplemented so the
+/// test needs nothing outside the checkout): layers applied in order with OCI whiteouts, one
+/// line per path with type, mode, owner and content digest or link target.
+fn flatten(layers: &[Vec<u8>]) -> Vec<String> {
+    use std::collections::BTreeMap;
+    fn norm(n: &str) -> String {
+        n.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+    let mut fs: BTreeMap<String, (String, String, String, String)> = BTreeMap::new();
+    for raw in layers {
+        let entries: Vec<(tar::Header, String, Vec<u8>)> = {
+            let mut a = tar::Archive::new(&raw[..]);
+            a.entries()
+                .unwrap()
+                .map(|e| {
+                    let mut e = e.unwrap();
+                    let name = norm(&e.path().unwrap().to_string_lossy());
+                    let mut data = Vec::new();
+                    e.read_to_end(&mut data).unwrap();
+                    let link = e
+                        .link_name()
+                        .unwrap()
+                        .map(|l| l.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let mut h = e.header().clone();
+                    // Keep the link target with the header's data.
+                    if !link.is_empty() {
+                        data = link.into_bytes();
+                    }
+                    h.set_size(data.len() as u64);
+                    (h, name, data)
+                })
+                .collect()
+        };
+        for (_, name, _) in &entries {
+            let (base, leaf) = name.rsplit_once('/').unwrap_or(("", name.as_str()));
+            if leaf == ".wh..wh..opq" {
+                let prefix = if base.is_empty() {
+                    String::new()
+                } else {
+                    format!("{base}/")
+                };
+                fs.retain(|k, _| !(k.starts_with(&prefix) && k != base));
+            } else if let Some(g) = leaf.strip_prefix(".wh.") {
+                let gone = if base.is_empty() {
+                    g.to_string()
+                } else {
+                    format!("{base}/{g}")
+                };
+                fs.retain(|k, _| !(k == &gone || k.starts_with(&format!("{gone}/"))));
+            }
+        }
+        for (h, name, data) in entries {
+            let leaf = name.rsplit('/').next().unwrap_or("");
+            if name.is_empty() || leaf.starts_with(".wh.") {
+                continue;
+            }
+            let t = h.entry_type();
+            let text = String::from_utf8_lossy(&data).into_owned();
+            let (kind, detail) = if t.is_dir() {
+                ("dir", String::new())
+            } else if t.is_symlink() {
+                ("symlink", text)
+            } else if t.is_hard_link() {
+                let d = fs
+                    .get(&norm(&text))
+                    .map(|e| e.1.clone())
+                    .unwrap_or("?".into());
+                ("file", d)
+            } else if t.is_file() {
+                ("file", hex_sha(&data)[..16].to_string())
+            } else if t.is_character_special() || t.is_block_special() {
+                (
+                    "device",
+                    format!(
+                        "{},{}",
+                        h.device_major().unwrap().unwrap_or(0),
+                        h.device_minor().unwrap().unwrap_or(0)
+                    ),
+                )
+            } else if t.is_fifo() {
+                ("fifo", String::new())
+            } else {
+                ("other", String::new())
+            };
+            if let Some(old) = fs.get(&name)
+                && old.0 == "dir"
+                && kind != "dir"
+            {
+                let p = format!("{name}/");
+                fs.retain(|k, _| !k.starts_with(&p));
+            }
+            fs.insert(
+                name,
+                (
+                    kind.to_string(),
+                    detail,
+                    format!("0o{:o}", h.mode().unwrap() & 0o7777),
+                    format!("{}:{}", h.uid().unwrap(), h.gid().unwrap()),
+                ),
+            );
+        }
+    }
+    fs.into_iter()
+        .filter(|(k, _)| {
+            k != ".dockerenv" && !["proc/", "sys/", "dev/"].iter().any(|p| k.starts_with(p))
+        })
+        .map(|(k, (kind, detail, mode, owner))| {
+            format!("{k} {kind} {mode} {owner} {detail}")
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+/// `imagefs.py config`: the runtime config keys that matter, Env sorted.
+fn runtime_config(config: &serde_json::Value) -> serde_json::Value {
+    let c = &config["config"];
+    let mut out = serde_json::Map::new();
+    for k in [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "Labels",
+        "ExposedPorts",
+        "Volumes",
+        "StopSignal",
+        "Healthcheck",
+        "Shell",
+        "OnBuild",
+    ] {
+        let v = &c[k];
+        let empty = v.is_null()
+            || v.as_object().is_some_and(|o| o.is_empty())
+            || v.as_array().is_some_and(|a| a.is_empty())
+            || v.as_str() == Some("");
+        if !empty {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    if let Some(serde_json::Value::Array(env)) = out.get_mut("Env") {
+        env.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    }
+    serde_json::Value::Object(out)
+}
+
+/// The image-content cases of testdata/images: what strata builds holds the same files and
+/// runtime config as BuildKit's image of the same Dockerfile (references made by
+/// testdata/images/refresh.sh with the anchors' BuildKit and imagefs.py).
+#[test]
+fn same_content_as_buildkit() {
+    let Some(fx) = Fx::new("buildkit-equal") else {
+        return;
+    };
+    let cases = testdata().join("images");
+    let mut n = 0;
+    for e in std::fs::read_dir(&cases).unwrap().flatten() {
+        let case = e.path();
+        if !case.join("buildkit.list").is_file() {
+            continue;
+        }
+        n += 1;
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let out = fx.p(&format!("{name}-layout"));
+        fx.ok(&[
+            "build",
+            "-q",
+            "-o",
+            &format!("type=oci,dest={out},tar=false,compression=uncompressed"),
+            &case.to_string_lossy(),
+        ]);
+        let read = |rel: &str| std::fs::read(Path::new(&out).join(rel)).unwrap();
+        let blob =
+            |d: &serde_json::Value| read(&format!("blobs/sha256/{}", &d.as_str().unwrap()[7..]));
+        let index: serde_json::Value = serde_json::from_slice(&read("index.json")).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&blob(&index["manifests"][0]["digest"])).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&blob(&manifest["config"]["digest"])).unwrap();
+        let layers: Vec<Vec<u8>> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| blob(&l["digest"]))
+            .collect();
+        let mine = flatten(&layers);
+        let want: Vec<String> = std::fs::read_to_string(case.join("buildkit.list"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let diff: Vec<String> = want
+            .iter()
+            .filter(|l| !mine.contains(l))
+            .map(|l| format!("- {l}"))
+            .chain(
+                mine.iter()
+                    .filter(|l| !want.contains(l))
+                    .map(|l| format!("+ {l}")),
+            )
+            .collect();
+        assert!(
+            diff.is_empty(),
+            "{name}: files differ from BuildKit's:\n{}",
+            diff.join("\n")
+        );
+        let want_cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(case.join("buildkit.config.json")).unwrap())
+                .unwrap();
+        assert_eq!(runtime_config(&config), want_cfg, "{name}: runtime config");
+    }
+    assert!(n >= 2, "no cases found in {}", cases.display());
+}
