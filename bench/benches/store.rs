@@ -68,5 +68,40 @@ fn layer_unpacking(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, context_hashing, layer_unpacking);
+/// Layer compression (issue #5): a 100 MB, 5,000-file layer tar compressed with the parallel,
+/// reproducible compressor (gzip -6, zstd -3), on all cores and on one.
+fn layer_compression(c: &mut Criterion) {
+    use std::io::Write;
+    use strata_cache::compress::{Compression, ParallelCompressor};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    strata_bench::make_context(&src, 5_000, 20_000, "FROM scratch\n");
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all(".", &src).expect("tar");
+    let layer = b.into_inner().expect("tar");
+    let mut g = c.benchmark_group("compress");
+    g.throughput(Throughput::Bytes(layer.len() as u64));
+    g.sample_size(10);
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    for (name, comp, level) in [
+        ("gzip -6", Compression::Gzip, 6),
+        ("zstd -3", Compression::Zstd, 3),
+    ] {
+        let run = || {
+            let mut w = ParallelCompressor::new(std::io::sink(), comp, level);
+            w.write_all(&layer).expect("compress");
+            w.finish().expect("compress")
+        };
+        g.bench_function(format!("{name}, all cores"), |bench| bench.iter(run));
+        g.bench_function(format!("{name}, one core"), |bench| {
+            bench.iter(|| one.install(run))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, context_hashing, layer_unpacking, layer_compression);
 criterion_main!(benches);
