@@ -28,6 +28,8 @@ pub struct Format {
     pub oci_media_types: bool,
     /// Manifest annotations.
     pub annotations: BTreeMap<String, String>,
+    /// Compress again even when a blob in this compression exists (e.g. as pulled).
+    pub force: bool,
 }
 
 impl Default for Format {
@@ -37,6 +39,7 @@ impl Default for Format {
             level: Compression::Gzip.default_level(),
             oci_media_types: true,
             annotations: BTreeMap::new(),
+            force: false,
         }
     }
 }
@@ -59,7 +62,7 @@ pub fn manifest(store: &mut ImageStore, img: &Image, fmt: &Format) -> Result<Man
     let mut layers = Vec::new();
     for d in &img.config.rootfs.diff_ids {
         let mut desc = store
-            .layer_blob(d, fmt.compression, fmt.level)
+            .layer_blob(d, fmt.compression, fmt.level, fmt.force)
             .with_context(|| format!("making the blob of layer {d}"))?;
         if !fmt.oci_media_types {
             desc.media_type = fmt

@@ -17,4 +17,5 @@ pub mod executor;
 pub mod export;
 pub mod fileop;
 pub mod load;
+pub mod registry;
 pub mod timefmt;

@@ -483,18 +483,25 @@ impl ImageStore {
         diff_id: &Digest,
         compression: crate::compress::Compression,
         level: i32,
+        force: bool,
     ) -> Result<Descriptor, ImageError> {
         use crate::compress::{Compression, ParallelCompressor};
         let media_type = compression.oci_media_type().to_string();
         let (c, lvl) = (compression.name(), level);
-        if let Some((digest, size)) = self.meta.layer_blob(diff_id, c, lvl)?
-            && self.content.exists(&digest)
-        {
-            return Ok(Descriptor {
-                media_type,
-                digest,
-                size,
-            });
+        // A blob as pulled (level -1: unknown) serves any level, unless forced.
+        for l in [lvl, -1] {
+            if l == -1 && force {
+                continue;
+            }
+            if let Some((digest, size)) = self.meta.layer_blob(diff_id, c, l)?
+                && self.content.exists(&digest)
+            {
+                return Ok(Descriptor {
+                    media_type,
+                    digest,
+                    size,
+                });
+            }
         }
         let rec = self
             .meta

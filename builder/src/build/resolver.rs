@@ -88,3 +88,33 @@ pub fn find_image(store: &ImageStore, op: &Op) -> Result<Image> {
         ),
     }
 }
+
+/// The base images a Dockerfile's target needs (reference and platform), found by lowering
+/// it once with a resolver that only records what it is asked.
+pub fn base_images(
+    dockerfile: &str,
+    opts: &strata_frontend::lower::BuildOptions,
+) -> Vec<(String, Platform)> {
+    struct Recorder(std::cell::RefCell<Vec<(String, Platform)>>);
+    impl ImageResolver for Recorder {
+        fn resolve(
+            &self,
+            reference: &str,
+            platform: &Platform,
+        ) -> Result<Option<ResolvedImage>, String> {
+            let mut v = self.0.borrow_mut();
+            if !v.iter().any(|(r, p)| r == reference && p == platform) {
+                v.push((reference.to_string(), platform.clone()));
+            }
+            Ok(None)
+        }
+    }
+    let rec = Recorder(Default::default());
+    let _ = strata_frontend::lower::lower(dockerfile, opts, &rec);
+    rec.0.into_inner()
+}
+
+/// Whether the store has `reference`.
+pub fn is_local(store: &ImageStore, reference: &str) -> bool {
+    lookup(store, reference).is_some()
+}

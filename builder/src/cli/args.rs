@@ -63,6 +63,14 @@ pub enum CommandArgs {
     Load(LoadArgs),
     /// Show the history of an image
     History(HistoryArgs),
+    /// Pull an image from a registry
+    Pull(PullArgs),
+    /// Push an image to a registry
+    Push(PushArgs),
+    /// Log in to a registry (credentials go to the docker config file)
+    Login(LoginArgs),
+    /// Log out of a registry
+    Logout(LogoutArgs),
     /// Remove build cache and the layers nothing uses any more
     Prune(PruneArgs),
     #[command(name = "__shim", hide = true)]
@@ -265,6 +273,45 @@ pub struct BuildArgs {
     /// Where the result goes (type=image|oci|docker|local|tar,dest=…,compression=…); repeatable
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
+    /// Push the image to its registry under every -t name
+    #[arg(long)]
+    pub push: bool,
+    /// Pull base images again even when they are in the local store
+    #[arg(long)]
+    pub pull: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Platform of the image to pull (default: this machine's)
+    #[arg(long)]
+    pub platform: Option<String>,
+    pub reference: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The local image
+    pub image: String,
+    /// Where to push it (default: the image name)
+    pub reference: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    pub username: String,
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+    pub server: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    pub server: String,
 }
 
 #[derive(Args, Debug)]

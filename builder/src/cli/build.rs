@@ -120,11 +120,24 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         .iter()
         .map(|o| super::output::parse_output(o))
         .collect::<Result<Vec<_>>>()?;
-    if outputs.is_empty() {
+    let has_image = outputs
+        .iter()
+        .any(|o| matches!(o.output, super::output::Output::Image { .. }));
+    if !has_image && (outputs.is_empty() || a.push) {
         outputs.push(super::output::OutputSpec {
-            output: super::output::Output::Image { names: vec![] },
+            output: super::output::Output::Image {
+                names: vec![],
+                push: false,
+            },
             format: Default::default(),
         });
+    }
+    if a.push {
+        for o in &mut outputs {
+            if let super::output::Output::Image { push, .. } = &mut o.output {
+                *push = true;
+            }
+        }
     }
     let to_stdout = outputs.iter().filter(|o| {
         matches!(&o.output, super::output::Output::Oci { dest, .. } | super::output::Output::Docker { dest } | super::output::Output::Tar { dest } if dest == "-")
@@ -145,6 +158,18 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         (_, ProgressArg::Auto) if std::io::stderr().is_terminal() => Mode::Tty,
         (_, ProgressArg::Auto) => Mode::Plain,
     };
+    // Base images not in the store (all of them with --pull) come from their registries.
+    {
+        let mut store = open_store(g)?;
+        for (reference, platform) in crate::build::resolver::base_images(&df.text, &opts) {
+            if a.pull || !crate::build::resolver::is_local(&store, &reference) {
+                if mode != Mode::Quiet {
+                    eprintln!("pulling {}", familiar(&reference));
+                }
+                super::registry::pull_image(g, &mut store, &reference, &platform)?;
+            }
+        }
+    }
     let progress = Arc::new(Progress::new(mode, Box::new(std::io::stderr())));
     let req = BuildRequest {
         root: g.root.clone(),
@@ -195,7 +220,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
             other => format!("exporting to {}", describe(other)),
         };
         progress.start(&v, &v, &[]);
-        if let super::output::Output::Image { names } = &o.output {
+        if let super::output::Output::Image { names, .. } = &o.output {
             progress.log(&v, format!("writing image {id} done\n").as_bytes());
             for t in tags.iter().chain(names) {
                 progress.log(&v, format!("naming to {t} done\n").as_bytes());

@@ -6,6 +6,7 @@ pub mod build;
 pub mod config;
 pub mod images;
 pub mod output;
+pub mod registry;
 pub mod run;
 
 use anyhow::{Context, Result};
@@ -91,6 +92,10 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
         CommandArgs::Save(a) => output::save(&global, &a),
         CommandArgs::Load(a) => output::load(&global, &a),
         CommandArgs::History(a) => output::history(&global, &a),
+        CommandArgs::Pull(a) => registry::pull(&global, &a),
+        CommandArgs::Push(a) => registry::push(&global, &a),
+        CommandArgs::Login(a) => registry::login(&a),
+        CommandArgs::Logout(a) => registry::logout(&a),
         CommandArgs::Prune(a) => images::prune(&global, &a),
         CommandArgs::Shim(a) => {
             let rt = match a.runtime_path {

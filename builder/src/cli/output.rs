@@ -14,9 +14,10 @@ use strata_cache::images::ImageStore;
 /// One `--output`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// The local store, tagged with `names`.
+    /// The local store, tagged with `names`; pushed to their registries with `push`.
     Image {
         names: Vec<String>,
+        push: bool,
     },
     Oci {
         dest: String,
@@ -95,9 +96,8 @@ pub fn parse_output(s: &str) -> Result<OutputSpec> {
         }
         format.level = n;
     }
-    // Layers are always compressed as asked (they are made from the uncompressed tar).
     if let Some(f) = kv.remove("force-compression") {
-        bool_opt("force-compression", &f)?;
+        format.force = bool_opt("force-compression", &f)?;
     }
     let ty = kv.remove("type").unwrap_or_else(|| "local".into());
     if let Some(o) = kv.remove("oci-mediatypes") {
@@ -112,8 +112,7 @@ pub fn parse_output(s: &str) -> Result<OutputSpec> {
         })
     };
     let output = match ty.as_str() {
-        "registry" => bail!("--output type=registry: pushing to registries is not supported yet"),
-        "image" => {
+        "image" | "registry" => {
             let names = match kv.remove("name") {
                 Some(n) => n
                     .split(',')
@@ -122,10 +121,11 @@ pub fn parse_output(s: &str) -> Result<OutputSpec> {
                     .collect::<Result<_>>()?,
                 None => vec![],
             };
-            if kv.remove("push").is_some_and(|p| p == "true") {
-                bail!("--output push=true: pushing to registries is not supported yet");
-            }
-            Output::Image { names }
+            let push = match kv.remove("push") {
+                Some(p) => bool_opt("push", &p)?,
+                None => ty == "registry",
+            };
+            Output::Image { names, push }
         }
         "oci" => Output::Oci {
             dest: need_dest(dest)?,
@@ -196,9 +196,17 @@ pub fn export(
 ) -> Result<()> {
     let img = store.image(image_id)?;
     match &spec.output {
-        Output::Image { names: extra } => {
+        Output::Image { names: extra, push } => {
             for n in names.iter().chain(extra) {
                 store.meta.tag(n, &img.record.id)?;
+            }
+            if *push {
+                if names.is_empty() && extra.is_empty() {
+                    bail!("pushing needs a name: give -t REGISTRY/NAME:TAG or name=…");
+                }
+                for n in names.iter().chain(extra) {
+                    super::registry::push_image(g, store, img.record.id.as_str(), n)?;
+                }
             }
         }
         Output::Oci { dest, tar: true } | Output::Docker { dest } => {
@@ -375,7 +383,8 @@ mod tests {
         assert_eq!(
             i.output,
             Output::Image {
-                names: vec!["docker.io/library/app:v1".into()]
+                names: vec!["docker.io/library/app:v1".into()],
+                push: false
             }
         );
         assert_eq!(i.format.annotations.get("x").map(String::as_str), Some("y"));
@@ -385,7 +394,6 @@ mod tests {
             "type=oci,dest=x,compression=lz4",
             "type=oci,dest=x,compression=gzip,compression-level=12",
             "type=local,dest=x,bogus=1",
-            "type=registry,name=x",
         ] {
             assert!(parse_output(bad).is_err(), "{bad}");
         }

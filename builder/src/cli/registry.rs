@@ -1,0 +1,110 @@
+//! `strata pull`, `push`, `login`, `logout`, and the registry side of `strata build`.
+
+use super::args::{LoginArgs, LogoutArgs, PullArgs, PushArgs};
+use super::config::Global;
+use super::images::{familiar, find, open_store};
+use crate::registry::{self, Client, auth::Credentials, config::RegistryConfig};
+use anyhow::{Context, Result, bail};
+use std::io::Read;
+use strata_cache::images::ImageStore;
+use strata_solver::Platform;
+use strata_solver::reference::Reference;
+
+/// The registry client for this configuration.
+pub fn client(g: &Global) -> Result<Client> {
+    let cfg =
+        RegistryConfig::from_table(g.config.other.get("registry")).map_err(anyhow::Error::msg)?;
+    Ok(Client::new(cfg, Credentials::load()))
+}
+
+fn parse_ref(s: &str) -> Result<Reference> {
+    Reference::parse(s).with_context(|| format!("invalid image reference {s:?}"))
+}
+
+fn say(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Pulls `reference` into the store.
+pub fn pull_image(
+    g: &Global,
+    store: &mut ImageStore,
+    reference: &str,
+    platform: &Platform,
+) -> Result<registry::Pulled> {
+    let r = parse_ref(reference)?;
+    let c = client(g)?;
+    registry::pull(&c, store, &r, platform, &mut |l| say(l))
+        .with_context(|| format!("pulling {}", familiar(&r.to_string())))
+}
+
+pub fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
+    let mut store = open_store(g)?;
+    let _lock = strata_cache::lock::RootLock::shared(&g.root)?;
+    let platform = match &a.platform {
+        Some(p) => Platform::parse(p).map_err(anyhow::Error::msg)?,
+        None => Platform::host(),
+    };
+    let p = pull_image(g, &mut store, &a.reference, &platform)?;
+    println!("Digest: {}", p.manifest_digest);
+    println!("{}", p.image_id);
+    Ok(0)
+}
+
+/// Pushes a stored image to `target`.
+pub fn push_image(g: &Global, store: &mut ImageStore, image: &str, target: &str) -> Result<()> {
+    let r = parse_ref(target)?;
+    let c = client(g)?;
+    registry::push(&c, store, image, &r, &mut |l| say(l))
+        .with_context(|| format!("pushing {}", familiar(&r.to_string())))?;
+    Ok(())
+}
+
+pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
+    let mut store = open_store(g)?;
+    let _lock = strata_cache::lock::RootLock::shared(&g.root)?;
+    let img = find(&store, &a.image)?;
+    let target = match &a.reference {
+        Some(r) => r.clone(),
+        None => {
+            let full = super::images::normalize_tag(&a.image)?;
+            if !img.record.tags.contains(&full) {
+                bail!(
+                    "{} has no name to push to: give one (strata push IMAGE REGISTRY/NAME:TAG)",
+                    a.image
+                );
+            }
+            full
+        }
+    };
+    push_image(g, &mut store, img.record.id.as_str(), &target)?;
+    Ok(0)
+}
+
+pub fn login(a: &LoginArgs) -> Result<i32> {
+    let password = match (&a.password, a.password_stdin) {
+        (Some(p), false) => p.clone(),
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        _ => bail!("give the password with --password or --password-stdin (one of them)"),
+    };
+    let host = Reference::parse(&format!("{}/x", a.server.trim_end_matches('/')))
+        .map(|r| r.domain)
+        .unwrap_or_else(|_| a.server.clone());
+    let path = registry::auth::store_login(&host, &a.username, &password)
+        .context("writing the docker config file")?;
+    eprintln!("Login Succeeded (credentials stored in {})", path.display());
+    Ok(0)
+}
+
+pub fn logout(a: &LogoutArgs) -> Result<i32> {
+    let host = Reference::parse(&format!("{}/x", a.server.trim_end_matches('/')))
+        .map(|r| r.domain)
+        .unwrap_or_else(|_| a.server.clone());
+    registry::auth::remove_login(&host).context("writing the docker config file")?;
+    eprintln!("Removing login credentials for {host}");
+    Ok(0)
+}

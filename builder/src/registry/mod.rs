@@ -1,0 +1,254 @@
+//! Registries: pulling images into the local store and pushing images from it, through the
+//! OCI distribution API ([`client`]), with docker's credentials ([`auth`]) and buildkitd-style
+//! host settings ([`config`]).
+
+pub mod auth;
+pub mod client;
+pub mod config;
+
+use anyhow::{Context, Result, bail};
+pub use client::{Client, RegistryError};
+use strata_cache::Digest;
+use strata_cache::images::{ImageConfigFile, ImageStore};
+use strata_solver::Platform;
+use strata_solver::reference::Reference;
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub image_id: Digest,
+    /// The registry's manifest digest.
+    pub manifest_digest: Digest,
+    pub layers_downloaded: usize,
+    pub bytes_downloaded: u64,
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type.ends_with("image.index.v1+json") || media_type.ends_with("manifest.list.v2+json")
+}
+
+/// The compression a layer media type names.
+fn compression_of(media_type: &str) -> Option<strata_cache::compress::Compression> {
+    use strata_cache::compress::Compression;
+    if media_type.ends_with("+gzip") || media_type.ends_with(".tar.gzip") {
+        Some(Compression::Gzip)
+    } else if media_type.ends_with("+zstd") {
+        Some(Compression::Zstd)
+    } else if media_type.ends_with(".tar") || media_type.ends_with("diff.tar") {
+        Some(Compression::Uncompressed)
+    } else {
+        None
+    }
+}
+
+/// Pulls `r` for `platform` into the store (layers already there are not downloaded again)
+/// and names it `r` there. `say` gets one line per step.
+pub fn pull(
+    client: &Client,
+    store: &mut ImageStore,
+    r: &Reference,
+    platform: &Platform,
+    say: &mut dyn FnMut(&str),
+) -> Result<Pulled> {
+    let repo = &r.path;
+    let want = r
+        .digest
+        .clone()
+        .or_else(|| r.tag.clone())
+        .unwrap_or_else(|| "latest".into());
+    let mut last_err = None;
+    for ep in client.endpoints(&r.domain, true) {
+        match pull_from(client, &ep, store, r, repo, &want, platform, say) {
+            Ok(p) => return Ok(p),
+            Err(e) => {
+                tracing::debug!("{}: {e:#}", ep.base);
+                say(&format!("{}: {e:#}", ep.base));
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no endpoint for {}", r.domain)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pull_from(
+    client: &Client,
+    ep: &client::Endpoint,
+    store: &mut ImageStore,
+    r: &Reference,
+    repo: &str,
+    want: &str,
+    platform: &Platform,
+    say: &mut dyn FnMut(&str),
+) -> Result<Pulled> {
+    let (mut bytes, mut mt, mut digest) = client.get_manifest(ep, repo, want)?;
+    if is_index(&mt) {
+        let idx: serde_json::Value =
+            serde_json::from_slice(&bytes).context("the image index is not JSON")?;
+        let pick = idx["manifests"]
+            .as_array()
+            .context("an image index without manifests")?
+            .iter()
+            .find(|m| {
+                let p = &m["platform"];
+                p["os"] == platform.os.as_str()
+                    && p["architecture"] == platform.architecture.as_str()
+                    && (platform.variant.is_none()
+                        || p["variant"].as_str() == platform.variant.as_deref())
+            })
+            .with_context(|| format!("{r} has no image for {platform}"))?;
+        let d = pick["digest"]
+            .as_str()
+            .context("an index entry without a digest")?;
+        (bytes, mt, digest) = client.get_manifest(ep, repo, d)?;
+    }
+    let m: serde_json::Value =
+        serde_json::from_slice(&bytes).context("the manifest is not JSON")?;
+    if is_index(&mt) || m["config"].is_null() {
+        bail!("{r}: unexpected manifest type {mt:?}");
+    }
+    let config_digest: Digest = m["config"]["digest"]
+        .as_str()
+        .context("a manifest without a config")?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut config_bytes = Vec::new();
+    client.get_blob(ep, repo, &config_digest, &mut config_bytes)?;
+    let config: ImageConfigFile =
+        serde_json::from_slice(&config_bytes).context("the image config is invalid")?;
+    let layers = m["layers"].as_array().cloned().unwrap_or_default();
+    if layers.len() != config.rootfs.diff_ids.len() {
+        bail!(
+            "{r}: the manifest lists {} layers, the config {}",
+            layers.len(),
+            config.rootfs.diff_ids.len()
+        );
+    }
+    // Download what is missing, up to four layers at once.
+    let mut todo = Vec::new();
+    for (l, diff_id) in layers.iter().zip(&config.rootfs.diff_ids) {
+        if store.meta.layer(diff_id)?.is_some() && store.snapshot_dir(diff_id).is_dir() {
+            continue;
+        }
+        let d: Digest = l["digest"]
+            .as_str()
+            .context("a layer without a digest")?
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mt = l["mediaType"].as_str().unwrap_or_default().to_string();
+        todo.push((d, mt, diff_id.clone(), store.content.temp_file()?));
+    }
+    let total = todo.len();
+    say(&format!(
+        "{r}: {total} of {} layers to download",
+        layers.len()
+    ));
+    let per = todo.len().div_ceil(4).max(1);
+    let results: Vec<Result<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = todo
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(d, _, _, t)| {
+                            let mut w = std::io::BufWriter::new(t.as_file());
+                            let n = client.get_blob(ep, repo, d, &mut w)?;
+                            std::io::Write::flush(&mut w)?;
+                            Ok(n)
+                        })
+                        .collect::<Vec<Result<u64>>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(anyhow::anyhow!("a download thread panicked"))])
+            })
+            .collect()
+    });
+    let mut bytes_downloaded = 0;
+    for r in results {
+        bytes_downloaded += r?;
+    }
+    for (d, mt, diff_id, tmp) in todo {
+        let f = std::fs::File::open(tmp.path())?;
+        let rec = store
+            .import_layer(f, &strata_cache::sys::RealFs, &Default::default())
+            .with_context(|| format!("layer {d}"))?;
+        if rec.diff_id != diff_id {
+            bail!(
+                "layer {d} unpacks to {}, the config says {diff_id}",
+                rec.diff_id
+            );
+        }
+        // Keep the blob as distributed: pushing it again needs no compression.
+        if let Some(c) = compression_of(&mt)
+            && c != strata_cache::compress::Compression::Uncompressed
+        {
+            let size = std::fs::metadata(tmp.path())?.len();
+            store.content.commit(tmp, &d)?;
+            store
+                .meta
+                .put_layer_blob(&diff_id, c.name(), -1, &d, size)?;
+        }
+        say(&format!("{r}: layer {} done", &d.hex()[..12]));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let image_id = store.put_image_bytes(&config_bytes, &[r.to_string()], now)?;
+    Ok(Pulled {
+        image_id,
+        manifest_digest: digest,
+        layers_downloaded: total,
+        bytes_downloaded,
+    })
+}
+
+/// Pushes a stored image to `r` (gzip layers, OCI manifest); blobs the registry has are
+/// skipped. Returns the manifest digest.
+pub fn push(
+    client: &Client,
+    store: &mut ImageStore,
+    image: &str,
+    r: &Reference,
+    say: &mut dyn FnMut(&str),
+) -> Result<Digest> {
+    let img = store.image(image)?;
+    let fmt = crate::export::Format::default();
+    let m = crate::export::manifest(store, &img, &fmt)?;
+    let ep = client
+        .endpoints(&r.domain, false)
+        .pop()
+        .context("no endpoint")?;
+    let repo = &r.path;
+    let mut blobs: Vec<&strata_cache::images::Descriptor> = m.layers.iter().collect();
+    blobs.push(&m.config);
+    for b in blobs {
+        let short = &b.digest.hex()[..12];
+        if client.has_blob(&ep, repo, &b.digest)? {
+            say(&format!("{short}: already in {}", r.domain));
+            continue;
+        }
+        let path = store.content.path(&b.digest);
+        client
+            .put_blob(&ep, repo, &b.digest, &path)
+            .with_context(|| format!("pushing blob {}", b.digest))?;
+        say(&format!("{short}: pushed {} bytes", b.size));
+    }
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    client
+        .put_manifest(&ep, repo, &tag, &m.manifest, m.media_type)
+        .context("pushing the manifest")?;
+    say(&format!(
+        "{}: digest: {} size: {}",
+        tag,
+        m.manifest_digest,
+        m.manifest.len()
+    ));
+    Ok(m.manifest_digest)
+}
