@@ -9,6 +9,8 @@ command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 # Interop tests: other tools must accept what strata exports.
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need_apt+=(umoci)
+# Registry tests: a real registry server on loopback.
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]]; then

@@ -5,5 +5,6 @@ mod cli;
 mod export;
 mod images;
 mod parse_oracle;
+mod registry;
 mod sandbox;
 mod support;

@@ -1,0 +1,539 @@
+//! Registries: a real one (Debian's docker-registry, started on loopback by the tests) and a
+//! scripted one in this file for the cases a real registry will not play (500s, bad digests,
+//! bearer tokens, multi-platform indexes).
+
+use crate::support::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+
+fn base_tar() -> Option<&'static Path> {
+    static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    TAR.get_or_init(|| {
+        if !rustix::process::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+            eprintln!("skipping: the registry tests need root");
+            return None;
+        }
+        if Command::new("busybox").arg("true").status().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI installs busybox-static"
+            );
+            return None;
+        }
+        let dir = std::env::temp_dir().join("strata-registry-tests");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = dir.join("busybox.tar");
+        let out = Command::new(testdata().join("base-image.sh"))
+            .arg("busybox")
+            .arg(&tar)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        Some(tar)
+    })
+    .as_deref()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian's docker-registry on a free loopback port, stopped on drop.
+struct Registry {
+    child: Child,
+    addr: String,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Option<Registry> {
+        if Command::new("docker-registry")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI installs docker-registry"
+            );
+            eprintln!("skipping: docker-registry is not installed");
+            return None;
+        }
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        std::fs::create_dir_all(dir).unwrap();
+        let cfg = dir.join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut reg = Registry { child, addr };
+        for _ in 0..100 {
+            if TcpStream::connect(&reg.addr).is_ok() {
+                return Some(reg);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = reg.child.kill();
+        panic!("docker-registry did not start on {}", reg.addr);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Root {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+impl Root {
+    fn new(name: &str, with_busybox: bool) -> Option<Root> {
+        let tar = base_tar()?;
+        let dir = tar.parent()?.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = Root {
+            root: dir.join("root"),
+            dir,
+        };
+        if with_busybox {
+            r.ok(&["import", &tar.to_string_lossy(), "busybox"]);
+        }
+        Some(r)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.args(args)
+            .env("STRATA_ROOT", &self.root)
+            .env("DOCKER_CONFIG", self.dir.join("docker"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?}:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        format!("{}{}", stdout(&out), stderr(&out))
+    }
+
+    fn context(&self, name: &str, dockerfile: &str) -> String {
+        let d = self.dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("Dockerfile"), dockerfile).unwrap();
+        d.to_string_lossy().into_owned()
+    }
+}
+
+#[test]
+fn push_pull_and_build_through_a_real_registry() {
+    let Some(a) = Root::new("reg-a", true) else {
+        return;
+    };
+    let Some(reg) = Registry::start(&a.dir.join("registry")) else {
+        return;
+    };
+    let r = &reg.addr;
+    let ctx = a.context(
+        "app",
+        "FROM busybox\nRUN echo pushed > /pushed\nCMD [\"cat\", \"/pushed\"]\n",
+    );
+    let image = format!("{r}/team/app:v1");
+    a.ok(&["build", "-q", "-t", &image, "--push", &ctx]);
+    // Pushing again uploads nothing.
+    let again = a.ok(&["push", &image]);
+    assert!(!again.contains("pushed "), "{again}");
+    assert_eq!(again.matches("already in").count(), 3, "{again}");
+    // A fresh root builds FROM it, pulling it, and pushes the result to another repository.
+    let Some(b) = Root::new("reg-b", false) else {
+        return;
+    };
+    let ctx2 = b.context(
+        "derived",
+        &format!("FROM {image}\nRUN cat /pushed > /derived\n"),
+    );
+    let derived = format!("{r}/team/derived:v1");
+    let out = b.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        &derived,
+        "--push",
+        &ctx2,
+    ]);
+    assert!(out.contains("pulling"), "{out}");
+    let run = b.ok(&["run", "--rm", &derived, "cat", "/derived"]);
+    assert!(run.starts_with("pushed\n"), "{run}");
+    // A third root pulls the derived image by tag, then by digest, and runs it.
+    let Some(c) = Root::new("reg-c", false) else {
+        return;
+    };
+    let pulled = c.ok(&["pull", &derived]);
+    let digest = pulled
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .unwrap()
+        .to_string();
+    assert!(c.ok(&["run", "--rm", &derived]).starts_with("pushed\n"));
+    c.ok(&["pull", &format!("{r}/team/derived@{digest}")]);
+    // Layers already there are not downloaded again.
+    let again = c.ok(&["pull", &derived]);
+    assert!(again.contains("0 of 3 layers to download"), "{again}");
+}
+
+#[test]
+fn a_docker_io_mirror_serves_docker_io_names() {
+    let Some(a) = Root::new("mirror-a", true) else {
+        return;
+    };
+    let Some(reg) = Registry::start(&a.dir.join("registry")) else {
+        return;
+    };
+    // What the mirror holds under library/…, as a docker.io mirror does.
+    a.ok(&[
+        "push",
+        "busybox",
+        &format!("{}/library/strata-mirrored:1", reg.addr),
+    ]);
+    let Some(b) = Root::new("mirror-b", false) else {
+        return;
+    };
+    std::fs::create_dir_all(&b.root).unwrap();
+    std::fs::write(
+        b.root.join("config.toml"),
+        format!("[registry.\"docker.io\"]\nmirrors = [\"{}\"]\n", reg.addr),
+    )
+    .unwrap();
+    let ctx = b.context(
+        "m",
+        "FROM strata-mirrored:1\nRUN echo through-mirror > /m\n",
+    );
+    b.ok(&["build", "-q", "-t", "m", &ctx]);
+    assert_eq!(
+        stdout(&b.run(&["run", "--rm", "m", "cat", "/m"])),
+        "through-mirror\n"
+    );
+}
+
+/// A scripted registry: answers each request with what `handler` returns.
+struct Fake {
+    addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+type Handler = dyn Fn(
+        &str,
+        &str,
+        &std::collections::HashMap<String, String>,
+    ) -> (u16, Vec<(String, String)>, Vec<u8>)
+    + Send
+    + Sync;
+
+impl Fake {
+    fn start(handler: Arc<Handler>) -> Fake {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let h = handler.clone();
+                let log = log2.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(s.try_clone().unwrap());
+                    let mut line = String::new();
+                    if r.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or("").to_string();
+                    let path = parts.next().unwrap_or("").to_string();
+                    let mut headers = std::collections::HashMap::new();
+                    loop {
+                        let mut l = String::new();
+                        if r.read_line(&mut l).is_err() || l.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = l.split_once(':') {
+                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                        }
+                    }
+                    if let Some(n) = headers
+                        .get("content-length")
+                        .and_then(|n| n.parse::<usize>().ok())
+                    {
+                        let mut body = vec![0u8; n];
+                        let _ = r.read_exact(&mut body);
+                    }
+                    log.lock().unwrap().push(format!(
+                        "{method} {path} {}",
+                        headers.get("authorization").cloned().unwrap_or_default()
+                    ));
+                    let (code, hs, body) = h(&method, &path, &headers);
+                    let mut resp = format!(
+                        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        body.len()
+                    );
+                    for (k, v) in hs {
+                        resp.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    resp.push_str("\r\n");
+                    let _ = s.write_all(resp.as_bytes());
+                    if method != "HEAD" {
+                        let _ = s.write_all(&body);
+                    }
+                });
+            }
+        });
+        Fake { addr, log }
+    }
+}
+
+fn sha(b: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b).unwrap();
+    let out = c.wait_with_output().unwrap();
+    format!("sha256:{}", stdout(&out).split_whitespace().next().unwrap())
+}
+
+/// A one-layer image (a file /hello) for `arch`: (config, layer blob, manifest).
+fn tiny_image(arch: &str, text: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(text.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "hello", text.as_bytes()).unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let layer = gz.finish().unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Cmd": ["cat", "/hello"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha(&tar)]},
+        "history": [{"created_by": "test"}],
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    (config, layer, manifest)
+}
+
+/// A scripted answer (status, headers, body) that overrides the normal one.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+type Quirk =
+    dyn Fn(&str, &std::collections::HashMap<String, String>) -> Option<Answer> + Send + Sync;
+
+/// Serves a two-platform index under `repo:tag` (arm64 first), with `quirk` deciding extra
+/// behaviour per request (status override).
+fn scripted(quirk: Arc<Quirk>, corrupt_layer: bool) -> Fake {
+    let (c_arm, l_arm, m_arm) = tiny_image("arm64", "wrong platform\n");
+    let (c_amd, l_amd, m_amd) = tiny_image("amd64", "right platform\n");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&m_arm), "size": m_arm.len(), "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&m_amd), "size": m_amd.len(), "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    }))
+    .unwrap();
+    let mut blobs = std::collections::HashMap::new();
+    for b in [&c_arm, &l_arm, &c_amd] {
+        blobs.insert(sha(b), b.clone());
+    }
+    let mut served_layer = l_amd.clone();
+    if corrupt_layer {
+        served_layer = b"not the layer".to_vec();
+    }
+    blobs.insert(sha(&l_amd), served_layer);
+    let manifests: std::collections::HashMap<String, (Vec<u8>, &str)> = [
+        (
+            "t/img/manifests/v1".to_string(),
+            (index.clone(), "application/vnd.oci.image.index.v1+json"),
+        ),
+        (
+            format!("t/img/manifests/{}", sha(&m_arm)),
+            (m_arm.clone(), "application/vnd.oci.image.manifest.v1+json"),
+        ),
+        (
+            format!("t/img/manifests/{}", sha(&m_amd)),
+            (m_amd.clone(), "application/vnd.oci.image.manifest.v1+json"),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    Fake::start(Arc::new(move |_method, path, headers| {
+        if let Some(r) = quirk(path, headers) {
+            return r;
+        }
+        let p = path.trim_start_matches("/v2/");
+        if let Some((b, mt)) = manifests.get(p) {
+            return (
+                200,
+                vec![("Content-Type".into(), mt.to_string())],
+                b.clone(),
+            );
+        }
+        if let Some(d) = p.strip_prefix("t/img/blobs/")
+            && let Some(b) = blobs.get(d)
+        {
+            return (200, vec![], b.clone());
+        }
+        (404, vec![], b"{}".to_vec())
+    }))
+}
+
+#[test]
+fn indexes_resolve_to_this_platform_and_5xx_are_retried() {
+    let Some(a) = Root::new("fake-index", false) else {
+        return;
+    };
+    let fails = Arc::new(Mutex::new(2));
+    let f2 = fails.clone();
+    let fake = scripted(
+        Arc::new(move |path, _| {
+            let mut n = f2.lock().unwrap();
+            if path.ends_with("/manifests/v1") && *n > 0 {
+                *n -= 1;
+                return Some((503, vec![], b"busy".to_vec()));
+            }
+            None
+        }),
+        false,
+    );
+    let image = format!("{}/t/img:v1", fake.addr);
+    a.ok(&["pull", &image]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a.run(&["inspect", &image]))).unwrap();
+    assert_eq!(v[0]["Architecture"], "amd64");
+    let ctx = a.context("x", &format!("FROM {image}\n"));
+    let dest = a.dir.join("fs");
+    a.ok(&[
+        "build",
+        "-q",
+        "-o",
+        &format!("type=local,dest={}", dest.display()),
+        &ctx,
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("hello")).unwrap(),
+        "right platform\n"
+    );
+    assert_eq!(*fails.lock().unwrap(), 0, "the 503s were answered");
+    let log = fake.log.lock().unwrap().clone();
+    assert_eq!(
+        log.iter().filter(|l| l.contains("/manifests/v1")).count(),
+        3,
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused() {
+    let Some(a) = Root::new("fake-corrupt", false) else {
+        return;
+    };
+    let fake = scripted(Arc::new(|_, _| None), true);
+    let out = a.run(&["pull", &format!("{}/t/img:v1", fake.addr)]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
+    let images = a.ok(&["images", "--format", "json"]);
+    assert!(!images.contains("t/img"), "{images}");
+}
+
+#[test]
+fn bearer_tokens_from_the_challenge() {
+    let Some(a) = Root::new("fake-token", false) else {
+        return;
+    };
+    let port = Arc::new(Mutex::new(String::new()));
+    let p2 = port.clone();
+    let fake = scripted(
+        Arc::new(move |path, headers| {
+            if path.starts_with("/token") {
+                // The token server checks the scope and the credentials `strata login` stored.
+                if !path.contains("scope=repository%3At%2Fimg%3Apull") {
+                    return Some((400, vec![], b"bad scope".to_vec()));
+                }
+                if headers.get("authorization").map(String::as_str) != Some("Basic dTpw") {
+                    return Some((401, vec![], b"who are you".to_vec()));
+                }
+                return Some((200, vec![], br#"{"token":"t0k3n"}"#.to_vec()));
+            }
+            if headers.get("authorization").map(String::as_str) != Some("Bearer t0k3n") {
+                let realm = format!("http://{}/token", p2.lock().unwrap());
+                return Some((
+                    401,
+                    vec![(
+                        "WWW-Authenticate".into(),
+                        format!(
+                            "Bearer realm=\"{realm}\",service=\"fake\",scope=\"repository:t/img:pull\""
+                        ),
+                    )],
+                    b"{}".to_vec(),
+                ));
+            }
+            None
+        }),
+        false,
+    );
+    *port.lock().unwrap() = fake.addr.clone();
+    let image = format!("{}/t/img:v1", fake.addr);
+    // Without credentials the token server refuses: a clear error.
+    let out = a.run(&["pull", &image]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("strata login"), "{}", stderr(&out));
+    a.ok(&["login", "-u", "u", "-p", "p", &fake.addr]);
+    a.ok(&["pull", &image]);
+    let log = fake.log.lock().unwrap().clone();
+    assert!(log.iter().any(|l| l.contains("Bearer t0k3n")), "{log:?}");
+    a.ok(&["logout", &fake.addr]);
+}
