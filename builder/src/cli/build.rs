@@ -166,7 +166,14 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
                 if mode != Mode::Quiet {
                     eprintln!("pulling {}", familiar(&reference));
                 }
-                super::registry::pull_image(g, &mut store, &reference, &platform)?;
+                super::registry::pull_image(g, &mut store, &reference, &platform).with_context(
+                    || {
+                        format!(
+                            "base image {} is not in the local store and could not be pulled (`strata import` or `strata load` it, or check the registry)",
+                            familiar(&reference)
+                        )
+                    },
+                )?;
             }
         }
     }

@@ -15,7 +15,7 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/v
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{url}: {source}")]
+    #[error("{source}")]
     Http { url: String, source: reqwest::Error },
     #[error("{url}: the registry answered {status}: {body}")]
     Status {
