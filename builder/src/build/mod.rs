@@ -13,10 +13,12 @@
 pub mod assemble;
 pub mod keys;
 pub mod progress;
+pub mod remote_cache;
 pub mod resolver;
 pub mod runner;
 
 use crate::executor::init::Runtime;
+use anyhow::Context as _;
 use progress::Progress;
 use runner::{FsResult, Runner};
 use std::collections::BTreeMap;
@@ -46,6 +48,10 @@ pub struct BuildRequest {
     pub max_parallelism: usize,
     /// The strata binary (re-executed for containers and file operations).
     pub strata_exe: PathBuf,
+    /// `--cache-from`: caches to take step results from.
+    pub cache_from: Vec<remote_cache::Location>,
+    /// `--cache-to`: where the build's cache goes.
+    pub cache_to: Vec<(remote_cache::Location, remote_cache::Mode)>,
 }
 
 /// What a build produced.
@@ -176,6 +182,47 @@ pub fn build(
             }
         }
     }
+    // Imported caches: walking down from the target as the scheduler will, the first step
+    // an imported cache has becomes local (only its layers are fetched) and ends the walk.
+    if !req.cache_from.is_empty() {
+        let mut imported = Vec::new();
+        for loc in &req.cache_from {
+            match remote_cache::import(loc) {
+                Ok(i) => imported.push(i),
+                Err(e) => {
+                    let _ = writeln!(warnings, "warning: importing a cache failed: {e:#}");
+                }
+            }
+        }
+        let mut store_w = ImageStore::open(&req.root).map_err(anyhow::Error::from)?;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![target];
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) || done.contains_key(&id) {
+                continue;
+            }
+            let op = graph.op(id);
+            if matches!(op.kind, OpKind::Source(_)) {
+                continue;
+            }
+            if !op.ignore_cache {
+                let key = &keys[&id];
+                for imp in &imported {
+                    if imp
+                        .materialize(&mut store_w, key, now())
+                        .with_context(|| format!("fetching the cached result of {}", op.name))?
+                        && let Some(chain) = meta.cached_result(key).map_err(anyhow::Error::from)?
+                    {
+                        done.insert(id, FsResult::Layers(chain));
+                        break;
+                    }
+                }
+            }
+            if !done.contains_key(&id) {
+                stack.extend(op.inputs.iter().copied());
+            }
+        }
+    }
     // What the build shows as cached: the hits the scheduler will stop at.
     let mut cached = 0;
     let mut seen = std::collections::BTreeSet::new();
@@ -259,6 +306,32 @@ pub fn build(
         assemble::put_image(&mut store, &lowered, &layers, &req.tags, created)?;
     let used: Vec<Digest> = needed.iter().filter_map(|i| keys.get(i).cloned()).collect();
     let _ = meta.touch_cached(&used, now());
+    for (loc, mode) in &req.cache_to {
+        let keys_out: Vec<Digest> = match mode {
+            remote_cache::Mode::Max => used.clone(),
+            remote_cache::Mode::Min => {
+                // The final image's lineage: each step's root filesystem input, down to the base.
+                let mut v = Vec::new();
+                let mut id = target;
+                loop {
+                    let op = graph.op(id);
+                    match &op.kind {
+                        OpKind::Exec(_) | OpKind::File { base: true, .. } => {
+                            v.extend(keys.get(&id).cloned());
+                            match op.inputs.first() {
+                                Some(i) => id = *i,
+                                None => break,
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                v
+            }
+        };
+        let n = remote_cache::export(&mut store, &keys_out, loc).context("exporting the cache")?;
+        let _ = writeln!(warnings, "exported {n} cache entries");
+    }
     let executed = runner.executed.load(std::sync::atomic::Ordering::SeqCst);
     Ok(BuildResult {
         image_id,

@@ -279,6 +279,12 @@ pub struct BuildArgs {
     /// Pull base images again even when they are in the local store
     #[arg(long)]
     pub pull: bool,
+    /// Import build cache: type=local,src=DIR or type=registry,ref=REF; repeatable
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Export build cache: type=local,dest=DIR or type=registry,ref=REF[,mode=min|max]
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -178,6 +178,8 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         }
     }
     let progress = Arc::new(Progress::new(mode, Box::new(std::io::stderr())));
+    let client =
+        || -> Result<Arc<crate::registry::Client>> { Ok(Arc::new(super::registry::client(g)?)) };
     let req = BuildRequest {
         root: g.root.clone(),
         context: std::fs::canonicalize(&frontend.context)
@@ -198,6 +200,23 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
                 .unwrap_or(1)
         }),
         strata_exe: std::env::current_exe().context("finding the strata binary")?,
+        cache_from: a
+            .cache_from
+            .iter()
+            .map(|s| {
+                crate::build::remote_cache::parse(s, &client)
+                    .map(|(l, _)| l)
+                    .with_context(|| format!("--cache-from {s}"))
+            })
+            .collect::<Result<_>>()?,
+        cache_to: a
+            .cache_to
+            .iter()
+            .map(|s| {
+                crate::build::remote_cache::parse(s, &client)
+                    .with_context(|| format!("--cache-to {s}"))
+            })
+            .collect::<Result<_>>()?,
     };
     let mut warnings: Box<dyn Write> = if mode == Mode::Quiet {
         Box::new(std::io::sink())

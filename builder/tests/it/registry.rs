@@ -537,3 +537,79 @@ fn bearer_tokens_from_the_challenge() {
     assert!(log.iter().any(|l| l.contains("Bearer t0k3n")), "{log:?}");
     a.ok(&["logout", &fake.addr]);
 }
+
+#[test]
+fn build_cache_shared_through_a_registry_and_a_directory() {
+    let Some(a) = Root::new("cache-a", false) else {
+        return;
+    };
+    let Some(b) = Root::new("cache-b", false) else {
+        return;
+    };
+    let Some(c) = Root::new("cache-c", false) else {
+        return;
+    };
+    // The same base image in every root (as a registry pull would give).
+    for r in [&a, &b, &c] {
+        let out = r
+            .cmd(&["import", &base_tar().unwrap().to_string_lossy(), "busybox"])
+            .env("SOURCE_DATE_EPOCH", "1600000000")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let Some(reg) = Registry::start(&a.dir.join("registry")) else {
+        return;
+    };
+    let df = "FROM busybox AS deps\nRUN echo deps > /deps\n\nFROM busybox\nCOPY --from=deps /deps /deps\nRUN echo app > /app\nCMD [\"cat\", \"/deps\", \"/app\"]\n";
+    let ctx_a = a.context("app", df);
+    let cache_ref = format!("{}/cache/app:buildcache", reg.addr);
+    let dir = a.dir.join("cache-dir").to_string_lossy().into_owned();
+    a.ok(&[
+        "build",
+        "-q",
+        "--cache-to",
+        &format!("type=registry,ref={cache_ref},mode=max"),
+        "--cache-to",
+        &format!("type=local,dest={dir}"),
+        &ctx_a,
+    ]);
+    // A fresh root with the registry cache runs no step.
+    let ctx_b = b.context("app", df);
+    let out = b.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "app",
+        "--cache-from",
+        &format!("type=registry,ref={cache_ref}"),
+        &ctx_b,
+    ]);
+    assert!(out.contains("0 steps run"), "{out}");
+    assert_eq!(stdout(&b.run(&["run", "--rm", "app"])), "deps\napp\n");
+    // Only the layers the result needs came: the deps stage's RUN layer did not.
+    let snaps = std::fs::read_dir(b.root.join("snapshots")).unwrap().count();
+    assert_eq!(snaps, 3, "base, COPY and RUN layers only");
+    // The same through a directory (mode=min: the final image's steps).
+    let ctx_c = c.context("app", df);
+    let out = c.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "--cache-from",
+        &format!("type=local,src={dir}"),
+        &ctx_c,
+    ]);
+    assert!(out.contains("0 steps run"), "{out}");
+    // A cache that cannot be read is a warning, not a failure.
+    let out = c.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "--cache-from",
+        "type=local,src=/nonexistent",
+        &ctx_c,
+    ]);
+    assert!(out.contains("importing a cache failed"), "{out}");
+}

@@ -1,0 +1,297 @@
+//! Build cache export and import (`--cache-to`, `--cache-from`): the build cache entries
+//! (step key → layer chain) and the layers they name, as an OCI manifest whose config is the
+//! list of entries — in an OCI layout directory (`type=local`) or a registry (`type=registry`).
+//!
+//! Import is lazy: the entries are read first; a layer is fetched only when the build would
+//! stop at a step whose result needs it (the same walk the scheduler does), so a fresh root
+//! downloads only what the result needs.
+
+use crate::registry::Client;
+use anyhow::{Context, Result, bail};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use strata_cache::Digest;
+use strata_cache::images::{Descriptor, ImageStore};
+use strata_solver::reference::Reference;
+
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.strata.buildcache.config.v1+json";
+
+/// Where a cache lives.
+#[derive(Clone)]
+pub enum Location {
+    Local(PathBuf),
+    Registry(Arc<Client>, Reference),
+}
+
+/// `--cache-to`: which steps go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The steps whose results make the final image.
+    Min,
+    /// Every step of the build.
+    Max,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct CacheConfig {
+    pub version: u32,
+    /// Step key → layer chain (diff IDs, bottom first; null for a step that changed nothing).
+    pub entries: BTreeMap<Digest, Vec<Option<Digest>>>,
+    /// Diff ID → the blob that holds it.
+    pub layers: BTreeMap<Digest, Descriptor>,
+}
+
+/// Parses `type=local,src=DIR` / `type=registry,ref=REF` (`--cache-from`) or
+/// `type=local,dest=DIR,mode=max` / `type=registry,ref=REF` (`--cache-to`).
+pub fn parse(spec: &str, client: &dyn Fn() -> Result<Arc<Client>>) -> Result<(Location, Mode)> {
+    let mut kv: HashMap<&str, &str> = HashMap::new();
+    for part in spec.split(',') {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        kv.insert(k.trim(), v.trim());
+    }
+    let mode = match kv.get("mode").copied() {
+        None | Some("min") => Mode::Min,
+        Some("max") => Mode::Max,
+        Some(m) => bail!("cache mode={m}: expected min or max"),
+    };
+    let loc = match kv.get("type").copied() {
+        Some("local") => {
+            let d = kv
+                .get("dest")
+                .or_else(|| kv.get("src"))
+                .filter(|d| !d.is_empty())
+                .context("type=local needs dest=DIR (--cache-to) or src=DIR (--cache-from)")?;
+            Location::Local(PathBuf::from(d))
+        }
+        Some("registry") => {
+            let r = kv
+                .get("ref")
+                .filter(|r| !r.is_empty())
+                .context("type=registry needs ref=REGISTRY/NAME:TAG")?;
+            let r = Reference::parse(r).with_context(|| format!("invalid cache ref {r:?}"))?;
+            Location::Registry(client()?, r)
+        }
+        Some("inline") => bail!("type=inline cache is not supported yet: use type=registry"),
+        Some(t) => bail!("cache type={t}: strata knows local and registry"),
+        None => bail!("a cache spec needs type=local or type=registry"),
+    };
+    Ok((loc, mode))
+}
+
+/// An imported cache: its entries, and where to fetch layers from.
+pub struct Imported {
+    pub config: CacheConfig,
+    loc: Location,
+}
+
+fn read_json(p: &std::path::Path) -> Result<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+        .with_context(|| format!("{} is not JSON", p.display()))
+}
+
+fn blob_path(dir: &std::path::Path, d: &Digest) -> PathBuf {
+    dir.join("blobs/sha256").join(d.hex())
+}
+
+/// Reads a cache's entries (no layers yet).
+pub fn import(loc: &Location) -> Result<Imported> {
+    let config_bytes = match loc {
+        Location::Local(dir) => {
+            let index = read_json(&dir.join("index.json"))?;
+            let md: Digest = index["manifests"][0]["digest"]
+                .as_str()
+                .context("the cache's index.json lists no manifest")?
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let m_bytes = std::fs::read(blob_path(dir, &md))?;
+            if Digest::of(&m_bytes) != md {
+                bail!("the cache manifest does not match its digest");
+            }
+            let m: serde_json::Value = serde_json::from_slice(&m_bytes)?;
+            let cd: Digest = m["config"]["digest"]
+                .as_str()
+                .context("a cache manifest without config")?
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let c = std::fs::read(blob_path(dir, &cd))?;
+            if Digest::of(&c) != cd {
+                bail!("the cache config does not match its digest");
+            }
+            c
+        }
+        Location::Registry(client, r) => {
+            let ep = client
+                .endpoints(&r.domain, true)
+                .pop()
+                .context("no endpoint")?;
+            let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+            let (m_bytes, _, _) = client.get_manifest(&ep, &r.path, &tag)?;
+            let m: serde_json::Value = serde_json::from_slice(&m_bytes)?;
+            let cd: Digest = m["config"]["digest"]
+                .as_str()
+                .context("a cache manifest without config")?
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut c = Vec::new();
+            client.get_blob(&ep, &r.path, &cd, &mut c)?;
+            c
+        }
+    };
+    let config: CacheConfig =
+        serde_json::from_slice(&config_bytes).context("the cache config is invalid")?;
+    if config.version != 1 {
+        bail!("cache config version {} is not known", config.version);
+    }
+    Ok(Imported {
+        config,
+        loc: loc.clone(),
+    })
+}
+
+impl Imported {
+    /// Makes the result recorded for `key` local: fetches and imports its missing layers,
+    /// records the entry. `false` when the cache does not have the key.
+    pub fn materialize(&self, store: &mut ImageStore, key: &Digest, now: i64) -> Result<bool> {
+        let Some(chain) = self.config.entries.get(key) else {
+            return Ok(false);
+        };
+        for d in chain.iter().flatten() {
+            if store.meta.layer(d)?.is_some() && store.snapshot_dir(d).is_dir() {
+                continue;
+            }
+            let desc = self
+                .config
+                .layers
+                .get(d)
+                .with_context(|| format!("the cache names layer {d} without its blob"))?;
+            let tmp = store.content.temp_file()?;
+            match &self.loc {
+                Location::Local(dir) => {
+                    let p = blob_path(dir, &desc.digest);
+                    let (got, _) = strata_cache::images::digest_reader(std::fs::File::open(&p)?)?;
+                    if got != desc.digest {
+                        bail!("cache blob {} does not match its digest", desc.digest);
+                    }
+                    std::fs::copy(&p, tmp.path())?;
+                }
+                Location::Registry(client, r) => {
+                    let ep = client
+                        .endpoints(&r.domain, true)
+                        .pop()
+                        .context("no endpoint")?;
+                    let mut w = std::io::BufWriter::new(tmp.as_file());
+                    client.get_blob(&ep, &r.path, &desc.digest, &mut w)?;
+                    std::io::Write::flush(&mut w)?;
+                }
+            }
+            let rec = store.import_layer(
+                std::fs::File::open(tmp.path())?,
+                &strata_cache::sys::RealFs,
+                &Default::default(),
+            )?;
+            if rec.diff_id != *d {
+                bail!(
+                    "cache layer {} unpacks to {}, not {d}",
+                    desc.digest,
+                    rec.diff_id
+                );
+            }
+        }
+        store.meta.put_cached_result(key, chain, now)?;
+        Ok(true)
+    }
+}
+
+/// Exports the entries of `keys` (with their layers, gzip) to `loc`.
+pub fn export(store: &mut ImageStore, keys: &[Digest], loc: &Location) -> Result<usize> {
+    let mut config = CacheConfig {
+        version: 1,
+        ..Default::default()
+    };
+    for k in keys {
+        if let Some(chain) = store.meta.cached_result(k)? {
+            for d in chain.iter().flatten() {
+                if !config.layers.contains_key(d) {
+                    let desc =
+                        store.layer_blob(d, strata_cache::compress::Compression::Gzip, 6, false)?;
+                    config.layers.insert(d.clone(), desc);
+                }
+            }
+            config.entries.insert(k.clone(), chain);
+        }
+    }
+    let config_bytes = serde_json::to_vec(&config)?;
+    let config_desc = Descriptor {
+        media_type: CONFIG_MEDIA_TYPE.into(),
+        digest: Digest::of(&config_bytes),
+        size: config_bytes.len() as u64,
+    };
+    let mut blobs: Vec<&Descriptor> = config.layers.values().collect();
+    blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+    blobs.dedup_by(|a, b| a.digest == b.digest);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_desc,
+        "layers": blobs.iter().collect::<Vec<_>>(),
+    }))?;
+    let md = Digest::of(&manifest);
+    match loc {
+        Location::Local(dir) => {
+            let b = dir.join("blobs/sha256");
+            std::fs::create_dir_all(&b)?;
+            let put = |d: &Digest, data: &mut dyn std::io::Read| -> Result<()> {
+                let p = b.join(d.hex());
+                if p.exists() {
+                    return Ok(());
+                }
+                let tmp = p.with_extension("partial");
+                let mut f = std::fs::File::create(&tmp)?;
+                std::io::copy(data, &mut f)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &p)?;
+                Ok(())
+            };
+            for l in &blobs {
+                put(&l.digest, &mut store.content.open_blob(&l.digest)?)?;
+            }
+            put(&config_desc.digest, &mut &config_bytes[..])?;
+            put(&md, &mut &manifest[..])?;
+            std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": manifest.len()}],
+            });
+            let tmp = dir.join("index.json.partial");
+            std::fs::write(&tmp, serde_json::to_vec(&index)?)?;
+            std::fs::rename(&tmp, dir.join("index.json"))?;
+        }
+        Location::Registry(client, r) => {
+            let ep = client
+                .endpoints(&r.domain, false)
+                .pop()
+                .context("no endpoint")?;
+            for l in &blobs {
+                if !client.has_blob(&ep, &r.path, &l.digest)? {
+                    client.put_blob(&ep, &r.path, &l.digest, &store.content.path(&l.digest))?;
+                }
+            }
+            let tmp = store.content.temp_file()?;
+            std::fs::write(tmp.path(), &config_bytes)?;
+            if !client.has_blob(&ep, &r.path, &config_desc.digest)? {
+                client.put_blob(&ep, &r.path, &config_desc.digest, tmp.path())?;
+            }
+            let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+            client.put_manifest(
+                &ep,
+                &r.path,
+                &tag,
+                &manifest,
+                "application/vnd.oci.image.manifest.v1+json",
+            )?;
+        }
+    }
+    Ok(config.entries.len())
+}
