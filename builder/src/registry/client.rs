@@ -129,7 +129,9 @@ impl Client {
         } else {
             host
         };
-        let scheme = if hc.http || is_loopback(host) {
+        // Loopback speaks plain HTTP unless TLS settings are given for it.
+        let tls_configured = hc.insecure || !hc.ca.is_empty();
+        let scheme = if hc.http || (is_loopback(host) && !tls_configured) {
             "http"
         } else {
             "https"

@@ -55,6 +55,11 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Option<Registry> {
+        Self::start_with(dir, "")
+    }
+
+    /// With `extra` appended to the `http:`/top-level config (TLS, auth).
+    fn start_with(dir: &Path, extra: &str) -> Option<Registry> {
         if Command::new("docker-registry")
             .arg("--version")
             .output()
@@ -74,7 +79,7 @@ impl Registry {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{extra}",
                 dir.join("data").display()
             ),
         )
@@ -612,4 +617,153 @@ fn build_cache_shared_through_a_registry_and_a_directory() {
         &ctx_c,
     ]);
     assert!(out.contains("importing a cache failed"), "{out}");
+}
+
+#[test]
+fn basic_auth_over_tls_with_a_generated_certificate() {
+    let Some(a) = Root::new("tls", true) else {
+        return;
+    };
+    let have = |t: &str, arg: &str| Command::new(t).arg(arg).output().is_ok();
+    if !have("openssl", "version") || !have("htpasswd", "-h") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs openssl and apache2-utils"
+        );
+        eprintln!("skipping: openssl or htpasswd is missing");
+        return;
+    }
+    let d = a.dir.join("tls");
+    std::fs::create_dir_all(&d).unwrap();
+    let (ca, ca_key, cert, key, pw) = (
+        d.join("ca.pem"),
+        d.join("ca.key"),
+        d.join("cert.pem"),
+        d.join("key.pem"),
+        d.join("htpasswd"),
+    );
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(&d)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    // A CA, and the registry's certificate signed by it.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=strata test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    let _ = &ca_key;
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret"])
+        .output()
+        .unwrap();
+    std::fs::write(&pw, &out.stdout).unwrap();
+    let extra = format!(
+        "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
+        cert.display(),
+        key.display(),
+        pw.display()
+    );
+    let Some(reg) = Registry::start_with(&d.join("registry"), &extra) else {
+        return;
+    };
+    std::fs::write(
+        a.root.join("config.toml"),
+        format!(
+            "[registry.\"{}\"]\nca = [\"{}\"]\n",
+            reg.addr,
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let image = format!("{}/secure/busybox:1", reg.addr);
+    // No credentials: refused, and the message says how to log in.
+    let out = a.run(&["push", "busybox", &image]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("strata login"), "{}", stderr(&out));
+    // Wrong password, then the right one (from stdin).
+    a.ok(&["login", "-u", "alice", "-p", "wrong", &reg.addr]);
+    assert!(!a.run(&["push", "busybox", &image]).status.success());
+    let mut c = a
+        .cmd(&["login", "-u", "alice", "--password-stdin", &reg.addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    assert!(c.wait_with_output().unwrap().status.success());
+    a.ok(&["push", "busybox", &image]);
+    // Another root with the same CA and credentials pulls it over TLS.
+    let Some(b) = Root::new("tls-b", false) else {
+        return;
+    };
+    std::fs::create_dir_all(&b.root).unwrap();
+    std::fs::copy(a.root.join("config.toml"), b.root.join("config.toml")).unwrap();
+    let out = b
+        .cmd(&["pull", &image])
+        .env("DOCKER_CONFIG", a.dir.join("docker"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Without the CA the registry's certificate is not trusted.
+    std::fs::write(
+        b.root.join("config.toml"),
+        format!(
+            "[registry.\"{}\"]\ninsecure = false\nca = [\"{}\"]\n",
+            reg.addr,
+            cert.display()
+        ),
+    )
+    .unwrap();
+    let out = b
+        .cmd(&["pull", &image])
+        .env("DOCKER_CONFIG", a.dir.join("docker"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "pulled without trusting the CA");
 }
