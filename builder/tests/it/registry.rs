@@ -310,6 +310,11 @@ impl Fake {
                         headers.get("authorization").cloned().unwrap_or_default()
                     ));
                     let (code, hs, body) = h(&method, &path, &headers);
+                    if code == 0 {
+                        // A registry that stops: the connection drops without an answer.
+                        let _ = s.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
                     let mut resp = format!(
                         "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
                         body.len()
@@ -713,11 +718,7 @@ fn basic_auth_over_tls_with_a_generated_certificate() {
     };
     std::fs::write(
         a.root.join("config.toml"),
-        format!(
-            "[registry.\"{}\"]\nca = [\"{}\"]\n",
-            reg.addr,
-            ca.display()
-        ),
+        format!("[registry.\"{}\"]\nca = [\"{}\"]\n", reg.addr, ca.display()),
     )
     .unwrap();
     let image = format!("{}/secure/busybox:1", reg.addr);
@@ -766,4 +767,56 @@ fn basic_auth_over_tls_with_a_generated_certificate() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "pulled without trusting the CA");
+}
+
+#[test]
+fn a_registry_that_stops_mid_push_then_a_push_that_succeeds() {
+    let Some(a) = Root::new("stop-push", true) else {
+        return;
+    };
+    let up = Arc::new(Mutex::new(false));
+    let stored = Arc::new(Mutex::new(std::collections::HashSet::<String>::new()));
+    let (up2, st2) = (up.clone(), stored.clone());
+    let fake = Fake::start(Arc::new(move |method, path, _| {
+        let digest = path.split("digest=").nth(1).map(str::to_string);
+        match method {
+            "HEAD" => {
+                let d = path.rsplit('/').next().unwrap_or("");
+                if st2.lock().unwrap().contains(d) {
+                    (200, vec![], vec![])
+                } else {
+                    (404, vec![], vec![])
+                }
+            }
+            "POST" => (
+                202,
+                vec![("Location".into(), "/v2/x/app/blobs/uploads/u1".into())],
+                vec![],
+            ),
+            "PUT" if path.contains("/blobs/uploads/") => {
+                if !*up2.lock().unwrap() {
+                    return (0, vec![], vec![]); // stops mid-push
+                }
+                st2.lock().unwrap().insert(digest.unwrap_or_default());
+                (201, vec![], vec![])
+            }
+            "PUT" => (201, vec![], vec![]),
+            _ => (404, vec![], vec![]),
+        }
+    }));
+    let image = format!("{}/x/app:1", fake.addr);
+    let out = a.run(&["push", "busybox", &image]);
+    assert!(!out.status.success(), "pushed to a stopped registry");
+    let err = stderr(&out);
+    assert!(err.contains("pushing") && err.contains("blob"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    *up.lock().unwrap() = true;
+    let out = a.ok(&["push", "busybox", &image]);
+    assert!(out.contains("pushed"), "{out}");
+    let log = fake.log.lock().unwrap().clone();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("PUT /v2/x/app/manifests/1")),
+        "{log:?}"
+    );
 }
