@@ -172,6 +172,12 @@ impl ImageStore {
         &self.root
     }
 
+    /// Whether a layer is usable: unpacked, or fetchable from where it was pulled lazily.
+    pub fn layer_available(&self, diff_id: &Digest) -> bool {
+        self.snapshot_dir(diff_id).is_dir()
+            || self.meta.layer_source(diff_id).ok().flatten().is_some()
+    }
+
     /// The directory of a layer's snapshot.
     pub fn snapshot_dir(&self, diff_id: &Digest) -> PathBuf {
         self.root.join("snapshots").join(diff_id.hex())

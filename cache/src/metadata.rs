@@ -90,7 +90,26 @@ pub const MIGRATIONS: &[&str] = &[
         size INTEGER NOT NULL,
         PRIMARY KEY (diff_id, compression, level)
      );",
+    // 6: where a layer pulled lazily can be fetched from (its snapshot comes when needed).
+    "CREATE TABLE layer_sources (
+        diff_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        repo TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL
+     );",
 ];
+
+/// Where a lazily pulled layer's blob lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSource {
+    pub host: String,
+    pub repo: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
 
 /// One build cache entry: a step's key and the layer chain of its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -478,6 +497,50 @@ impl Metadata {
             .query_map([diff_id.as_str()], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         v.into_iter().map(digest).collect()
+    }
+
+    /// Records where a layer can be fetched from.
+    pub fn put_layer_source(
+        &mut self,
+        diff_id: &Digest,
+        s: &LayerSource,
+    ) -> Result<(), MetadataError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO layer_sources (diff_id, host, repo, digest, media_type, size)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                diff_id.as_str(),
+                s.host,
+                s.repo,
+                s.digest.as_str(),
+                s.media_type,
+                s.size as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Where a layer can be fetched from, if it was pulled lazily.
+    pub fn layer_source(&self, diff_id: &Digest) -> Result<Option<LayerSource>, MetadataError> {
+        let row: Option<(String, String, String, String, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT host, repo, digest, media_type, size FROM layer_sources WHERE diff_id = ?1",
+            )?
+            .query_row([diff_id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        row.map(|(host, repo, d, media_type, size)| {
+            Ok(LayerSource {
+                host,
+                repo,
+                digest: digest(d)?,
+                media_type,
+                size: size.max(0) as u64,
+            })
+        })
+        .transpose()
     }
 
     /// Every build cache entry, least recently used first.

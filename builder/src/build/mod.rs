@@ -52,6 +52,8 @@ pub struct BuildRequest {
     pub cache_from: Vec<remote_cache::Location>,
     /// `--cache-to`: where the build's cache goes.
     pub cache_to: Vec<(remote_cache::Location, remote_cache::Mode)>,
+    /// For layers pulled lazily: fetched when a step runs on them.
+    pub registry: Option<Arc<crate::registry::Client>>,
 }
 
 /// What a build produced.
@@ -172,10 +174,7 @@ pub fn build(
             _ => {
                 let key = &keys[id];
                 if let Some(layers) = meta.cached_result(key).map_err(anyhow::Error::from)?
-                    && layers
-                        .iter()
-                        .flatten()
-                        .all(|d| store.snapshot_dir(d).is_dir())
+                    && layers.iter().flatten().all(|d| store.layer_available(d))
                 {
                     done.insert(*id, FsResult::Layers(layers));
                 }
@@ -259,6 +258,7 @@ pub fn build(
     // 4. Run what is left.
     let runner = Arc::new(Runner {
         graph: graph.clone(),
+        registry: req.registry.clone(),
         root: req.root.clone(),
         keys: keys.clone(),
         progress: progress.clone(),

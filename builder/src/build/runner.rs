@@ -29,6 +29,8 @@ pub enum FsResult {
 
 pub struct Runner {
     pub graph: Arc<BuildGraph>,
+    /// Fetches layers pulled lazily, when a step needs them.
+    pub registry: Option<Arc<crate::registry::Client>>,
     pub root: PathBuf,
     pub keys: BTreeMap<OpId, Digest>,
     pub progress: Arc<Progress>,
@@ -54,6 +56,30 @@ fn layers(r: &FsResult, what: &str) -> Result<Vec<Option<Digest>>, String> {
 impl Runner {
     fn store(&self) -> Result<ImageStore, String> {
         ImageStore::open(&self.root).map_err(|e| format!("opening the store: {e}"))
+    }
+
+    /// Makes every layer of the inputs' chains local (layers pulled lazily are fetched now:
+    /// a step is about to run on them).
+    fn ensure_local(&self, store: &mut ImageStore, inputs: &[FsResult]) -> Result<(), String> {
+        let ids: Vec<Digest> = inputs
+            .iter()
+            .filter_map(|r| match r {
+                FsResult::Layers(l) => Some(l.iter().flatten().cloned()),
+                FsResult::Context(_) => None,
+            })
+            .flatten()
+            .filter(|d| !store.snapshot_dir(d).is_dir())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let client = self
+            .registry
+            .as_ref()
+            .ok_or("layers pulled lazily need the registry client")?;
+        crate::registry::ensure_layers(client, store, &ids, &mut |_| {})
+            .map(|_| ())
+            .map_err(|e| format!("fetching base layers: {e:#}"))
     }
 
     /// Snapshot directories of a chain, top first (as overlayfs wants them).
@@ -96,6 +122,7 @@ impl Runner {
             );
         }
         let mut store = self.store()?;
+        self.ensure_local(&mut store, inputs)?;
         let network = match (e.network, self.network) {
             (NetworkMode::None, _) | (NetworkMode::Default, NetworkMode::None) => Network::None,
             _ => Network::Host,
@@ -154,6 +181,7 @@ impl Runner {
         inputs: &[FsResult],
     ) -> Result<Vec<Option<Digest>>, String> {
         let mut store = self.store()?;
+        self.ensure_local(&mut store, inputs)?;
         let chain = if base {
             layers(
                 inputs.first().ok_or("a file operation without its base")?,
@@ -219,10 +247,7 @@ impl OpRunner for Runner {
                 let lock = lock_key(&self.root, key)?;
                 let store = self.store()?;
                 if let Ok(Some(chain)) = store.meta.cached_result(key)
-                    && chain
-                        .iter()
-                        .flatten()
-                        .all(|d| store.snapshot_dir(d).is_dir())
+                    && chain.iter().flatten().all(|d| store.layer_available(d))
                 {
                     self.progress
                         .log(&vertex, b"done by another build on this root: reusing it\n");

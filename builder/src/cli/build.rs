@@ -166,7 +166,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
                 if mode != Mode::Quiet {
                     eprintln!("pulling {}", familiar(&reference));
                 }
-                super::registry::pull_image(g, &mut store, &reference, &platform).with_context(
+                super::registry::pull_image(g, &mut store, &reference, &platform, true).with_context(
                     || {
                         format!(
                             "base image {} is not in the local store and could not be pulled (`strata import` or `strata load` it, or check the registry)",
@@ -200,6 +200,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
                 .unwrap_or(1)
         }),
         strata_exe: std::env::current_exe().context("finding the strata binary")?,
+        registry: Some(Arc::new(super::registry::client(g)?)),
         cache_from: a
             .cache_from
             .iter()

@@ -195,6 +195,9 @@ pub fn export(
     spec: &OutputSpec,
 ) -> Result<()> {
     let img = store.image(image_id)?;
+    if !matches!(spec.output, Output::Image { push: false, .. }) {
+        super::registry::ensure_image(g, store, &img)?;
+    }
     match &spec.output {
         Output::Image { names: extra, push } => {
             for n in names.iter().chain(extra) {
@@ -253,6 +256,7 @@ pub fn save(g: &Global, a: &super::args::SaveArgs) -> Result<i32> {
     let mut imgs = Vec::new();
     for name in &a.images {
         let img = find(&store, name)?;
+        super::registry::ensure_image(g, &mut store, &img)?;
         // Saved under the name given, as docker save does (all tags when given an ID).
         let names = match normalize_tag(name) {
             Ok(n) if img.record.tags.contains(&n) => vec![n],

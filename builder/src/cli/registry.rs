@@ -31,10 +31,11 @@ pub fn pull_image(
     store: &mut ImageStore,
     reference: &str,
     platform: &Platform,
+    lazy: bool,
 ) -> Result<registry::Pulled> {
     let r = parse_ref(reference)?;
     let c = client(g)?;
-    registry::pull(&c, store, &r, platform, &mut |l| say(l))
+    registry::pull(&c, store, &r, platform, lazy, &mut |l| say(l))
         .with_context(|| format!("pulling {}", familiar(&r.to_string())))
 }
 
@@ -45,15 +46,33 @@ pub fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
         Some(p) => Platform::parse(p).map_err(anyhow::Error::msg)?,
         None => Platform::host(),
     };
-    let p = pull_image(g, &mut store, &a.reference, &platform)?;
+    let p = pull_image(g, &mut store, &a.reference, &platform, false)?;
     println!("Digest: {}", p.manifest_digest);
     println!("{}", p.image_id);
     Ok(0)
 }
 
+/// Fetches the layers of an image that were pulled lazily (before running, exporting or
+/// pushing it).
+pub fn ensure_image(
+    g: &Global,
+    store: &mut ImageStore,
+    img: &strata_cache::images::Image,
+) -> Result<()> {
+    let ids = &img.config.rootfs.diff_ids;
+    if ids.iter().all(|d| store.snapshot_dir(d).is_dir()) {
+        return Ok(());
+    }
+    let c = client(g)?;
+    registry::ensure_layers(&c, store, ids, &mut |l| say(l))?;
+    Ok(())
+}
+
 /// Pushes a stored image to `target`.
 pub fn push_image(g: &Global, store: &mut ImageStore, image: &str, target: &str) -> Result<()> {
     let r = parse_ref(target)?;
+    let img = store.image(image)?;
+    ensure_image(g, store, &img)?;
     let c = client(g)?;
     registry::push(&c, store, image, &r, &mut |l| say(l))
         .with_context(|| format!("pushing {}", familiar(&r.to_string())))?;

@@ -43,6 +43,8 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     let store = open_store(g)?;
     let _lock = strata_cache::lock::RootLock::shared(&g.root).context("locking the state root")?;
     let img = find(&store, &a.image)?;
+    let mut store = store;
+    super::registry::ensure_image(g, &mut store, &img)?;
     let cfg = &img.config.config;
     // Top layer first.
     let lower: Vec<_> = img

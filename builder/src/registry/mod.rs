@@ -48,6 +48,7 @@ pub fn pull(
     store: &mut ImageStore,
     r: &Reference,
     platform: &Platform,
+    lazy: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<Pulled> {
     let repo = &r.path;
@@ -58,7 +59,7 @@ pub fn pull(
         .unwrap_or_else(|| "latest".into());
     let mut last_err = None;
     for ep in client.endpoints(&r.domain, true) {
-        match pull_from(client, &ep, store, r, repo, &want, platform, say) {
+        match pull_from(client, &ep, store, r, repo, &want, platform, lazy, say) {
             Ok(p) => return Ok(p),
             Err(e) => {
                 tracing::debug!("{}: {e:#}", ep.base);
@@ -79,6 +80,7 @@ fn pull_from(
     repo: &str,
     want: &str,
     platform: &Platform,
+    lazy: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<Pulled> {
     let (mut bytes, mut mt, mut digest) = client.get_manifest(ep, repo, want)?;
@@ -124,10 +126,10 @@ fn pull_from(
             config.rootfs.diff_ids.len()
         );
     }
-    // Download what is missing, up to four layers at once.
+    // What is missing: downloaded now, or (lazy) only recorded with where to fetch it.
     let mut todo = Vec::new();
     for (l, diff_id) in layers.iter().zip(&config.rootfs.diff_ids) {
-        if store.meta.layer(diff_id)?.is_some() && store.snapshot_dir(diff_id).is_dir() {
+        if store.meta.layer(diff_id)?.is_some() && store.layer_available(diff_id) {
             continue;
         }
         let d: Digest = l["digest"]
@@ -136,24 +138,92 @@ fn pull_from(
             .parse()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mt = l["mediaType"].as_str().unwrap_or_default().to_string();
-        todo.push((d, mt, diff_id.clone(), store.content.temp_file()?));
+        todo.push(Missing {
+            blob: d,
+            media_type: mt,
+            size: l["size"].as_u64().unwrap_or(0),
+            diff_id: diff_id.clone(),
+        });
     }
     let total = todo.len();
-    say(&format!(
-        "{r}: {total} of {} layers to download",
-        layers.len()
-    ));
-    let per = todo.len().div_ceil(4).max(1);
+    let mut bytes_downloaded = 0;
+    if lazy {
+        for m in &todo {
+            store.meta.put_layer(&strata_cache::metadata::LayerRecord {
+                diff_id: m.diff_id.clone(),
+                blob_digest: None,
+                media_type: Some(m.media_type.clone()),
+                size: m.size,
+                snapshot: None,
+            })?;
+            store.meta.put_layer_source(
+                &m.diff_id,
+                &strata_cache::metadata::LayerSource {
+                    host: r.domain.clone(),
+                    repo: repo.to_string(),
+                    digest: m.blob.clone(),
+                    media_type: m.media_type.clone(),
+                    size: m.size,
+                },
+            )?;
+        }
+        say(&format!(
+            "{r}: resolved ({total} layers fetched when a step needs them)"
+        ));
+    } else {
+        say(&format!(
+            "{r}: {total} of {} layers to download",
+            layers.len()
+        ));
+        bytes_downloaded = fetch_layers(client, store, ep, repo, &todo, say)?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let image_id = store.put_image_bytes(&config_bytes, &[r.to_string()], now)?;
+    Ok(Pulled {
+        image_id,
+        manifest_digest: digest,
+        layers_downloaded: total,
+        bytes_downloaded,
+    })
+}
+
+/// A layer to fetch: its blob and the diff ID it must unpack to.
+struct Missing {
+    blob: Digest,
+    media_type: String,
+    size: u64,
+    diff_id: Digest,
+}
+
+/// Downloads layers (up to four at once, each verified), imports them (each must unpack to its
+/// diff ID) and keeps the blobs as distributed. Returns the bytes downloaded.
+fn fetch_layers(
+    client: &Client,
+    store: &mut ImageStore,
+    ep: &client::Endpoint,
+    repo: &str,
+    todo: &[Missing],
+    say: &mut dyn FnMut(&str),
+) -> Result<u64> {
+    let tmps = todo
+        .iter()
+        .map(|_| store.content.temp_file())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let jobs: Vec<(&Missing, &tempfile::NamedTempFile)> = todo.iter().zip(&tmps).collect();
+    let per = jobs.len().div_ceil(4).max(1);
     let results: Vec<Result<u64>> = std::thread::scope(|s| {
-        let handles: Vec<_> = todo
+        let handles: Vec<_> = jobs
             .chunks(per)
             .map(|chunk| {
                 s.spawn(move || {
                     chunk
                         .iter()
-                        .map(|(d, _, _, t)| {
+                        .map(|(m, t)| {
                             let mut w = std::io::BufWriter::new(t.as_file());
-                            let n = client.get_blob(ep, repo, d, &mut w)?;
+                            let n = client.get_blob(ep, repo, &m.blob, &mut w)?;
                             std::io::Write::flush(&mut w)?;
                             Ok(n)
                         })
@@ -169,44 +239,84 @@ fn pull_from(
             })
             .collect()
     });
-    let mut bytes_downloaded = 0;
+    let mut bytes = 0;
     for r in results {
-        bytes_downloaded += r?;
+        bytes += r?;
     }
-    for (d, mt, diff_id, tmp) in todo {
+    for (m, tmp) in todo.iter().zip(tmps) {
         let f = std::fs::File::open(tmp.path())?;
         let rec = store
             .import_layer(f, &strata_cache::sys::RealFs, &Default::default())
-            .with_context(|| format!("layer {d}"))?;
-        if rec.diff_id != diff_id {
+            .with_context(|| format!("layer {}", m.blob))?;
+        if rec.diff_id != m.diff_id {
             bail!(
-                "layer {d} unpacks to {}, the config says {diff_id}",
-                rec.diff_id
+                "layer {} unpacks to {}, the config says {}",
+                m.blob,
+                rec.diff_id,
+                m.diff_id
             );
         }
         // Keep the blob as distributed: pushing it again needs no compression.
-        if let Some(c) = compression_of(&mt)
+        if let Some(c) = compression_of(&m.media_type)
             && c != strata_cache::compress::Compression::Uncompressed
         {
             let size = std::fs::metadata(tmp.path())?.len();
-            store.content.commit(tmp, &d)?;
+            store.content.commit(tmp, &m.blob)?;
             store
                 .meta
-                .put_layer_blob(&diff_id, c.name(), -1, &d, size)?;
+                .put_layer_blob(&m.diff_id, c.name(), -1, &m.blob, size)?;
         }
-        say(&format!("{r}: layer {} done", &d.hex()[..12]));
+        say(&format!("{repo}: layer {} done", &m.blob.hex()[..12]));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let image_id = store.put_image_bytes(&config_bytes, &[r.to_string()], now)?;
-    Ok(Pulled {
-        image_id,
-        manifest_digest: digest,
-        layers_downloaded: total,
-        bytes_downloaded,
-    })
+    Ok(bytes)
+}
+
+/// Fetches the layers among `diff_ids` that were pulled lazily and have no snapshot yet.
+/// Returns how many were fetched.
+pub fn ensure_layers(
+    client: &Client,
+    store: &mut ImageStore,
+    diff_ids: &[Digest],
+    say: &mut dyn FnMut(&str),
+) -> Result<usize> {
+    let mut groups: std::collections::BTreeMap<(String, String), Vec<Missing>> = Default::default();
+    for d in diff_ids {
+        if store.snapshot_dir(d).is_dir() {
+            continue;
+        }
+        let src = store.meta.layer_source(d)?.with_context(|| {
+            format!("layer {d} has no snapshot and nowhere to fetch it from: pull the image again")
+        })?;
+        let g = groups
+            .entry((src.host.clone(), src.repo.clone()))
+            .or_default();
+        if !g.iter().any(|m| m.diff_id == *d) {
+            g.push(Missing {
+                blob: src.digest,
+                media_type: src.media_type,
+                size: src.size,
+                diff_id: d.clone(),
+            });
+        }
+    }
+    let mut n = 0;
+    for ((host, repo), todo) in groups {
+        let mut last = None;
+        for ep in client.endpoints(&host, true) {
+            match fetch_layers(client, store, &ep, &repo, &todo, say) {
+                Ok(_) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e.context(format!("fetching layers of {host}/{repo}")));
+        }
+        n += todo.len();
+    }
+    Ok(n)
 }
 
 /// Pushes a stored image to `r` (gzip layers, OCI manifest); blobs the registry has are

@@ -203,6 +203,24 @@ fn push_pull_and_build_through_a_real_registry() {
     assert!(out.contains("pulling"), "{out}");
     let run = b.ok(&["run", "--rm", &derived, "cat", "/derived"]);
     assert!(run.starts_with("pushed\n"), "{run}");
+    // FROM pulls lazily: a build whose every step is cached downloads no layer at all.
+    let Some(l) = Root::new("reg-lazy", false) else {
+        return;
+    };
+    let df_lazy = format!("FROM {image}\nLABEL lazy=yes\n");
+    let ctx_l = l.context("lazy", &df_lazy);
+    l.ok(&["build", "-q", "-t", "lazy", &ctx_l]);
+    assert_eq!(
+        std::fs::read_dir(l.root.join("snapshots")).unwrap().count(),
+        0,
+        "no layer was downloaded for a build that runs nothing"
+    );
+    // Running it fetches them.
+    assert!(l.ok(&["run", "--rm", "lazy"]).starts_with("pushed\n"));
+    assert_eq!(
+        std::fs::read_dir(l.root.join("snapshots")).unwrap().count(),
+        2
+    );
     // A third root pulls the derived image by tag, then by digest, and runs it.
     let Some(c) = Root::new("reg-c", false) else {
         return;
