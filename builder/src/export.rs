@@ -59,8 +59,22 @@ pub struct Manifested {
 
 /// Makes (or reuses) the image's layer blobs in `fmt` and writes its manifest.
 pub fn manifest(store: &mut ImageStore, img: &Image, fmt: &Format) -> Result<Manifested> {
+    manifest_with(store, img, fmt, &|_| None)
+}
+
+/// [`manifest`], with some layers' blobs given (a registry's, for layers pulled lazily).
+pub fn manifest_with(
+    store: &mut ImageStore,
+    img: &Image,
+    fmt: &Format,
+    given: &dyn Fn(&Digest) -> Option<Descriptor>,
+) -> Result<Manifested> {
     let mut layers = Vec::new();
     for d in &img.config.rootfs.diff_ids {
+        if let Some(desc) = given(d) {
+            layers.push(desc);
+            continue;
+        }
         let mut desc = store
             .layer_blob(d, fmt.compression, fmt.level, fmt.force)
             .with_context(|| format!("making the blob of layer {d}"))?;

@@ -71,8 +71,6 @@ pub fn ensure_image(
 /// Pushes a stored image to `target`.
 pub fn push_image(g: &Global, store: &mut ImageStore, image: &str, target: &str) -> Result<()> {
     let r = parse_ref(target)?;
-    let img = store.image(image)?;
-    ensure_image(g, store, &img)?;
     let c = client(g)?;
     registry::push(&c, store, image, &r, &mut |l| say(l))
         .with_context(|| format!("pushing {}", familiar(&r.to_string())))?;

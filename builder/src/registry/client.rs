@@ -399,6 +399,24 @@ impl Client {
         Ok(r.status().is_success())
     }
 
+    /// Mounts a blob from another repository of the same registry; `false` when the registry
+    /// would not (then the blob must be uploaded).
+    pub fn mount_blob(
+        &self,
+        ep: &Endpoint,
+        repo: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<bool> {
+        let url = format!(
+            "{}/v2/{repo}/blobs/uploads/?mount={digest}&from={from}",
+            ep.base
+        );
+        let scope = format!("repository:{repo}:pull,push repository:{from}:pull");
+        let r = self.send(ep, &scope, &|c| c.post(&url))?;
+        Ok(r.status().as_u16() == 201)
+    }
+
     /// Uploads a blob: one POST for the session, one monolithic PUT with the bytes.
     pub fn put_blob(
         &self,
@@ -421,14 +439,51 @@ impl Client {
         } else {
             loc
         };
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        let put = format!("{loc}{sep}digest={digest}");
         let size = std::fs::metadata(path)
             .map_err(|source| RegistryError::Io {
                 op: "reading a blob",
                 source,
             })?
             .len();
+        let chunk = upload_chunk();
+        let mut loc = loc;
+        if size > chunk {
+            // Large blobs go in chunks (PATCH with Content-Range), each retried on its own.
+            let mut f = std::fs::File::open(path).map_err(|source| RegistryError::Io {
+                op: "reading a blob",
+                source,
+            })?;
+            let mut start = 0u64;
+            while start < size {
+                let n = chunk.min(size - start);
+                let mut buf = vec![0u8; n as usize];
+                f.read_exact(&mut buf).map_err(|source| RegistryError::Io {
+                    op: "reading a blob",
+                    source,
+                })?;
+                let range = format!("{start}-{}", start + n - 1);
+                let r = Self::ok(self.send(ep, &scope, &|c| {
+                    c.patch(&loc)
+                        .header("Content-Type", "application/octet-stream")
+                        .header("Content-Range", range.clone())
+                        .body(buf.clone())
+                })?)?;
+                if let Some(l) = r.headers().get("location").and_then(|v| v.to_str().ok()) {
+                    loc = if l.starts_with('/') {
+                        format!("{}{l}", ep.base)
+                    } else {
+                        l.to_string()
+                    };
+                }
+                start += n;
+            }
+            let sep = if loc.contains('?') { '&' } else { '?' };
+            let put = format!("{loc}{sep}digest={digest}");
+            Self::ok(self.send(ep, &scope, &|c| c.put(&put).header("Content-Length", "0"))?)?;
+            return Ok(());
+        }
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let put = format!("{loc}{sep}digest={digest}");
         Self::ok(self.send(ep, &scope, &|c| {
             let body = std::fs::File::open(path)
                 .map(|f| reqwest::blocking::Body::sized(f, size))
@@ -460,6 +515,16 @@ impl Client {
         )?;
         Ok(())
     }
+}
+
+/// Blobs larger than this are uploaded in chunks of this size (32 MiB;
+/// `STRATA_UPLOAD_CHUNK` overrides it, for tests).
+fn upload_chunk() -> u64 {
+    std::env::var("STRATA_UPLOAD_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(32 << 20)
 }
 
 fn read_limited(r: reqwest::blocking::Response, max: u64) -> Result<Vec<u8>> {

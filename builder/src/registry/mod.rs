@@ -147,6 +147,21 @@ fn pull_from(
     }
     let total = todo.len();
     let mut bytes_downloaded = 0;
+    // Where each layer can be fetched from (lazily, or to mount it when pushing).
+    for (l, diff_id) in layers.iter().zip(&config.rootfs.diff_ids) {
+        if let Some(d) = l["digest"].as_str().and_then(|d| d.parse::<Digest>().ok()) {
+            store.meta.put_layer_source(
+                diff_id,
+                &strata_cache::metadata::LayerSource {
+                    host: r.domain.clone(),
+                    repo: repo.to_string(),
+                    digest: d,
+                    media_type: l["mediaType"].as_str().unwrap_or_default().to_string(),
+                    size: l["size"].as_u64().unwrap_or(0),
+                },
+            )?;
+        }
+    }
     if lazy {
         for m in &todo {
             store.meta.put_layer(&strata_cache::metadata::LayerRecord {
@@ -156,16 +171,6 @@ fn pull_from(
                 size: m.size,
                 snapshot: None,
             })?;
-            store.meta.put_layer_source(
-                &m.diff_id,
-                &strata_cache::metadata::LayerSource {
-                    host: r.domain.clone(),
-                    repo: repo.to_string(),
-                    digest: m.blob.clone(),
-                    media_type: m.media_type.clone(),
-                    size: m.size,
-                },
-            )?;
         }
         say(&format!(
             "{r}: resolved ({total} layers fetched when a step needs them)"
@@ -319,6 +324,14 @@ pub fn ensure_layers(
     Ok(n)
 }
 
+/// The OCI media type of a layer media type (Docker's gzip tar → OCI's).
+fn oci_layer_type(mt: &str) -> String {
+    match compression_of(mt) {
+        Some(c) => c.oci_media_type().to_string(),
+        None => mt.to_string(),
+    }
+}
+
 /// Pushes a stored image to `r` (gzip layers, OCI manifest); blobs the registry has are
 /// skipped. Returns the manifest digest.
 pub fn push(
@@ -330,7 +343,57 @@ pub fn push(
 ) -> Result<Digest> {
     let img = store.image(image)?;
     let fmt = crate::export::Format::default();
-    let m = crate::export::manifest(store, &img, &fmt)?;
+    // Layers pulled from this registry keep their blob there: mounted, never downloaded.
+    let mut sources = std::collections::BTreeMap::new();
+    for d in &img.config.rootfs.diff_ids {
+        if let Some(s) = store.meta.layer_source(d)?
+            && s.host == r.domain
+        {
+            sources.insert(d.clone(), s);
+        }
+    }
+    let lazy: Vec<Digest> = img
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .filter(|d| !store.snapshot_dir(d).is_dir() && !sources.contains_key(*d))
+        .cloned()
+        .collect();
+    ensure_layers(client, store, &lazy, say)?;
+    let given = |d: &Digest| {
+        sources
+            .get(d)
+            .filter(|_| !store.snapshot_dir(d).is_dir())
+            .map(|s| strata_cache::images::Descriptor {
+                media_type: oci_layer_type(&s.media_type),
+                digest: s.digest.clone(),
+                size: s.size,
+            })
+    };
+    let given: Vec<(Digest, strata_cache::images::Descriptor)> = img
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .filter_map(|d| given(d).map(|g| (d.clone(), g)))
+        .collect();
+    let m = crate::export::manifest_with(store, &img, &fmt, &|d| {
+        given.iter().find(|(k, _)| k == d).map(|(_, g)| g.clone())
+    })?;
+    let mount_from: std::collections::BTreeMap<Digest, String> = img
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .zip(&m.layers)
+        .filter_map(|(d, l)| {
+            sources
+                .get(d)
+                .filter(|s| s.digest == l.digest && s.repo != r.path)
+                .map(|s| (l.digest.clone(), s.repo.clone()))
+        })
+        .collect();
     let ep = client
         .endpoints(&r.domain, false)
         .pop()
@@ -343,6 +406,25 @@ pub fn push(
         if client.has_blob(&ep, repo, &b.digest)? {
             say(&format!("{short}: already in {}", r.domain));
             continue;
+        }
+        if let Some(from) = mount_from.get(&b.digest)
+            && client.mount_blob(&ep, repo, &b.digest, from)?
+        {
+            say(&format!("{short}: mounted from {from}"));
+            continue;
+        }
+        if !store.content.exists(&b.digest) {
+            // A lazily pulled layer the registry would not mount: fetch it first.
+            let d = img
+                .config
+                .rootfs
+                .diff_ids
+                .iter()
+                .zip(&m.layers)
+                .find(|(_, l)| l.digest == b.digest)
+                .map(|(d, _)| d.clone())
+                .context("a blob of no layer")?;
+            ensure_layers(client, store, &[d], say)?;
         }
         let path = store.content.path(&b.digest);
         client
