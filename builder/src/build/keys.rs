@@ -190,6 +190,34 @@ pub fn compute(
                 let img = resolver::find_image(store, op)?;
                 h["image"] = img.record.id.as_str().into();
             }
+            OpKind::Exec(e) => {
+                // A bind mount from the context reads those files: their checksums count.
+                let mut content = Vec::new();
+                for m in &e.mounts {
+                    if !matches!(m.kind, strata_solver::graph::MountKind::Bind) {
+                        continue;
+                    }
+                    let Some(in_id) = m.input.and_then(|i| op.inputs.get(i)) else {
+                        continue;
+                    };
+                    if !matches!(
+                        graph.op(*in_id).kind,
+                        OpKind::Source(SourceOp::Local { .. })
+                    ) {
+                        continue;
+                    }
+                    let sum = contexts.sum(&follow, meta, progress)?;
+                    let mut text = String::new();
+                    for en in select_entries(&sum.entries, &m.source, &[]) {
+                        text.push_str(&en.path);
+                        text.push('\0');
+                        text.push_str(en.digest.as_str());
+                        text.push('\n');
+                    }
+                    content.push(Digest::of(text.as_bytes()).as_str().to_string());
+                }
+                h["content"] = content.into();
+            }
             OpKind::File { actions, .. } => {
                 let mut content = Vec::new();
                 for a in actions {

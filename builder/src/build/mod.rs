@@ -54,6 +54,12 @@ pub struct BuildRequest {
     pub cache_to: Vec<(remote_cache::Location, remote_cache::Mode)>,
     /// For layers pulled lazily: fetched when a step runs on them.
     pub registry: Option<Arc<crate::registry::Client>>,
+    /// `--secret`: id → source.
+    pub secrets: BTreeMap<String, runner::SecretSource>,
+    /// `--ssh`: id → agent socket.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--allow security.insecure`.
+    pub allow_insecure: bool,
 }
 
 /// What a build produced.
@@ -268,6 +274,9 @@ pub fn build(
         ignore: req.opts.dockerignore.clone(),
         executed: Default::default(),
         epoch,
+        secrets: req.secrets.clone(),
+        ssh: req.ssh.clone(),
+        allow_insecure: req.allow_insecure,
     });
     let scheduler = Scheduler {
         max_parallelism: req.max_parallelism.max(1),

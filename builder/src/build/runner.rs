@@ -6,9 +6,9 @@ use super::progress::Progress;
 use crate::executor::fileop::{FileOpRequest, SourceFs, run_file_op};
 use crate::executor::init::Runtime;
 use crate::executor::spec::Network;
-use crate::executor::{self, ContainerDir, RunRequest};
+use crate::executor::{self, ContainerDir, RunMount, RunRequest};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use strata_cache::Digest;
@@ -44,6 +44,12 @@ pub struct Runner {
     pub executed: AtomicUsize,
     /// SOURCE_DATE_EPOCH: new layers' mtimes are clamped to it.
     pub epoch: Option<i64>,
+    /// `--secret`: id → where the value comes from.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh`: id → agent socket.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--allow security.insecure`.
+    pub allow_insecure: bool,
 }
 
 fn layers(r: &FsResult, what: &str) -> Result<Vec<Option<Digest>>, String> {
@@ -53,7 +59,208 @@ fn layers(r: &FsResult, what: &str) -> Result<Vec<Option<Digest>>, String> {
     }
 }
 
+/// Where a `--secret` comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// What a step holds while it runs: cache-mount locks, secret files (on tmpfs, outside the
+/// state root, removed when the step ends).
+#[derive(Default)]
+struct Held {
+    locks: Vec<std::fs::File>,
+    dirs: Vec<PathBuf>,
+    secrets: Option<PathBuf>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().chain(&self.secrets) {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A private directory for secrets: on /dev/shm (memory) when there is one.
+fn secret_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let d = base.join(format!("strata-secrets-{}", &executor::random_id()[..16]));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&d)
+        .map_err(|e| format!("creating {}: {e}", d.display()))?;
+    Ok(d)
+}
+
 impl Runner {
+    /// The executor's mounts for a step's `--mount`s.
+    fn mounts(
+        &self,
+        e: &ExecOp,
+        inputs: &[FsResult],
+        store: &ImageStore,
+        held: &mut Held,
+    ) -> Result<Vec<RunMount>, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = Vec::new();
+        for m in &e.mounts {
+            let src_input = m.input.and_then(|i| inputs.get(i));
+            match &m.kind {
+                MountKind::Bind => match src_input {
+                    Some(FsResult::Context(dir)) => {
+                        let path = crate::executor::rootfs::secure_join(dir, Path::new(&m.source));
+                        if !path.exists() {
+                            return Err(format!(
+                                "RUN --mount source {} is not in the build context",
+                                m.source
+                            ));
+                        }
+                        if m.readonly {
+                            out.push(RunMount::Bind {
+                                source: path,
+                                dest: m.target.clone(),
+                                readonly: true,
+                            });
+                        } else {
+                            // Writable: an overlay on the context, its writes thrown away.
+                            out.push(RunMount::Layers {
+                                lower: vec![path],
+                                subpath: String::new(),
+                                dest: m.target.clone(),
+                                readonly: false,
+                            });
+                        }
+                    }
+                    Some(FsResult::Layers(chain)) => out.push(RunMount::Layers {
+                        lower: self.dirs(store, chain),
+                        subpath: m.source.clone(),
+                        dest: m.target.clone(),
+                        readonly: m.readonly,
+                    }),
+                    None => return Err("a bind mount without its source".into()),
+                },
+                MountKind::Cache {
+                    id,
+                    sharing,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let base = self.root.join("cachemounts");
+                    let name = Digest::of(id.as_bytes()).hex().to_string();
+                    std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+                    let lock = std::fs::File::create(base.join(format!("{name}.lock")))
+                        .map_err(|e| e.to_string())?;
+                    use rustix::fs::{FlockOperation, flock};
+                    let dir = match sharing {
+                        strata_solver::graph::CacheSharing::Shared => base.join(&name),
+                        strata_solver::graph::CacheSharing::Locked => {
+                            flock(&lock, FlockOperation::LockExclusive)
+                                .map_err(|e| e.to_string())?;
+                            held.locks.push(lock);
+                            base.join(&name)
+                        }
+                        strata_solver::graph::CacheSharing::Private => {
+                            if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                                held.locks.push(lock);
+                                base.join(&name)
+                            } else {
+                                // In use: this step gets a fresh one of its own.
+                                let d =
+                                    base.join(format!("{name}-{}", &executor::random_id()[..12]));
+                                held.dirs.push(d.clone());
+                                d
+                            }
+                        }
+                    };
+                    if !dir.is_dir() {
+                        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                        std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
+                            .map_err(|e| e.to_string())?;
+                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))
+                            .map_err(|e| e.to_string())?;
+                    }
+                    out.push(RunMount::Bind {
+                        source: dir,
+                        dest: m.target.clone(),
+                        readonly: m.readonly,
+                    });
+                }
+                MountKind::Tmpfs { size } => out.push(RunMount::Tmpfs {
+                    dest: m.target.clone(),
+                    size: *size,
+                }),
+                MountKind::Secret {
+                    id,
+                    env: as_env,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let value = match self.secrets.get(id) {
+                        Some(SecretSource::File(p)) => std::fs::read(p)
+                            .map_err(|e| format!("secret {id}: reading {}: {e}", p.display()))?,
+                        Some(SecretSource::Env(v)) => std::env::var(v)
+                            .map_err(|_| {
+                                format!("secret {id}: the environment variable {v} is not set")
+                            })?
+                            .into_bytes(),
+                        None if *required => {
+                            return Err(format!(
+                                "secret {id} is required: pass it with --secret id={id},src=FILE or --secret id={id},env=VAR"
+                            ));
+                        }
+                        None => continue,
+                    };
+                    if as_env.is_some() {
+                        return Err(format!(
+                            "RUN --mount=type=secret,id={id},env=…: exposing a secret as an environment variable is not supported yet (it would be written to the bundle's config.json); mount it as a file"
+                        ));
+                    }
+                    if held.secrets.is_none() {
+                        held.secrets = Some(secret_dir()?);
+                    }
+                    let dir = held.secrets.clone().unwrap_or_default();
+                    let file = dir.join(Digest::of(id.as_bytes()).hex());
+                    std::fs::write(&file, &value).map_err(|e| e.to_string())?;
+                    std::os::unix::fs::chown(&file, Some(*uid), Some(*gid))
+                        .map_err(|e| e.to_string())?;
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+                        .map_err(|e| e.to_string())?;
+                    if !m.target.is_empty() {
+                        out.push(RunMount::Bind {
+                            source: file,
+                            dest: m.target.clone(),
+                            readonly: true,
+                        });
+                    }
+                }
+                MountKind::Ssh { id, required, .. } => match self.ssh.get(id) {
+                    Some(sock) => out.push(RunMount::Bind {
+                        source: sock.clone(),
+                        dest: m.target.clone(),
+                        readonly: false,
+                    }),
+                    None if *required => {
+                        return Err(format!(
+                            "ssh agent {id} is required: pass it with --ssh {id}=$SSH_AUTH_SOCK"
+                        ));
+                    }
+                    None => {}
+                },
+            }
+        }
+        Ok(out)
+    }
+
     fn store(&self) -> Result<ImageStore, String> {
         ImageStore::open(&self.root).map_err(|e| format!("opening the store: {e}"))
     }
@@ -103,21 +310,9 @@ impl Runner {
             inputs.first().ok_or("RUN without a root filesystem")?,
             "RUN",
         )?;
-        if let Some(m) = e.mounts.first() {
-            let kind = match &m.kind {
-                MountKind::Bind => "bind",
-                MountKind::Cache { .. } => "cache",
-                MountKind::Tmpfs { .. } => "tmpfs",
-                MountKind::Secret { .. } => "secret",
-                MountKind::Ssh { .. } => "ssh",
-            };
-            return Err(format!(
-                "RUN --mount=type={kind} is not supported yet by strata (remove the mount or build with BuildKit)"
-            ));
-        }
-        if e.security == SecurityMode::Insecure {
+        if e.security == SecurityMode::Insecure && !self.allow_insecure {
             return Err(
-                "RUN --security=insecure needs the security.insecure entitlement, which strata does not grant yet"
+                "RUN --security=insecure needs the security.insecure entitlement: build with --allow security.insecure"
                     .into(),
             );
         }
@@ -129,6 +324,8 @@ impl Runner {
         };
         let mut env = e.env.clone();
         env.extend(e.proxy_env.iter().cloned());
+        let mut held = Held::default();
+        let mounts = self.mounts(e, inputs, &store, &mut held)?;
         let req = RunRequest {
             lower: self.dirs(&store, &base),
             args: e.args.clone(),
@@ -142,8 +339,9 @@ impl Runner {
             },
             network,
             terminal: false,
-            privileged: false,
+            privileged: e.security == SecurityMode::Insecure,
             copy_layers: false,
+            mounts,
         };
         let id = executor::random_id();
         let container = ContainerDir::create(&self.root.join("containers"), &id)

@@ -54,7 +54,7 @@ pub enum CommandArgs {
     /// Run a command in a new container (the image plus a writable layer thrown away at exit)
     Run(RunArgs),
     /// Build an image from a Dockerfile
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Show the space used by images, the build cache and shared layers
     Du,
     /// Write images to a docker (default) or OCI archive
@@ -285,6 +285,15 @@ pub struct BuildArgs {
     /// Export build cache: type=local,dest=DIR or type=registry,ref=REF[,mode=min|max]
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
+    /// A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR; repeatable
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// An SSH agent for RUN --mount=type=ssh: default or ID=SOCKET (default: $SSH_AUTH_SOCK)
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+    /// Entitlements: security.insecure (lets RUN --security=insecure run privileged)
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -201,6 +201,16 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         }),
         strata_exe: std::env::current_exe().context("finding the strata binary")?,
         registry: Some(Arc::new(super::registry::client(g)?)),
+        secrets: parse_secrets(&a.secrets)?,
+        ssh: parse_ssh(&a.ssh)?,
+        allow_insecure: {
+            for e in &a.allow {
+                if e != "security.insecure" && e != "network.host" {
+                    bail!("--allow {e}: strata knows security.insecure and network.host");
+                }
+            }
+            a.allow.iter().any(|e| e == "security.insecure")
+        },
         cache_from: a
             .cache_from
             .iter()
@@ -309,4 +319,58 @@ fn describe(o: &super::output::Output) -> String {
         Output::Local { dest } => format!("client directory {dest}"),
         Output::Tar { dest } => format!("client tarball {dest}"),
     }
+}
+
+/// `--secret id=ID,src=FILE` / `id=ID,env=VAR` (`source=` and `type=file|env` as in buildx).
+pub fn parse_secrets(
+    specs: &[String],
+) -> Result<std::collections::BTreeMap<String, crate::build::runner::SecretSource>> {
+    use crate::build::runner::SecretSource;
+    let mut out = std::collections::BTreeMap::new();
+    for s in specs {
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(v.to_string()),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", "file" | "env")) => {}
+                _ => bail!("--secret {s}: expected id=ID,src=FILE or id=ID,env=VAR"),
+            }
+        }
+        let id = id
+            .or_else(|| env.clone())
+            .with_context(|| format!("--secret {s}: no id"))?;
+        let source = match (src, env) {
+            (Some(p), None) => SecretSource::File(PathBuf::from(p)),
+            (None, Some(v)) => SecretSource::Env(v),
+            (None, None) => SecretSource::Env(id.clone()),
+            _ => bail!("--secret {s}: give src= or env=, not both"),
+        };
+        out.insert(id, source);
+    }
+    Ok(out)
+}
+
+/// `--ssh default` (the agent at $SSH_AUTH_SOCK) / `--ssh ID=SOCKET`.
+pub fn parse_ssh(specs: &[String]) -> Result<std::collections::BTreeMap<String, PathBuf>> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in specs {
+        let (id, path) = match s.split_once('=') {
+            Some((id, p)) => (id.to_string(), p.to_string()),
+            None => (
+                s.clone(),
+                std::env::var("SSH_AUTH_SOCK")
+                    .with_context(|| format!("--ssh {s}: SSH_AUTH_SOCK is not set"))?,
+            ),
+        };
+        let p = PathBuf::from(&path);
+        if !p.exists() {
+            bail!("--ssh {s}: {path} does not exist");
+        }
+        out.insert(id, p);
+    }
+    Ok(out)
 }

@@ -361,10 +361,29 @@ pub fn du(g: &Global) -> Result<i32> {
 
 pub fn prune(g: &Global, a: &super::args::PruneArgs) -> Result<i32> {
     let mut until = None;
+    let mut only_cache_mounts = false;
     for f in &a.filter {
         match f.split_once('=') {
             Some(("until", d)) => until = Some(parse_duration(d)?),
-            _ => bail!("unsupported --filter {f:?}: strata knows until=DURATION"),
+            Some(("type", "exec.cachemount")) => only_cache_mounts = true,
+            _ => bail!(
+                "unsupported --filter {f:?}: strata knows until=DURATION and type=exec.cachemount"
+            ),
+        }
+    }
+    // RUN cache mounts: removed by `-a` or `--filter type=exec.cachemount` (and then only).
+    if only_cache_mounts || a.all {
+        let _lock = exclusive_lock(g)?;
+        let dir = g.root.join("cachemounts");
+        let n = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        println!("Removed {n} cache mounts");
+        if only_cache_mounts {
+            return Ok(0);
         }
     }
     let opts = strata_cache::gc::PruneOptions {

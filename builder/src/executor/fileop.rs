@@ -95,6 +95,7 @@ pub fn child(dir: &Path) -> Result<()> {
             work: dir.join("work"),
             copied: false,
             stubs: vec![],
+            extra: vec![],
         },
         &root,
     )?;

@@ -45,6 +45,82 @@ pub struct Layers {
     /// removed before the writable layer becomes a snapshot.
     #[serde(default)]
     pub stubs: Vec<PathBuf>,
+    /// Filesystems of other stages or images the step mounts (`RUN --mount=type=bind,from=`):
+    /// the shim stacks each and binds the path asked for at `src`, resolved inside it.
+    #[serde(default)]
+    pub extra: Vec<ExtraFs>,
+}
+
+/// One extra filesystem for a bind mount.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtraFs {
+    /// Lower directories, top first.
+    pub lower: Vec<PathBuf>,
+    /// Upper and work directories when writes are allowed (they are thrown away).
+    pub upper: Option<(PathBuf, PathBuf)>,
+    /// Where the stack is mounted.
+    pub root: PathBuf,
+    /// The path inside it to bind.
+    pub subpath: PathBuf,
+    /// The bind mount's source (a stub the shim binds the subpath onto).
+    pub src: PathBuf,
+}
+
+/// Mounts the extra filesystems of a step (in the shim's private namespace).
+fn mount_extra(extra: &[ExtraFs]) -> Result<()> {
+    for e in extra {
+        match (&e.upper, e.lower.len()) {
+            (None, 1) => LinuxSyscall
+                .mount(
+                    Some(&e.lower[0]),
+                    &e.root,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .context("binding a mounted layer")?,
+            (None, _) => {
+                let data = format!(
+                    "lowerdir={}",
+                    e.lower
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(":")
+                );
+                LinuxSyscall
+                    .mount(
+                        Some(Path::new("overlay")),
+                        &e.root,
+                        Some("overlay"),
+                        MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+                        Some(&data),
+                    )
+                    .context("mounting a stage for RUN --mount")?
+            }
+            (Some((upper, work)), _) => mount_overlay(
+                &Layers {
+                    lower: e.lower.clone(),
+                    upper: upper.clone(),
+                    work: work.clone(),
+                    copied: false,
+                    stubs: vec![],
+                    extra: vec![],
+                },
+                &e.root,
+            )?,
+        }
+        let inside = rootfs::secure_join(&e.root, &e.subpath);
+        if inside.is_dir() {
+            std::fs::create_dir_all(&e.src)?;
+        } else {
+            std::fs::write(&e.src, b"")?;
+        }
+        LinuxSyscall
+            .mount(Some(&inside), &e.src, None, MsFlags::MS_BIND, None)
+            .with_context(|| format!("binding {} of a mounted stage", e.subpath.display()))?;
+    }
+    Ok(())
 }
 
 /// Which runtime executes the bundle.
@@ -198,6 +274,7 @@ pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
             .context("making the copied root filesystem nodev")?;
     } else {
         mount_overlay(&layers, &rootfs)?;
+        mount_extra(&layers.extra)?;
     }
     match runtime {
         Runtime::External(bin) => external(bin, bundle, id),

@@ -36,6 +36,31 @@ pub struct RunRequest {
     pub privileged: bool,
     /// Copy the layers instead of stacking them with overlayfs.
     pub copy_layers: bool,
+    /// More mounts (RUN --mount).
+    pub mounts: Vec<RunMount>,
+}
+
+/// One RUN --mount, as the executor makes it.
+#[derive(Debug, Clone)]
+pub enum RunMount {
+    /// A host path: a context directory, a cache directory, a secret file, an agent socket.
+    Bind {
+        source: PathBuf,
+        dest: String,
+        readonly: bool,
+    },
+    Tmpfs {
+        dest: String,
+        size: Option<u64>,
+    },
+    /// Another stage's or image's layers (top first), `subpath` inside them; writes (when not
+    /// read-only) are thrown away with the container.
+    Layers {
+        lower: Vec<PathBuf>,
+        subpath: String,
+        dest: String,
+        readonly: bool,
+    },
 }
 
 /// 64 random hex digits (container and temporary directory names).
@@ -121,7 +146,68 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     std::fs::write(&resolv, resolv_text)?;
     let hostname = dir.join("hostname");
     std::fs::write(&hostname, format!("{}\n", req.hostname))?;
+    let mut extra_mounts = Vec::new();
+    let mut extra = Vec::new();
+    for (n, m) in req.mounts.iter().enumerate() {
+        let ro = |readonly: bool| {
+            let mut o = vec!["rbind".to_string()];
+            if readonly {
+                o.push("ro".into());
+            }
+            o
+        };
+        match m {
+            RunMount::Bind {
+                source,
+                dest,
+                readonly,
+            } => extra_mounts.push((
+                dest.clone(),
+                "bind".into(),
+                source.to_string_lossy().into_owned(),
+                ro(*readonly),
+            )),
+            RunMount::Tmpfs { dest, size } => {
+                let mut o = vec!["nosuid".to_string(), "nodev".into()];
+                if let Some(s) = size {
+                    o.push(format!("size={s}"));
+                }
+                extra_mounts.push((dest.clone(), "tmpfs".into(), "tmpfs".into(), o));
+            }
+            RunMount::Layers {
+                lower,
+                subpath,
+                dest,
+                readonly,
+            } => {
+                let base = dir.join("extra").join(n.to_string());
+                for d in ["root", "upper", "work"] {
+                    std::fs::create_dir_all(base.join(d))?;
+                }
+                let lower = if lower.is_empty() {
+                    std::fs::create_dir_all(base.join("empty"))?;
+                    vec![base.join("empty")]
+                } else {
+                    lower.clone()
+                };
+                extra.push(init::ExtraFs {
+                    lower,
+                    upper: (!readonly).then(|| (base.join("upper"), base.join("work"))),
+                    root: base.join("root"),
+                    subpath: PathBuf::from(subpath),
+                    src: base.join("src"),
+                });
+                extra_mounts.push((
+                    dest.clone(),
+                    "bind".into(),
+                    base.join("src").to_string_lossy().into_owned(),
+                    ro(*readonly),
+                ));
+            }
+        }
+    }
     let p = ProcessSpec {
+        extra_mounts,
         args: req.args.clone(),
         env,
         cwd: if req.cwd.is_empty() {
@@ -173,6 +259,7 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
         req.lower.clone()
     };
     let layers = Layers {
+        extra,
         lower,
         upper: dir.join("upper"),
         work: dir.join("work"),

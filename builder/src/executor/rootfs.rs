@@ -293,6 +293,7 @@ mod tests {
     fn spec() -> Spec {
         build(&ProcessSpec {
             args: vec!["sh".into()],
+            extra_mounts: vec![],
             env: vec![],
             cwd: "/".into(),
             uid: 0,

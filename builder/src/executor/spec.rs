@@ -135,6 +135,8 @@ pub struct ProcessSpec {
     pub etc_files: Vec<(PathBuf, &'static str)>,
     /// All capabilities and no seccomp filter (`--security=insecure`).
     pub privileged: bool,
+    /// More mounts (RUN --mount): destination, type, source, options.
+    pub extra_mounts: Vec<(String, String, String, Vec<String>)>,
 }
 
 fn mount(
@@ -154,7 +156,21 @@ fn mount(
 /// Builds the runtime spec.
 pub fn build(p: &ProcessSpec) -> Result<Spec, oci_spec::OciSpecError> {
     let caps: HashSet<Capability> = if p.privileged {
+        // Every capability strata itself may give: those of its bounding set (a sandboxed
+        // host may lack some, and asking for those fails).
+        let bounding: std::collections::HashSet<String> = caps::read(None, caps::CapSet::Bounding)
+            .map(|s| s.iter().map(|c| c.to_string()).collect())
+            .unwrap_or_default();
         all_caps()
+            .into_iter()
+            .filter(|c| {
+                bounding.is_empty()
+                    || serde_json::to_value(c)
+                        .ok()
+                        .and_then(|v| v.as_str().map(|n| bounding.contains(n)))
+                        .unwrap_or(true)
+            })
+            .collect()
     } else {
         DEFAULT_CAPS.iter().copied().collect()
     };
@@ -238,6 +254,10 @@ pub fn build(p: &ProcessSpec) -> Result<Spec, oci_spec::OciSpecError> {
             &src.to_string_lossy(),
             &["rbind", "ro"],
         )?);
+    }
+    for (dest, typ, src, opts) in &p.extra_mounts {
+        let o: Vec<&str> = opts.iter().map(String::as_str).collect();
+        mounts.push(mount(dest, typ, src, &o)?);
     }
     let mut namespaces = vec![
         LinuxNamespaceType::Pid,
@@ -393,6 +413,7 @@ mod tests {
             hostname: "h".into(),
             network: Network::None,
             etc_files: vec![(PathBuf::from("/b/hosts"), "/etc/hosts")],
+            extra_mounts: vec![],
             privileged: false,
         }
     }

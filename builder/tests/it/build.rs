@@ -665,3 +665,144 @@ fn onbuild_triggers_run_in_the_child_build() {
         "triggers do not pass on"
     );
 }
+
+#[test]
+fn run_mounts_cache_bind_tmpfs_secret_ssh() {
+    let Some(fx) = Fx::new("mounts") else { return };
+    fx.write("data.txt", "ctx data\n");
+    let secret = fx.ctx.parent().unwrap().join("secret.txt");
+    let value = "s3cr3t-Value-41f2";
+    std::fs::write(&secret, value).unwrap();
+    // A socket standing in for an SSH agent.
+    let sock = fx.ctx.parent().unwrap().join("agent.sock");
+    let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    fx.write(
+        "Dockerfile",
+        "FROM busybox AS other\nRUN mkdir -p /o && echo from-other > /o/f\n\nFROM busybox\n\
+         ARG N\n\
+         RUN --mount=type=cache,target=/cache,id=c1 sh -c 'echo $N >> /cache/log; wc -l < /cache/log > /count'\n\
+         RUN --mount=type=bind,target=/ctx cp /ctx/data.txt /from-ctx\n\
+         RUN --mount=type=bind,from=other,source=/o,target=/x cp /x/f /from-other\n\
+         RUN --mount=type=tmpfs,target=/t sh -c 'echo tmp > /t/a && grep -q \" /t tmpfs\" /proc/mounts && touch /tmpfs-ok'\n\
+         RUN --mount=type=secret,id=tok,mode=0400,required=true sh -c 'test $(wc -c < /run/secrets/tok) = 17 && touch /secret-ok'\n\
+         RUN --mount=type=bind,target=/ctx,rw sh -c 'echo scribble > /ctx/new && cat /ctx/new > /rw-ok'\n\
+         RUN --mount=type=ssh sh -c 'test -S $SSH_AUTH_SOCK && touch /ssh-ok'\n",
+    );
+    let ssh = format!("default={}", sock.display());
+    let secret_arg = format!("id=tok,src={}", secret.display());
+    let out = fx.build(&[
+        "--build-arg",
+        "N=1",
+        "--secret",
+        &secret_arg,
+        "--ssh",
+        &ssh,
+        "-t",
+        "m",
+    ]);
+    ok(&out);
+    assert_eq!(
+        fx.run(
+            "m",
+            "cat /count /from-ctx /from-other /rw-ok; ls /tmpfs-ok /secret-ok /ssh-ok"
+        ),
+        "1\nctx data\nfrom-other\nscribble\n/secret-ok\n/ssh-ok\n/tmpfs-ok\n"
+    );
+    // Mounts leave nothing in the image; the context was not written to.
+    assert_eq!(
+        fx.run(
+            "m",
+            "ls -d /cache /ctx /x /t /run/secrets 2>/dev/null; true"
+        ),
+        ""
+    );
+    assert!(!fx.ctx.join("new").exists());
+    // The cache mount persists (a second run sees the first line), and is not in any key:
+    // changing N reruns the step, which now counts 2.
+    ok(&fx.build(&[
+        "--build-arg",
+        "N=2",
+        "--secret",
+        &secret_arg,
+        "--ssh",
+        &ssh,
+        "-t",
+        "m",
+    ]));
+    assert_eq!(fx.run("m", "cat /count"), "2\n");
+    // The secret's value is nowhere: not in the image, the state root, the logs, or /dev/shm.
+    let grep = Command::new("grep")
+        .args(["-rl", value])
+        .arg(&fx.root)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&grep), "", "the secret is in the state root");
+    assert!(!stderr(&out).contains(value) && !stdout(&out).contains(value));
+    let shm = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("strata-secrets")
+            })
+        })
+        .unwrap_or(false);
+    assert!(!shm, "a secret directory was left in /dev/shm");
+    // A required secret that is not given: a clear error.
+    let out = fx.build(&["--ssh", &ssh]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("secret tok is required"),
+        "{}",
+        stderr(&out)
+    );
+    // A change in a file a bind mount reads reruns the step.
+    fx.write("data.txt", "changed\n");
+    let out = fx.build(&[
+        "--build-arg",
+        "N=2",
+        "--secret",
+        &secret_arg,
+        "--ssh",
+        &ssh,
+        "-t",
+        "m",
+    ]);
+    ok(&out);
+    assert!(
+        steps(&out).1.iter().any(|s| s.contains("cp /ctx/data.txt")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fx.run("m", "cat /from-ctx"), "changed\n");
+    // prune --filter type=exec.cachemount drops cache mounts.
+    ok(&fx.strata(&["prune", "--filter", "type=exec.cachemount"]));
+    assert!(!fx.root.join("cachemounts").exists());
+}
+
+#[test]
+fn security_insecure_needs_the_entitlement() {
+    let Some(fx) = Fx::new("insecure") else {
+        return;
+    };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nRUN --security=insecure grep CapEff /proc/self/status > /caps\n",
+    );
+    let out = fx.build(&[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--allow security.insecure"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&fx.build(&["--allow", "security.insecure", "-t", "i"]));
+    // Every capability the host lets strata give (a sandboxed host may lack some).
+    let host = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("CapBnd:"))
+        .unwrap()
+        .replace("CapBnd:", "CapEff:");
+    assert_eq!(fx.run("i", "cat /caps"), format!("{host}\n"));
+}

@@ -679,6 +679,7 @@ fn the_writable_layer_becomes_a_snapshot() {
         terminal: false,
         privileged: false,
         copy_layers: false,
+        mounts: vec![],
     };
     let bundle = root.join("containers").join("test-commit");
     strata::executor::prepare_bundle(&bundle, &req).unwrap();
