@@ -806,3 +806,63 @@ fn security_insecure_needs_the_entitlement() {
         .replace("CapBnd:", "CapEff:");
     assert_eq!(fx.run("i", "cat /caps"), format!("{host}\n"));
 }
+
+#[test]
+fn heredocs_and_copy_link() {
+    let Some(fx) = Fx::new("heredocs") else {
+        return;
+    };
+    fx.write(
+        "Dockerfile",
+        "# syntax=docker/dockerfile:1\nFROM busybox\nRUN <<EOF\necho one > /one\necho two >> /one\nEOF\n\
+         RUN <<-A cat >/a && <<B cat >/b\n\ttab-indented\n\tA\nplain $HOME\nB\n\
+         COPY <<'EOF' <<DATA /etc/\nliteral $HOME\nEOF\nexpanded\nDATA\n\
+         COPY --chmod=0755 <<EOF /usr/local/bin/hello\n#!/bin/sh\necho hello from heredoc\nEOF\n\
+         RUN <<EOF sh\necho via-interp > /interp\nEOF\n",
+    );
+    ok(&fx.build(&["-t", "hd"]));
+    assert_eq!(
+        fx.run(
+            "hd",
+            "cat /one /a /b /etc/EOF /etc/DATA /interp; hello; stat -c %a /usr/local/bin/hello"
+        ),
+        "one\ntwo\ntab-indented\nplain /root\nliteral $HOME\nexpanded\nvia-interp\nhello from heredoc\n755\n"
+    );
+    // COPY --link: its layer does not depend on what is below it.
+    fx.write("f.txt", "linked\n");
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nRUN echo base-one > /base\nCOPY --link f.txt /linked.txt\n",
+    );
+    ok(&fx.build(&["-t", "l1"]));
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nRUN echo base-two > /base\nCOPY --link f.txt /linked.txt\n",
+    );
+    let out = fx.build(&["-t", "l2"]);
+    ok(&out);
+    // The copy itself is a cache hit; only the (free) stacking of its layer runs.
+    assert!(
+        steps(&out).0.iter().any(|s| s.contains("COPY --link")),
+        "the linked copy ran again: {}",
+        stderr(&out)
+    );
+    assert_eq!(fx.run("l2", "cat /base /linked.txt"), "base-two\nlinked\n");
+    let layers = |img: &str| -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&fx.strata(&["inspect", img]).stdout).unwrap();
+        v[0]["RootFS"]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (a, b) = (layers("l1"), layers("l2"));
+    assert_eq!(
+        a.last(),
+        b.last(),
+        "the linked layer is the same in both images"
+    );
+    assert_ne!(a[1], b[1]);
+}
