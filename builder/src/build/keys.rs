@@ -151,15 +151,25 @@ pub fn select_entries<'a>(
 }
 
 /// Keys of the `needed` ops (in topological order).
+/// What keys are computed from besides the graph.
+pub struct KeyEnv<'a> {
+    pub store: &'a ImageStore,
+    pub contexts: &'a mut Contexts,
+    pub meta: &'a mut Metadata,
+    pub progress: &'a Progress,
+    /// SOURCE_DATE_EPOCH.
+    pub epoch: Option<i64>,
+    /// Digests of files fetched for ADD URL without a checksum.
+    pub http: &'a BTreeMap<OpId, Digest>,
+}
+
 pub fn compute(
     graph: &BuildGraph,
     needed: &[OpId],
-    store: &ImageStore,
-    contexts: &mut Contexts,
-    meta: &mut Metadata,
-    progress: &Progress,
-    epoch: Option<i64>,
+    env: &mut KeyEnv<'_>,
 ) -> Result<BTreeMap<OpId, Digest>> {
+    let (store, epoch, http) = (env.store, env.epoch, env.http);
+    let progress = env.progress;
     // The paths the build reads from the context; an op that follows nothing reads it all.
     let locals: Vec<&Vec<String>> = needed
         .iter()
@@ -186,6 +196,14 @@ pub fn compute(
             h["epoch"] = e.into();
         }
         match &op.kind {
+            OpKind::Source(SourceOp::Http { checksum, .. }) => {
+                // The content: as --checksum promises it, or as fetched.
+                h["content"] = match (checksum, http.get(id)) {
+                    (Some(c), _) => c.clone().into(),
+                    (None, Some(d)) => d.as_str().into(),
+                    (None, None) => serde_json::Value::Null,
+                };
+            }
             OpKind::Source(SourceOp::Image { .. }) => {
                 let img = resolver::find_image(store, op)?;
                 h["image"] = img.record.id.as_str().into();
@@ -206,7 +224,7 @@ pub fn compute(
                     ) {
                         continue;
                     }
-                    let sum = contexts.sum(&follow, meta, progress)?;
+                    let sum = env.contexts.sum(&follow, env.meta, progress)?;
                     let mut text = String::new();
                     for en in select_entries(&sum.entries, &m.source, &[]) {
                         text.push_str(&en.path);
@@ -239,7 +257,7 @@ pub fn compute(
                     ) {
                         continue;
                     }
-                    let sum = contexts.sum(&follow, meta, progress)?;
+                    let sum = env.contexts.sum(&follow, env.meta, progress)?;
                     let mut text = String::new();
                     for e in select_entries(&sum.entries, src, exclude) {
                         text.push_str(&e.path);

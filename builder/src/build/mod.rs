@@ -137,14 +137,43 @@ pub fn build(
     let mut meta =
         strata_cache::metadata::Metadata::open(&req.root).map_err(anyhow::Error::from)?;
     let mut contexts = keys::Contexts::new(&req.context, &req.opts.dockerignore);
+    // Files ADD fetches by URL without a --checksum: fetched now, their content is the key.
+    let mut http_keys = BTreeMap::new();
+    let mut prefetched = BTreeMap::new();
+    let mut guards = Vec::new();
+    for id in &needed {
+        let op = graph.op(*id);
+        if let OpKind::Source(SourceOp::Http {
+            url,
+            checksum: None,
+            filename,
+        }) = &op.kind
+        {
+            let dir = crate::executor::ContainerDir::create(
+                &req.root.join("containers"),
+                &format!("url-{}", crate::executor::random_id()),
+            )?;
+            let file = dir.path().join("fetched");
+            progress.start(url, url, &[]);
+            let f = crate::registry::fetch::fetch(url, None, &file);
+            progress.done(url, f.as_ref().err().map(|e| format!("{e:#}")).as_deref());
+            let f = f?;
+            http_keys.insert(*id, f.digest.clone());
+            prefetched.insert(*id, (file, f, filename.clone()));
+            guards.push(dir);
+        }
+    }
     let keys = keys::compute(
         &graph,
         &needed,
-        &store,
-        &mut contexts,
-        &mut meta,
-        &progress,
-        epoch,
+        &mut keys::KeyEnv {
+            store: &store,
+            contexts: &mut contexts,
+            meta: &mut meta,
+            progress: &progress,
+            epoch,
+            http: &http_keys,
+        },
     )?;
     // 3. What is done already: sources, and cache hits.
     let mut done: BTreeMap<OpId, FsResult> = BTreeMap::new();
@@ -162,13 +191,8 @@ pub fn build(
             OpKind::Source(SourceOp::Local { .. }) => {
                 done.insert(*id, FsResult::Context(req.context.clone()));
             }
-            OpKind::Source(SourceOp::Http { url, .. }) => {
-                return Err(anyhow::anyhow!(
-                    "{}: ADD from a URL ({url}) is not supported yet",
-                    location(op, &req.dockerfile_name)
-                )
-                .into());
-            }
+            // Fetched (or made from what was fetched for its key) when a step needs it.
+            OpKind::Source(SourceOp::Http { .. }) => {}
             OpKind::Source(SourceOp::Git { remote, .. }) => {
                 return Err(anyhow::anyhow!(
                     "{}: ADD from a Git repository ({remote}) is not supported yet",
@@ -277,6 +301,7 @@ pub fn build(
         secrets: req.secrets.clone(),
         ssh: req.ssh.clone(),
         allow_insecure: req.allow_insecure,
+        prefetched: std::sync::Mutex::new(prefetched),
     });
     let scheduler = Scheduler {
         max_parallelism: req.max_parallelism.max(1),

@@ -50,6 +50,9 @@ pub struct Runner {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`.
     pub allow_insecure: bool,
+    /// Files already fetched for ADD URL (to compute their keys): op → (file, what, name).
+    pub prefetched:
+        std::sync::Mutex<BTreeMap<OpId, (PathBuf, crate::registry::fetch::Fetched, String)>>,
 }
 
 fn layers(r: &FsResult, what: &str) -> Result<Vec<Option<Digest>>, String> {
@@ -261,6 +264,61 @@ impl Runner {
         Ok(out)
     }
 
+    /// ADD URL: the fetched file as a one-file layer (mode 0600, mtime from Last-Modified).
+    fn http(
+        &self,
+        id: OpId,
+        url: &str,
+        checksum: Option<&str>,
+        filename: &str,
+    ) -> Result<Vec<Option<Digest>>, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = ContainerDir::create(
+            &self.root.join("containers"),
+            &format!("url-{}", executor::random_id()),
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        let upper = dir.path().join("upper");
+        std::fs::create_dir(&upper).map_err(|e| e.to_string())?;
+        let file = upper.join(filename);
+        let pre = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let fetched = match pre {
+            Some((path, f, _)) => {
+                std::fs::copy(&path, &file).map_err(|e| e.to_string())?;
+                f
+            }
+            None => {
+                crate::registry::fetch::fetch(url, checksum, &file).map_err(|e| format!("{e:#}"))?
+            }
+        };
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+        if let Some(t) = fetched.mtime {
+            let ts = rustix::fs::Timespec {
+                tv_sec: t,
+                tv_nsec: 0,
+            };
+            let _ = rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &file,
+                &rustix::fs::Timestamps {
+                    last_access: ts,
+                    last_modification: ts,
+                },
+                rustix::fs::AtFlags::empty(),
+            );
+        }
+        let mut store = self.store()?;
+        let layer = store
+            .commit_layer(&upper, self.epoch)
+            .map_err(|e| format!("committing the fetched file: {e}"))?;
+        Ok(vec![layer.map(|l| l.diff_id)])
+    }
+
     fn store(&self) -> Result<ImageStore, String> {
         ImageStore::open(&self.root).map_err(|e| format!("opening the store: {e}"))
     }
@@ -466,6 +524,11 @@ impl OpRunner for Runner {
                 }
                 Ok(out)
             }
+            OpKind::Source(strata_solver::graph::SourceOp::Http {
+                url,
+                checksum,
+                filename,
+            }) => self.http(id, url, checksum.as_deref(), filename),
             OpKind::Source(_) => Err("a source reached the runner".into()),
         };
         match result {

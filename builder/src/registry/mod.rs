@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod fetch;
 
 use anyhow::{Context, Result, bail};
 pub use client::{Client, RegistryError};

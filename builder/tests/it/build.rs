@@ -866,3 +866,98 @@ fn heredocs_and_copy_link() {
     );
     assert_ne!(a[1], b[1]);
 }
+
+/// A one-file HTTP server on loopback: GET /file.txt → `body` with a Last-Modified date.
+/// Returns its address and a request counter.
+fn serve_file(body: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h2 = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).is_err() || l.trim().is_empty() {
+                    break;
+                }
+            }
+            h2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut s = s;
+            let resp = if line.contains("/file.txt") {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
+            };
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    (addr, hits)
+}
+
+#[test]
+fn add_from_a_url_with_and_without_a_checksum() {
+    let Some(fx) = Fx::new("addurl") else { return };
+    let (addr, hits) = serve_file("fetched content\n");
+    let sum = "sha256:3a2b3b2ff8df4c8a0e3b8a6c1a34eab0e29b8c35ae1b1236c1c6f00c9d0a37d0";
+    let real = {
+        let out = Command::new("sh")
+            .args(["-c", "printf 'fetched content\\n' | sha256sum"])
+            .output()
+            .unwrap();
+        format!("sha256:{}", stdout(&out).split_whitespace().next().unwrap())
+    };
+    fx.write(
+        "Dockerfile",
+        &format!("FROM busybox\nADD --checksum={real} http://{addr}/file.txt /data/\nRUN stat -c '%a %Y' /data/file.txt > /meta\n"),
+    );
+    ok(&fx.build(&["-t", "u"]));
+    assert_eq!(
+        fx.run("u", "cat /data/file.txt /meta"),
+        "fetched content\n600 784111777\n"
+    );
+    // With a checksum, a rebuild needs no request at all.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    let out = fx.build(&["-t", "u"]);
+    ok(&out);
+    assert!(steps(&out).1.is_empty(), "{}", stderr(&out));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), before);
+    // A wrong checksum fails with a clear error.
+    fx.write(
+        "Dockerfile",
+        &format!("FROM busybox\nADD --checksum={sum} http://{addr}/file.txt /data/\n"),
+    );
+    let out = fx.build(&[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    // Without a checksum the content is fetched to compute the key; same content, cache hit.
+    fx.write(
+        "Dockerfile",
+        &format!("FROM busybox\nADD http://{addr}/file.txt /nosum.txt\n"),
+    );
+    ok(&fx.build(&["-t", "n"]));
+    let out = fx.build(&["-t", "n"]);
+    ok(&out);
+    assert!(steps(&out).1.is_empty(), "{}", stderr(&out));
+    assert_eq!(fx.run("n", "cat /nosum.txt"), "fetched content\n");
+    // A missing file is an error that names the URL.
+    fx.write(
+        "Dockerfile",
+        &format!("FROM busybox\nADD http://{addr}/nope /x\n"),
+    );
+    let out = fx.build(&[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("404"), "{}", stderr(&out));
+}
