@@ -161,6 +161,8 @@ pub struct KeyEnv<'a> {
     pub epoch: Option<i64>,
     /// Digests of files fetched for ADD URL without a checksum.
     pub http: &'a BTreeMap<OpId, Digest>,
+    /// Commits Git sources resolved to.
+    pub git: &'a BTreeMap<OpId, String>,
 }
 
 pub fn compute(
@@ -203,6 +205,9 @@ pub fn compute(
                     (None, Some(d)) => d.as_str().into(),
                     (None, None) => serde_json::Value::Null,
                 };
+            }
+            OpKind::Source(SourceOp::Git { .. }) => {
+                h["content"] = env.git.get(id).cloned().into();
             }
             OpKind::Source(SourceOp::Image { .. }) => {
                 let img = resolver::find_image(store, op)?;

@@ -141,6 +141,7 @@ pub fn build(
     let mut http_keys = BTreeMap::new();
     let mut prefetched = BTreeMap::new();
     let mut guards = Vec::new();
+    let mut git_commits: BTreeMap<OpId, String> = BTreeMap::new();
     for id in &needed {
         let op = graph.op(*id);
         if let OpKind::Source(SourceOp::Http {
@@ -162,6 +163,31 @@ pub fn build(
             prefetched.insert(*id, (file, f, filename.clone()));
             guards.push(dir);
         }
+        // Git sources: the ref resolved to a commit, which is the key (and --checksum's check).
+        if let OpKind::Source(SourceOp::Git {
+            remote,
+            reference,
+            checksum,
+            ..
+        }) = &op.kind
+        {
+            let commit = crate::registry::git::resolve(remote, reference)
+                .with_context(|| format!("ADD {remote}"))?;
+            if let Some(c) = checksum
+                && !commit.starts_with(c.as_str())
+            {
+                return Err(anyhow::anyhow!(
+                    "ADD {remote}: checksum mismatch: --checksum says {c}, {} is {commit}",
+                    if reference.is_empty() {
+                        "HEAD"
+                    } else {
+                        reference
+                    }
+                )
+                .into());
+            }
+            git_commits.insert(*id, commit);
+        }
     }
     let keys = keys::compute(
         &graph,
@@ -173,6 +199,7 @@ pub fn build(
             progress: &progress,
             epoch,
             http: &http_keys,
+            git: &git_commits,
         },
     )?;
     // 3. What is done already: sources, and cache hits.
@@ -193,13 +220,8 @@ pub fn build(
             }
             // Fetched (or made from what was fetched for its key) when a step needs it.
             OpKind::Source(SourceOp::Http { .. }) => {}
-            OpKind::Source(SourceOp::Git { remote, .. }) => {
-                return Err(anyhow::anyhow!(
-                    "{}: ADD from a Git repository ({remote}) is not supported yet",
-                    location(op, &req.dockerfile_name)
-                )
-                .into());
-            }
+            // Checked out when a step needs it.
+            OpKind::Source(SourceOp::Git { .. }) => {}
             _ if op.ignore_cache => {}
             _ => {
                 let key = &keys[id];
@@ -302,6 +324,7 @@ pub fn build(
         ssh: req.ssh.clone(),
         allow_insecure: req.allow_insecure,
         prefetched: std::sync::Mutex::new(prefetched),
+        git_commits: git_commits.clone(),
     });
     let scheduler = Scheduler {
         max_parallelism: req.max_parallelism.max(1),
@@ -373,17 +396,6 @@ pub fn build(
         executed,
         cached,
     })
-}
-
-fn location(op: &strata_solver::graph::Op, file: &str) -> String {
-    match &op.location {
-        Some(l) => format!(
-            "{}:{}",
-            if l.file.is_empty() { file } else { &l.file },
-            l.start_line
-        ),
-        None => file.to_string(),
-    }
 }
 
 /// BuildKit's failure report: the step and its last output, then the Dockerfile lines around

@@ -53,6 +53,8 @@ pub struct Runner {
     /// Files already fetched for ADD URL (to compute their keys): op → (file, what, name).
     pub prefetched:
         std::sync::Mutex<BTreeMap<OpId, (PathBuf, crate::registry::fetch::Fetched, String)>>,
+    /// Commits the Git sources resolved to.
+    pub git_commits: BTreeMap<OpId, String>,
 }
 
 fn layers(r: &FsResult, what: &str) -> Result<Vec<Option<Digest>>, String> {
@@ -319,6 +321,43 @@ impl Runner {
         Ok(vec![layer.map(|l| l.diff_id)])
     }
 
+    /// ADD of a Git repository: the tree at the resolved commit (or its `subdir`) as a layer.
+    fn git(
+        &self,
+        id: OpId,
+        remote: &str,
+        subdir: Option<&str>,
+        keep_git_dir: bool,
+    ) -> Result<Vec<Option<Digest>>, String> {
+        let commit = self
+            .git_commits
+            .get(&id)
+            .ok_or("a Git source that was not resolved")?;
+        let dir = ContainerDir::create(
+            &self.root.join("containers"),
+            &format!("git-{}", executor::random_id()),
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        let work = dir.path().join("checkout");
+        crate::registry::git::checkout(remote, commit, &work, keep_git_dir)
+            .map_err(|e| format!("{e:#}"))?;
+        let upper = match subdir.filter(|s| !s.is_empty() && *s != "/") {
+            Some(s) => {
+                let p = crate::executor::rootfs::secure_join(&work, Path::new(s));
+                if !p.is_dir() {
+                    return Err(format!("{remote}: {s} is not a directory at {commit}"));
+                }
+                p
+            }
+            None => work.clone(),
+        };
+        let mut store = self.store()?;
+        let layer = store
+            .commit_layer(&upper, self.epoch)
+            .map_err(|e| format!("committing the checkout: {e}"))?;
+        Ok(vec![layer.map(|l| l.diff_id)])
+    }
+
     fn store(&self) -> Result<ImageStore, String> {
         ImageStore::open(&self.root).map_err(|e| format!("opening the store: {e}"))
     }
@@ -529,6 +568,12 @@ impl OpRunner for Runner {
                 checksum,
                 filename,
             }) => self.http(id, url, checksum.as_deref(), filename),
+            OpKind::Source(strata_solver::graph::SourceOp::Git {
+                remote,
+                subdir,
+                keep_git_dir,
+                ..
+            }) => self.git(id, remote, subdir.as_deref(), *keep_git_dir),
             OpKind::Source(_) => Err("a source reached the runner".into()),
         };
         match result {

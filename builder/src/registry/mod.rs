@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod fetch;
+pub mod git;
 
 use anyhow::{Context, Result, bail};
 pub use client::{Client, RegistryError};

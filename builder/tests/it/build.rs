@@ -961,3 +961,111 @@ fn add_from_a_url_with_and_without_a_checksum() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("404"), "{}", stderr(&out));
 }
+
+#[test]
+fn add_a_git_repository() {
+    let Some(fx) = Fx::new("addgit") else { return };
+    if Command::new("git").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI has git");
+        return;
+    }
+    // A repository served by `git daemon` on loopback.
+    let base = fx.ctx.parent().unwrap().join("git");
+    let work = base.join("work");
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    std::fs::write(work.join("sub/file.txt"), "v1\n").unwrap();
+    std::fs::write(work.join("top.txt"), "top\n").unwrap();
+    let git = |args: &[&str], dir: &Path| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    git(&["init", "-q"], &work);
+    git(&["add", "."], &work);
+    git(&["commit", "-q", "-m", "one"], &work);
+    git(&["tag", "v1"], &work);
+    git(&["clone", "-q", "--bare", ".", "../repo.git"], &work);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = Command::new("git")
+        .args([
+            "daemon",
+            "--export-all",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", base.display()))
+        .arg(&base)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let remote = format!("git://127.0.0.1:{port}/repo.git");
+    fx.write(
+        "Dockerfile",
+        &format!(
+            "FROM busybox\nADD {remote}#v1:sub /src\nADD --keep-git-dir=true {remote}#main /full\n"
+        ),
+    );
+    let out = fx.build(&["-t", "g"]);
+    let result = std::panic::catch_unwind(|| {
+        ok(&out);
+        assert_eq!(
+            fx.run("g", "cat /src/file.txt /full/top.txt; ls -d /full/.git"),
+            "v1\ntop\n/full/.git\n"
+        );
+        assert_eq!(fx.run("g", "ls -A /src"), "file.txt\n");
+        // Unchanged ref: cached. A new commit on main: that step runs again.
+        let out = fx.build(&["-t", "g"]);
+        ok(&out);
+        assert!(steps(&out).1.is_empty(), "{}", stderr(&out));
+        std::fs::write(work.join("top.txt"), "top v2\n").unwrap();
+        git(&["commit", "-q", "-am", "two"], &work);
+        git(&["push", "-q", "../repo.git", "main"], &work);
+        let out = fx.build(&["-t", "g"]);
+        ok(&out);
+        assert_eq!(
+            fx.run("g", "cat /full/top.txt /src/file.txt"),
+            "top v2\nv1\n"
+        );
+        // A checksum that does not match the commit fails clearly.
+        fx.write(
+            "Dockerfile",
+            &format!("FROM busybox\nADD --checksum=0123456789abcdef0123456789abcdef01234567 {remote}#v1 /x\n"),
+        );
+        let out = fx.build(&[]);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("checksum mismatch"),
+            "{}",
+            stderr(&out)
+        );
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -1,0 +1,83 @@
+//! `ADD` of a Git repository: the ref resolved to a commit (the step's key), the tree at that
+//! commit checked out, optionally with its `.git` directory. Uses the host's `git`.
+
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn git(args: &[&str], dir: Option<&Path>) -> Result<String> {
+    let mut c = Command::new("git");
+    if let Some(d) = dir {
+        c.current_dir(d);
+    }
+    let out = c
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .context("running git (ADD of a Git repository needs git installed)")?;
+    if !out.status.success() {
+        bail!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_commit(r: &str) -> bool {
+    r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The commit `reference` (a branch, tag or commit; empty: the default branch) names.
+pub fn resolve(remote: &str, reference: &str) -> Result<String> {
+    if is_commit(reference) {
+        return Ok(reference.to_ascii_lowercase());
+    }
+    let want = if reference.is_empty() {
+        "HEAD"
+    } else {
+        reference
+    };
+    let out = git(&["ls-remote", remote, want], None)
+        .with_context(|| format!("resolving {want} in {remote}"))?;
+    let lines: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once('\t')).collect();
+    // Exact names first: HEAD, refs/heads/X, refs/tags/X (a peeled tag `^{}` wins for tags).
+    for cand in [
+        want.to_string(),
+        format!("refs/heads/{want}"),
+        format!("refs/tags/{want}^{{}}"),
+        format!("refs/tags/{want}"),
+    ] {
+        if let Some((sha, _)) = lines.iter().find(|(_, name)| *name == cand) {
+            return Ok(sha.to_string());
+        }
+    }
+    bail!("{remote} has no ref {want}")
+}
+
+/// Checks `commit` of `remote` out into `dest` (created), keeping `.git` when asked.
+pub fn checkout(remote: &str, commit: &str, dest: &Path, keep_git_dir: bool) -> Result<()> {
+    std::fs::create_dir_all(dest)?;
+    git(&["init", "-q"], Some(dest))?;
+    git(&["remote", "add", "origin", remote], Some(dest))?;
+    // A commit by its ID needs a server that allows it; fall back to a full fetch.
+    if git(
+        &["fetch", "-q", "--depth", "1", "origin", commit],
+        Some(dest),
+    )
+    .is_err()
+    {
+        git(&["fetch", "-q", "origin"], Some(dest))?;
+    }
+    git(
+        &["-c", "advice.detachedHead=false", "checkout", "-q", commit],
+        Some(dest),
+    )
+    .with_context(|| format!("checking out {commit}"))?;
+    if !keep_git_dir {
+        std::fs::remove_dir_all(dest.join(".git"))?;
+    }
+    Ok(())
+}
