@@ -14,6 +14,8 @@ command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 # … with TLS and basic auth (bcrypt htpasswd files; certificates come from openssl).
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# ADD of Git repositories (and its tests, which run git daemon).
+command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]]; then

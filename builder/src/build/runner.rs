@@ -78,6 +78,8 @@ struct Held {
     locks: Vec<std::fs::File>,
     dirs: Vec<PathBuf>,
     secrets: Option<PathBuf>,
+    /// Secret environment variables: name → value file.
+    env: Vec<(String, PathBuf)>,
 }
 
 impl Drop for Held {
@@ -225,11 +227,6 @@ impl Runner {
                         }
                         None => continue,
                     };
-                    if as_env.is_some() {
-                        return Err(format!(
-                            "RUN --mount=type=secret,id={id},env=…: exposing a secret as an environment variable is not supported yet (it would be written to the bundle's config.json); mount it as a file"
-                        ));
-                    }
                     if held.secrets.is_none() {
                         held.secrets = Some(secret_dir()?);
                     }
@@ -240,6 +237,14 @@ impl Runner {
                         .map_err(|e| e.to_string())?;
                     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
                         .map_err(|e| e.to_string())?;
+                    if let Some(var) = as_env {
+                        if self.runtime != crate::executor::init::Runtime::Builtin {
+                            return Err(format!(
+                                "RUN --mount=type=secret,id={id},env={var}: secrets as environment variables need the built-in runtime (an external runtime would need them in config.json)"
+                            ));
+                        }
+                        held.env.push((var.clone(), file.clone()));
+                    }
                     if !m.target.is_empty() {
                         out.push(RunMount::Bind {
                             source: file,
@@ -439,6 +444,7 @@ impl Runner {
             privileged: e.security == SecurityMode::Insecure,
             copy_layers: false,
             mounts,
+            secret_env: held.env.clone(),
         };
         let id = executor::random_id();
         let container = ContainerDir::create(&self.root.join("containers"), &id)

@@ -115,6 +115,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         privileged: a.privileged,
         copy_layers: g.config.snapshotter == super::config::Snapshotter::Native,
         mounts: vec![],
+        secret_env: vec![],
     };
     let runtime = executor::runtime(g.runtime.as_deref())?;
     executor::clean_stale_containers(&g.root.join("containers"));

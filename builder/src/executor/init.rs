@@ -618,6 +618,22 @@ pub fn init(bundle: &Path) -> Result<i32> {
     let spec = load_spec(bundle)?;
     let sys = LinuxSyscall;
     let rootfs_path = bundle.join("rootfs");
+    // Secrets exposed as environment variables: their values are read from files outside
+    // the state root (on tmpfs) before pivot_root, never written to config.json.
+    let secret_env: Vec<(String, String)> = match std::fs::read(bundle.join("secret-env.json")) {
+        Ok(b) => {
+            let list: Vec<(String, PathBuf)> =
+                serde_json::from_slice(&b).context("parsing secret-env.json")?;
+            list.into_iter()
+                .map(|(k, p)| {
+                    std::fs::read(&p)
+                        .map(|v| (k.clone(), String::from_utf8_lossy(&v).into_owned()))
+                        .with_context(|| format!("reading the secret for {k}"))
+                })
+                .collect::<Result<_>>()?
+        }
+        Err(_) => vec![],
+    };
     rootfs::setup(&spec, &rootfs_path, &sys).context("preparing the root filesystem")?;
     let namespaces = spec
         .linux()
@@ -649,7 +665,7 @@ pub fn init(bundle: &Path) -> Result<i32> {
     let Some(program) = args.first() else {
         bail!("no command to run: give one, or use an image with a CMD or ENTRYPOINT");
     };
-    let env: Vec<(String, String)> = process
+    let mut env: Vec<(String, String)> = process
         .env()
         .clone()
         .unwrap_or_default()
@@ -659,6 +675,10 @@ pub fn init(bundle: &Path) -> Result<i32> {
             (k.to_string(), v.to_string())
         })
         .collect();
+    for (k, v) in secret_env {
+        env.retain(|(x, _)| *x != k);
+        env.push((k, v));
+    }
     let cwd = process.cwd().clone();
     if !cwd.as_os_str().is_empty() && !cwd.exists() {
         std::fs::create_dir_all(&cwd)

@@ -38,6 +38,9 @@ pub struct RunRequest {
     pub copy_layers: bool,
     /// More mounts (RUN --mount).
     pub mounts: Vec<RunMount>,
+    /// Environment variables whose values are secrets: name → file holding the value (outside
+    /// the state root). Only the built-in runtime takes them (config.json never holds them).
+    pub secret_env: Vec<(String, PathBuf)>,
 }
 
 /// One RUN --mount, as the executor makes it.
@@ -258,6 +261,12 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     } else {
         req.lower.clone()
     };
+    if !req.secret_env.is_empty() {
+        std::fs::write(
+            dir.join("secret-env.json"),
+            serde_json::to_vec(&req.secret_env)?,
+        )?;
+    }
     let layers = Layers {
         extra,
         lower,

@@ -1069,3 +1069,59 @@ fn add_a_git_repository() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn secrets_as_environment_variables() {
+    let Some(fx) = Fx::new("secretenv") else {
+        return;
+    };
+    let value = "env-S3cret-9d1e";
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=secret,id=tok,env=TOKEN sh -c 'test ${#TOKEN} = 15 && touch /ok; test ! -e /run/secrets/tok'\n",
+    );
+    let out = fx
+        .cmd(&[
+            "build",
+            "--progress",
+            "plain",
+            "--secret",
+            "id=tok,env=MY_TOKEN",
+            "-t",
+            "se",
+            &fx.ctx.to_string_lossy(),
+        ])
+        .env("MY_TOKEN", value)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(fx.run("se", "ls /ok"), "/ok\n");
+    let grep = Command::new("grep")
+        .args(["-rl", value])
+        .arg(&fx.root)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&grep), "", "the secret is in the state root");
+    // An external runtime would need it in config.json: refused.
+    if Command::new("runc").arg("--version").output().is_ok() {
+        let out = fx
+            .cmd(&[
+                "--runtime",
+                "runc",
+                "build",
+                "--no-cache",
+                "--secret",
+                "id=tok,env=MY_TOKEN",
+                &fx.ctx.to_string_lossy(),
+            ])
+            .env("MY_TOKEN", value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("built-in runtime"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

@@ -680,6 +680,7 @@ fn the_writable_layer_becomes_a_snapshot() {
         privileged: false,
         copy_layers: false,
         mounts: vec![],
+        secret_env: vec![],
     };
     let bundle = root.join("containers").join("test-commit");
     strata::executor::prepare_bundle(&bundle, &req).unwrap();
