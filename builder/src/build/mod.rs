@@ -51,7 +51,8 @@ pub struct BuildRequest {
     /// `--cache-from`: caches to take step results from.
     pub cache_from: Vec<remote_cache::Location>,
     /// `--cache-to`: where the build's cache goes.
-    pub cache_to: Vec<(remote_cache::Location, remote_cache::Mode)>,
+    /// (where, which steps, with the RUN cache mounts — a strata extension).
+    pub cache_to: Vec<(remote_cache::Location, remote_cache::Mode, bool)>,
     /// For layers pulled lazily: fetched when a step runs on them.
     pub registry: Option<Arc<crate::registry::Client>>,
     /// `--secret`: id → source.
@@ -239,7 +240,12 @@ pub fn build(
         let mut imported = Vec::new();
         for loc in &req.cache_from {
             match remote_cache::import(loc) {
-                Ok(i) => imported.push(i),
+                Ok(i) => {
+                    if let Err(e) = i.seed_cache_mounts(&store, &req.root) {
+                        let _ = writeln!(warnings, "warning: seeding cache mounts failed: {e:#}");
+                    }
+                    imported.push(i)
+                }
                 Err(e) => {
                     let _ = writeln!(warnings, "warning: importing a cache failed: {e:#}");
                 }
@@ -363,7 +369,33 @@ pub fn build(
         assemble::put_image(&mut store, &lowered, &layers, &req.tags, created)?;
     let used: Vec<Digest> = needed.iter().filter_map(|i| keys.get(i).cloned()).collect();
     let _ = meta.touch_cached(&used, now());
-    for (loc, mode) in &req.cache_to {
+    for (loc, mode, with_mounts) in &req.cache_to {
+        // The cache mounts the build's steps used, when asked.
+        let mounts: Vec<(String, PathBuf)> = if *with_mounts {
+            let mut v: Vec<(String, PathBuf)> = needed
+                .iter()
+                .filter_map(|i| match &graph.op(*i).kind {
+                    OpKind::Exec(e) => Some(e.mounts.iter().filter_map(|m| {
+                        match &m.kind {
+                            strata_solver::graph::MountKind::Cache { id, .. } => Some((
+                                id.clone(),
+                                req.root
+                                    .join("cachemounts")
+                                    .join(Digest::of(id.as_bytes()).hex()),
+                            )),
+                            _ => None,
+                        }
+                    })),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        } else {
+            vec![]
+        };
         let keys_out: Vec<Digest> = match mode {
             remote_cache::Mode::Max => used.clone(),
             remote_cache::Mode::Min => {
@@ -386,7 +418,8 @@ pub fn build(
                 v
             }
         };
-        let n = remote_cache::export(&mut store, &keys_out, loc).context("exporting the cache")?;
+        let n = remote_cache::export(&mut store, &keys_out, loc, &mounts)
+            .context("exporting the cache")?;
         let _ = writeln!(warnings, "exported {n} cache entries");
     }
     let executed = runner.executed.load(std::sync::atomic::Ordering::SeqCst);

@@ -40,6 +40,15 @@ pub struct CacheConfig {
     pub entries: BTreeMap<Digest, Vec<Option<Digest>>>,
     /// Diff ID → the blob that holds it.
     pub layers: BTreeMap<Digest, Descriptor>,
+    /// A strata extension: RUN cache mounts by id → a gzip tar of their contents
+    /// (`--cache-to …,cache-mounts=true`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache_mounts: BTreeMap<String, Descriptor>,
+}
+
+/// Whether a `--cache-to` spec asks for the cache mounts too (`cache-mounts=true`).
+pub fn wants_cache_mounts(spec: &str) -> bool {
+    spec.split(',').any(|p| p == "cache-mounts=true")
 }
 
 /// Parses `type=local,src=DIR` / `type=registry,ref=REF` (`--cache-from`) or
@@ -150,6 +159,57 @@ pub fn import(loc: &Location) -> Result<Imported> {
 }
 
 impl Imported {
+    /// A blob of the cache, verified, in a temporary file of the store.
+    fn fetch_blob(&self, store: &ImageStore, desc: &Descriptor) -> Result<tempfile::NamedTempFile> {
+        let tmp = store.content.temp_file()?;
+        match &self.loc {
+            Location::Local(dir) => {
+                let p = blob_path(dir, &desc.digest);
+                let (got, _) = strata_cache::images::digest_reader(std::fs::File::open(&p)?)?;
+                if got != desc.digest {
+                    bail!("cache blob {} does not match its digest", desc.digest);
+                }
+                std::fs::copy(&p, tmp.path())?;
+            }
+            Location::Registry(client, r) => {
+                let ep = client
+                    .endpoints(&r.domain, true)
+                    .pop()
+                    .context("no endpoint")?;
+                let mut w = std::io::BufWriter::new(tmp.as_file());
+                client.get_blob(&ep, &r.path, &desc.digest, &mut w)?;
+                std::io::Write::flush(&mut w)?;
+            }
+        }
+        Ok(tmp)
+    }
+
+    /// Seeds the RUN cache mounts this root does not have yet (a strata extension).
+    pub fn seed_cache_mounts(&self, store: &ImageStore, root: &std::path::Path) -> Result<usize> {
+        let mut n = 0;
+        for (id, desc) in &self.config.cache_mounts {
+            let dir = root
+                .join("cachemounts")
+                .join(Digest::of(id.as_bytes()).hex());
+            if dir.exists() {
+                continue;
+            }
+            std::fs::create_dir_all(root.join("cachemounts"))?;
+            let tmp = self.fetch_blob(store, desc)?;
+            let r = strata_cache::unpack::decompress(std::fs::File::open(tmp.path())?)?;
+            let opts = strata_cache::unpack::UnpackOptions {
+                whiteouts: strata_cache::unpack::Whiteouts::Apply,
+                ..Default::default()
+            };
+            match strata_cache::unpack::unpack_new(r, &dir, &strata_cache::sys::RealFs, &opts) {
+                Ok(_) => n += 1,
+                Err(_) if dir.exists() => {} // another build seeded it first
+                Err(e) => return Err(e).context(format!("seeding cache mount {id}")),
+            }
+        }
+        Ok(n)
+    }
+
     /// Makes the result recorded for `key` local: fetches and imports its missing layers,
     /// records the entry. `false` when the cache does not have the key.
     pub fn materialize(&self, store: &mut ImageStore, key: &Digest, now: i64) -> Result<bool> {
@@ -165,26 +225,7 @@ impl Imported {
                 .layers
                 .get(d)
                 .with_context(|| format!("the cache names layer {d} without its blob"))?;
-            let tmp = store.content.temp_file()?;
-            match &self.loc {
-                Location::Local(dir) => {
-                    let p = blob_path(dir, &desc.digest);
-                    let (got, _) = strata_cache::images::digest_reader(std::fs::File::open(&p)?)?;
-                    if got != desc.digest {
-                        bail!("cache blob {} does not match its digest", desc.digest);
-                    }
-                    std::fs::copy(&p, tmp.path())?;
-                }
-                Location::Registry(client, r) => {
-                    let ep = client
-                        .endpoints(&r.domain, true)
-                        .pop()
-                        .context("no endpoint")?;
-                    let mut w = std::io::BufWriter::new(tmp.as_file());
-                    client.get_blob(&ep, &r.path, &desc.digest, &mut w)?;
-                    std::io::Write::flush(&mut w)?;
-                }
-            }
+            let tmp = self.fetch_blob(store, desc)?;
             let rec = store.import_layer(
                 std::fs::File::open(tmp.path())?,
                 &strata_cache::sys::RealFs,
@@ -204,11 +245,44 @@ impl Imported {
 }
 
 /// Exports the entries of `keys` (with their layers, gzip) to `loc`.
-pub fn export(store: &mut ImageStore, keys: &[Digest], loc: &Location) -> Result<usize> {
+pub fn export(
+    store: &mut ImageStore,
+    keys: &[Digest],
+    loc: &Location,
+    cache_mounts: &[(String, PathBuf)],
+) -> Result<usize> {
     let mut config = CacheConfig {
         version: 1,
         ..Default::default()
     };
+    for (id, dir) in cache_mounts {
+        if !dir.is_dir() {
+            continue;
+        }
+        // A gzip tar of the directory, into the content store.
+        let tmp = store.content.temp_file()?;
+        let f = std::io::BufWriter::new(tmp.as_file().try_clone()?);
+        let hw = strata_cache::images::HashWriter::new(f);
+        let mut comp = strata_cache::compress::ParallelCompressor::new(
+            hw,
+            strata_cache::compress::Compression::Gzip,
+            6,
+        );
+        strata_cache::difftar::write_diff_tar(dir, &mut comp, &Default::default())?;
+        let (hw, size) = comp.finish()?;
+        let (mut w, digest) = hw.finish();
+        std::io::Write::flush(&mut w)?;
+        drop(w);
+        store.content.commit(tmp, &digest)?;
+        config.cache_mounts.insert(
+            id.clone(),
+            Descriptor {
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                digest,
+                size,
+            },
+        );
+    }
     for k in keys {
         if let Some(chain) = store.meta.cached_result(k)? {
             for d in chain.iter().flatten() {
@@ -227,7 +301,11 @@ pub fn export(store: &mut ImageStore, keys: &[Digest], loc: &Location) -> Result
         digest: Digest::of(&config_bytes),
         size: config_bytes.len() as u64,
     };
-    let mut blobs: Vec<&Descriptor> = config.layers.values().collect();
+    let mut blobs: Vec<&Descriptor> = config
+        .layers
+        .values()
+        .chain(config.cache_mounts.values())
+        .collect();
     blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
     blobs.dedup_by(|a, b| a.digest == b.digest);
     let manifest = serde_json::to_vec(&serde_json::json!({

@@ -225,6 +225,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
             .iter()
             .map(|s| {
                 crate::build::remote_cache::parse(s, &client)
+                    .map(|(l, m)| (l, m, crate::build::remote_cache::wants_cache_mounts(s)))
                     .with_context(|| format!("--cache-to {s}"))
             })
             .collect::<Result<_>>()?,

@@ -1125,3 +1125,48 @@ fn secrets_as_environment_variables() {
         );
     }
 }
+
+/// A strata extension: RUN cache mounts travel with the build cache.
+#[test]
+fn cache_mounts_travel_with_the_build_cache() {
+    let Some(a) = Fx::new("cm-a") else { return };
+    let Some(b) = Fx::new("cm-b") else { return };
+    let df = "FROM busybox\nARG RUN_ID\nRUN --mount=type=cache,target=/var/cache/pkgs sh -c 'echo $RUN_ID >> /var/cache/pkgs/seen; cat /var/cache/pkgs/seen > /seen'\n";
+    a.write("Dockerfile", df);
+    b.write("Dockerfile", df);
+    let dir = a.ctx.parent().unwrap().join("exported");
+    let to = format!(
+        "type=local,dest={},mode=max,cache-mounts=true",
+        dir.display()
+    );
+    ok(&a.build(&["--build-arg", "RUN_ID=runner-a", "--cache-to", &to]));
+    // A fresh root (another CI runner): its step runs (another build arg), with the package
+    // cache of the first.
+    let from = format!("type=local,src={}", dir.display());
+    ok(&b.build(&[
+        "--build-arg",
+        "RUN_ID=runner-b",
+        "--cache-from",
+        &from,
+        "-t",
+        "seen",
+    ]));
+    assert_eq!(b.run("seen", "cat /seen"), "runner-a\nrunner-b\n");
+    // Without cache-mounts=true nothing of them is exported.
+    let dir2 = a.ctx.parent().unwrap().join("exported-plain");
+    ok(&a.build(&[
+        "--build-arg",
+        "RUN_ID=x",
+        "--cache-to",
+        &format!("type=local,dest={}", dir2.display()),
+    ]));
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir2.join("index.json")).unwrap()).unwrap();
+    let md = idx["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir2.join("blobs/sha256").join(md)).unwrap())
+            .unwrap();
+    let cd = m["config"]["digest"].as_str().unwrap()[7..].to_string();
+    let c = std::fs::read_to_string(dir2.join("blobs/sha256").join(cd)).unwrap();
+    assert!(!c.contains("cache_mounts"), "{c}");
+}
