@@ -1170,3 +1170,35 @@ fn cache_mounts_travel_with_the_build_cache() {
     let c = std::fs::read_to_string(dir2.join("blobs/sha256").join(cd)).unwrap();
     assert!(!c.contains("cache_mounts"), "{c}");
 }
+
+#[test]
+fn per_step_network_and_copy_parents_exclude_chmod() {
+    let Some(fx) = Fx::new("netcopy") else { return };
+    fx.write("src/a/x.txt", "x\n");
+    fx.write("src/b/y.txt", "y\n");
+    fx.write("src/b/skip.log", "no\n");
+    fx.write(
+        "Dockerfile",
+        "FROM busybox\n\
+         RUN --network=none sh -c 'ls /sys/class/net > /net-none'\n\
+         RUN --network=host sh -c 'ls /sys/class/net | wc -l > /net-host-count'\n\
+         COPY --parents src/*/x.txt /p/\n\
+         COPY --exclude=*.log src/b /e/\n\
+         COPY --chmod=u=rwx,go=r src/a/x.txt /m/x.txt\n",
+    );
+    ok(&fx.build(&["-t", "nc"]));
+    assert_eq!(fx.run("nc", "cat /net-none"), "lo\n");
+    let host_ifaces = std::fs::read_dir("/sys/class/net").unwrap().count();
+    assert_eq!(
+        fx.run("nc", "cat /net-host-count"),
+        format!("{host_ifaces}\n")
+    );
+    assert_eq!(
+        fx.run("nc", "cat /p/src/a/x.txt; ls /e; stat -c %a /m/x.txt"),
+        "x\ny.txt\n744\n"
+    );
+    // --network=none for the whole build.
+    fx.write("Dockerfile", "FROM busybox\nRUN ls /sys/class/net > /n\n");
+    ok(&fx.build(&["--network", "none", "-t", "nn"]));
+    assert_eq!(fx.run("nn", "cat /n"), "lo\n");
+}
