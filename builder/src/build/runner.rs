@@ -188,11 +188,45 @@ impl Runner {
                         }
                     };
                     if !dir.is_dir() {
-                        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                        std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
-                            .map_err(|e| e.to_string())?;
-                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))
-                            .map_err(|e| e.to_string())?;
+                        // A new cache starts empty, or (`from=`) with that filesystem's `source`.
+                        let seeded = match src_input {
+                            Some(FsResult::Context(ctx)) => {
+                                let p =
+                                    crate::executor::rootfs::secure_join(ctx, Path::new(&m.source));
+                                crate::executor::native::materialize(&[p], &dir)
+                                    .map_err(|e| format!("seeding the cache mount: {e:#}"))?;
+                                true
+                            }
+                            Some(FsResult::Layers(chain)) => {
+                                let tmp =
+                                    base.join(format!("seed-{}", &executor::random_id()[..12]));
+                                let r = crate::executor::native::materialize(
+                                    &self.dirs(store, chain),
+                                    &tmp,
+                                )
+                                .map_err(|e| format!("seeding the cache mount: {e:#}"))
+                                .and_then(|_| {
+                                    let p = crate::executor::rootfs::secure_join(
+                                        &tmp,
+                                        Path::new(&m.source),
+                                    );
+                                    std::fs::rename(&p, &dir).map_err(|e| {
+                                        format!("seeding the cache mount from {}: {e}", m.source)
+                                    })
+                                });
+                                let _ = std::fs::remove_dir_all(&tmp);
+                                r?;
+                                true
+                            }
+                            None => false,
+                        };
+                        if !seeded {
+                            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                            std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
+                                .map_err(|e| e.to_string())?;
+                            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))
+                                .map_err(|e| e.to_string())?;
+                        }
                     }
                     out.push(RunMount::Bind {
                         source: dir,

@@ -1202,3 +1202,16 @@ fn per_step_network_and_copy_parents_exclude_chmod() {
     ok(&fx.build(&["--network", "none", "-t", "nn"]));
     assert_eq!(fx.run("nn", "cat /n"), "lo\n");
 }
+
+#[test]
+fn cache_mount_seeded_from_a_stage() {
+    let Some(fx) = Fx::new("cmfrom") else { return };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox AS seed\nRUN mkdir -p /s && echo seeded > /s/first\n\nFROM busybox\n\
+         RUN --mount=type=cache,id=pkgs,from=seed,source=/s,target=/c sh -c 'cat /c/first > /out; echo more > /c/second'\n\
+         RUN --mount=type=cache,id=pkgs,target=/c ls /c > /listing\n",
+    );
+    ok(&fx.build(&["-t", "cs"]));
+    assert_eq!(fx.run("cs", "cat /out /listing"), "seeded\nfirst\nsecond\n");
+}
