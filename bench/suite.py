@@ -134,7 +134,32 @@ def scenarios(quick):
     s.append((f"5 context {files} files / {files * size // 1000000} MB", context, [
         ("cold", "clear", ""), ("no-op", None, ""),
         ("one file changed", "touch-one", ""), ("one file added", "add-one", "")]))
+
+    def add_tars(d):
+        import tarfile, io
+        n, big = (1000, 16 << 20) if quick else (10000, 512 << 20)
+        with tarfile.open(f"{d}/many.tar", "w") as t:
+            data = os.urandom(4096)
+            for i in range(n):
+                info = tarfile.TarInfo(f"many/d{i % 50:02d}/f{i}")
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        with open(f"{d}/big.bin", "wb") as f:
+            chunk = os.urandom(1 << 20)
+            for _ in range(big >> 20):
+                f.write(chunk)
+        with tarfile.open(f"{d}/big.tar", "w") as t:
+            t.add(f"{d}/big.bin", arcname="big.bin")
+        os.remove(f"{d}/big.bin")
+        write(f"{d}/Dockerfile", "FROM busybox\nADD many.tar /x/\nADD big.tar /y/\n")
+    s.append(("6 ADD of local tars", add_tars, [("cold", "clear", "")]))
     return s
+
+
+def concurrent(b, who, d, n):
+    """n builds of the same Dockerfile at once on one root (a single timed shell)."""
+    one = b.build(who, d, "")
+    return "sh -c '" + " & ".join([one] * n).replace("'", "") + " & wait'"
 
 
 def prepare(kind, b, who, d):
@@ -200,6 +225,33 @@ def main():
                 row["ratio"] = row["strata"]["median"] / min(others)
             results.append(row)
             print_row(row, who_all)
+    # 10: 16 concurrent builds of scenario 3 on one root, after one warm-up.
+    if not a.only or any(o.startswith("10") for o in a.only.split(",")):
+        d = os.path.join(WORK, "s-10")
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        write(f"{d}/foo", "foo\n")
+        write(f"{d}/Dockerfile", "FROM busybox AS base\nCOPY foo /etc/foo\nRUN cp /etc/foo /etc/bar\n"
+              "FROM scratch\nCOPY --from=base /etc/bar /bar\n")
+        n = 4 if a.quick else 16
+        samples = {w: [] for w in who_all}
+        for i in range(runs + 1):
+            for w in who_all:
+                wall, cpu, rss, ok = timed(concurrent(b, w, d, n))
+                if i > 0 and ok:
+                    samples[w].append((wall, cpu, rss))
+        row = {"scenario": f"10 {n} concurrent builds", "case": "warm"}
+        for w in who_all:
+            v = samples[w]
+            row[w] = None if not v else {
+                "median": statistics.median([x[0] for x in v]), "min": min(x[0] for x in v),
+                "max": max(x[0] for x in v), "cpu": statistics.median([x[1] for x in v]),
+                "rss_mb": max(x[2] for x in v) / 1024}
+        others = [row[w]["median"] for w in ("buildkit", "buildah") if row.get(w)]
+        if row.get("strata") and others:
+            row["ratio"] = row["strata"]["median"] / min(others)
+        results.append(row)
+        print_row(row, who_all)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)
