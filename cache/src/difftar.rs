@@ -69,6 +69,23 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
+/// Counts what is written through it.
+struct CountWriter<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for CountWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The diff ID (sha256 of the tar) of a snapshot directory, and its stats, without keeping the
 /// tar.
 pub fn diff_id(dir: &Path, opts: &TarOptions) -> Result<(Digest, DiffStats), DiffTarError> {
@@ -88,11 +105,7 @@ pub fn write_diff_tar(
     out: impl Write,
     opts: &TarOptions,
 ) -> Result<DiffStats, DiffTarError> {
-    let mut counter = HashWriter {
-        inner: out,
-        hasher: Sha256::new(),
-        n: 0,
-    };
+    let mut counter = CountWriter { inner: out, n: 0 };
     let mut b = tar::Builder::new(&mut counter);
     b.mode(tar::HeaderMode::Complete);
     b.follow_symlinks(false);
