@@ -8,7 +8,6 @@
 //! again whenever an exporter needs the blob.
 
 use crate::digest::Digest;
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -50,25 +49,6 @@ pub struct DiffStats {
     pub size: u64,
 }
 
-/// Counts and hashes what is written through it.
-struct HashWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    n: u64,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Counts what is written through it.
 struct CountWriter<W> {
     inner: W,
@@ -89,13 +69,9 @@ impl<W: Write> Write for CountWriter<W> {
 /// The diff ID (sha256 of the tar) of a snapshot directory, and its stats, without keeping the
 /// tar.
 pub fn diff_id(dir: &Path, opts: &TarOptions) -> Result<(Digest, DiffStats), DiffTarError> {
-    let mut w = HashWriter {
-        inner: io::sink(),
-        hasher: Sha256::new(),
-        n: 0,
-    };
+    let mut w = crate::images::HashWriter::new(io::sink());
     let stats = write_diff_tar(dir, &mut w, opts)?;
-    Ok((Digest::from_hasher(w.hasher), stats))
+    Ok((w.finish().1, stats))
 }
 
 /// Writes the snapshot under `dir` as a layer tar to `out`: ustar headers, PAX records for

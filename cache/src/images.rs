@@ -178,32 +178,17 @@ impl ImageStore {
             || self.meta.layer_source(diff_id).ok().flatten().is_some()
     }
 
+    /// The layer chain the build cache holds for `key`, if every layer of it is usable.
+    pub fn cached_chain(&self, key: &Digest) -> Result<Option<Vec<Option<Digest>>>, ImageError> {
+        Ok(self
+            .meta
+            .cached_result(key)?
+            .filter(|chain| chain.iter().flatten().all(|d| self.layer_available(d))))
+    }
+
     /// The directory of a layer's snapshot.
     pub fn snapshot_dir(&self, diff_id: &Digest) -> PathBuf {
         self.root.join("snapshots").join(diff_id.hex())
-    }
-
-    /// Records a container's writable layer as a snapshot, without copying: the directory is
-    /// renamed into `snapshots/` (same filesystem). Returns the snapshot id. The directory is
-    /// the layer's diff as overlayfs wrote it (whiteouts as 0/0 character devices, opaque
-    /// directories marked with `trusted.overlay.opaque`).
-    pub fn commit_snapshot(
-        &mut self,
-        upper: &Path,
-        id: &str,
-        now: i64,
-    ) -> Result<PathBuf, ImageError> {
-        let dest = self.root.join("snapshots").join(format!("c-{id}"));
-        std::fs::rename(upper, &dest).map_err(|source| ImageError::Io {
-            op: "move into the snapshots",
-            path: upper.to_path_buf(),
-            source,
-        })?;
-        if let Ok(d) = std::fs::File::open(self.root.join("snapshots")) {
-            let _ = d.sync_all();
-        }
-        self.meta.put_snapshot(&format!("c-{id}"), now)?;
-        Ok(dest)
     }
 
     /// Makes a directory holding a layer's diff (as overlayfs writes an upper directory) a

@@ -289,28 +289,6 @@ impl Metadata {
         .transpose()
     }
 
-    /// Records a committed snapshot.
-    pub fn put_snapshot(&mut self, id: &str, created: i64) -> Result<(), MetadataError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT OR IGNORE INTO snapshots (id, created) VALUES (?1, ?2)",
-            params![id, created],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Committed snapshots, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<String>, MetadataError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM snapshots ORDER BY created, id")?;
-        let ids = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(ids)
-    }
-
     /// The content checksum recorded for `path` under `root`, if the file's identity
     /// (device, inode, size, mtime, ctime) is unchanged since.
     pub fn cached_checksum(

@@ -150,6 +150,18 @@ pub fn select_entries<'a>(
         .collect()
 }
 
+/// The digest of the (path, checksum) list a COPY source or a bind mount selects.
+fn selection_digest(entries: &[EntrySum], src: &str, exclude: &[String]) -> String {
+    let mut text = String::new();
+    for e in select_entries(entries, src, exclude) {
+        text.push_str(&e.path);
+        text.push('\0');
+        text.push_str(e.digest.as_str());
+        text.push('\n');
+    }
+    Digest::of(text.as_bytes()).as_str().to_string()
+}
+
 /// Keys of the `needed` ops (in topological order).
 /// What keys are computed from besides the graph.
 pub struct KeyEnv<'a> {
@@ -230,14 +242,7 @@ pub fn compute(
                         continue;
                     }
                     let sum = env.contexts.sum(&follow, env.meta, progress)?;
-                    let mut text = String::new();
-                    for en in select_entries(&sum.entries, &m.source, &[]) {
-                        text.push_str(&en.path);
-                        text.push('\0');
-                        text.push_str(en.digest.as_str());
-                        text.push('\n');
-                    }
-                    content.push(Digest::of(text.as_bytes()).as_str().to_string());
+                    content.push(selection_digest(&sum.entries, &m.source, &[]));
                 }
                 h["content"] = content.into();
             }
@@ -263,14 +268,7 @@ pub fn compute(
                         continue;
                     }
                     let sum = env.contexts.sum(&follow, env.meta, progress)?;
-                    let mut text = String::new();
-                    for e in select_entries(&sum.entries, src, exclude) {
-                        text.push_str(&e.path);
-                        text.push('\0');
-                        text.push_str(e.digest.as_str());
-                        text.push('\n');
-                    }
-                    content.push(Digest::of(text.as_bytes()).as_str().to_string());
+                    content.push(selection_digest(&sum.entries, src, exclude));
                 }
                 h["content"] = content.into();
             }

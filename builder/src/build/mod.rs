@@ -226,9 +226,7 @@ pub fn build(
             _ if op.ignore_cache => {}
             _ => {
                 let key = &keys[id];
-                if let Some(layers) = meta.cached_result(key).map_err(anyhow::Error::from)?
-                    && layers.iter().flatten().all(|d| store.layer_available(d))
-                {
+                if let Some(layers) = store.cached_chain(key).map_err(anyhow::Error::from)? {
                     done.insert(*id, FsResult::Layers(layers));
                 }
             }

@@ -287,11 +287,6 @@ impl Progress {
         .unwrap_or_default()
     }
 
-    /// The step's name, if it was shown.
-    pub fn name(&self, id: &str) -> Option<String> {
-        self.with(|st| st.vertices.get(id).map(|v| v.name.clone()))
-    }
-
     /// Ends the display (the tty display draws its final state).
     pub fn finish(&self) {
         if self.mode == Mode::Tty {

@@ -581,9 +581,7 @@ impl OpRunner for Runner {
             Some(key) if !op.ignore_cache => {
                 let lock = lock_key(&self.root, key)?;
                 let store = self.store()?;
-                if let Ok(Some(chain)) = store.meta.cached_result(key)
-                    && chain.iter().flatten().all(|d| store.layer_available(d))
-                {
+                if let Ok(Some(chain)) = store.cached_chain(key) {
                     self.progress
                         .log(&vertex, b"done by another build on this root: reusing it\n");
                     self.progress.done(&vertex, None);

@@ -4,12 +4,9 @@
 //! actions with [`crate::fileop::apply`]. Like the shim, it is strata re-executed, so nothing
 //! runs in a fork of a multi-threaded process, and the mounts vanish with the process.
 
-use super::init::{Layers, mount_overlay};
-use super::sys::{LinuxSyscall, Syscall};
+use super::init::{Layers, mount_layers_ro, mount_overlay, private_mount_namespace};
 use crate::fileop::Source;
 use anyhow::{Context, Result, bail};
-use nix::mount::MsFlags;
-use nix::sched::CloneFlags;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -71,16 +68,7 @@ pub fn child(dir: &Path) -> Result<()> {
         &std::fs::read(dir.join("fileop.json")).context("reading fileop.json")?,
     )
     .context("parsing fileop.json")?;
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS).context("creating a mount namespace")?;
-    LinuxSyscall
-        .mount(
-            None,
-            Path::new("/"),
-            None,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None,
-        )
-        .context("making mounts private")?;
+    private_mount_namespace()?;
     let empty = dir.join("empty");
     let root = dir.join("root");
     let lower = if req.lower.is_empty() {
@@ -115,23 +103,8 @@ pub fn child(dir: &Path) -> Result<()> {
                     _ => {
                         let m = dir.join(format!("src{i}"));
                         std::fs::create_dir_all(&m)?;
-                        let data = format!(
-                            "lowerdir={}",
-                            layers
-                                .iter()
-                                .map(|p| p.display().to_string())
-                                .collect::<Vec<_>>()
-                                .join(":")
-                        );
-                        LinuxSyscall
-                            .mount(
-                                Some(Path::new("overlay")),
-                                &m,
-                                Some("overlay"),
-                                MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
-                                Some(&data),
-                            )
-                            .with_context(|| format!("mounting input {i} read-only"))?;
+                        mount_layers_ro(layers, &m)
+                            .with_context(|| format!("mounting input {i}"))?;
                         m
                     }
                 };

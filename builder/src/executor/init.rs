@@ -66,39 +66,62 @@ pub struct ExtraFs {
     pub src: PathBuf,
 }
 
+/// Unshares a mount namespace whose mounts do not propagate back to the host.
+pub(crate) fn private_mount_namespace() -> Result<()> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).context("creating a mount namespace")?;
+    LinuxSyscall
+        .mount(
+            None,
+            Path::new("/"),
+            None,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None,
+        )
+        .context("making mounts private")?;
+    Ok(())
+}
+
+/// Stacks read-only layers (top first) at `target`: a bind mount for one layer (overlayfs
+/// wants two lower directories without an upper one), a read-only overlay for more.
+pub(crate) fn mount_layers_ro(lower: &[PathBuf], target: &Path) -> Result<()> {
+    if let [one] = lower {
+        return LinuxSyscall
+            .mount(
+                Some(one),
+                target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .context("binding a layer");
+    }
+    let data = format!(
+        "lowerdir={}",
+        lower
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    LinuxSyscall
+        .mount(
+            Some(Path::new("overlay")),
+            target,
+            Some("overlay"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+            Some(&data),
+        )
+        .context("mounting read-only layers")
+}
+
 /// Mounts the extra filesystems of a step (in the shim's private namespace).
 fn mount_extra(extra: &[ExtraFs]) -> Result<()> {
     for e in extra {
-        match (&e.upper, e.lower.len()) {
-            (None, 1) => LinuxSyscall
-                .mount(
-                    Some(&e.lower[0]),
-                    &e.root,
-                    None,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None,
-                )
-                .context("binding a mounted layer")?,
-            (None, _) => {
-                let data = format!(
-                    "lowerdir={}",
-                    e.lower
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(":")
-                );
-                LinuxSyscall
-                    .mount(
-                        Some(Path::new("overlay")),
-                        &e.root,
-                        Some("overlay"),
-                        MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
-                        Some(&data),
-                    )
-                    .context("mounting a stage for RUN --mount")?
+        match &e.upper {
+            None => {
+                mount_layers_ro(&e.lower, &e.root).context("mounting a stage for RUN --mount")?
             }
-            (Some((upper, work)), _) => mount_overlay(
+            Some((upper, work)) => mount_overlay(
                 &Layers {
                     lower: e.lower.clone(),
                     upper: upper.clone(),
@@ -240,17 +263,7 @@ pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
         &std::fs::read(bundle.join("layers.json")).context("reading layers.json")?,
     )
     .context("parsing layers.json")?;
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
-        .context("creating a mount namespace (strata run needs root)")?;
-    LinuxSyscall
-        .mount(
-            None,
-            Path::new("/"),
-            None,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None,
-        )
-        .context("making mounts private")?;
+    private_mount_namespace().context("strata run needs root")?;
     let rootfs = bundle.join("rootfs");
     if layers.copied {
         // pivot_root needs a mount point.

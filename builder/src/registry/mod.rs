@@ -363,26 +363,20 @@ pub fn push(
         .cloned()
         .collect();
     ensure_layers(client, store, &lazy, say)?;
-    let given = |d: &Digest| {
-        sources
-            .get(d)
-            .filter(|_| !store.snapshot_dir(d).is_dir())
-            .map(|s| strata_cache::images::Descriptor {
+    // Layers with no snapshot here keep the blob they have in this registry.
+    let given: std::collections::BTreeMap<Digest, strata_cache::images::Descriptor> = sources
+        .iter()
+        .filter(|(d, _)| !store.snapshot_dir(d).is_dir())
+        .map(|(d, s)| {
+            let desc = strata_cache::images::Descriptor {
                 media_type: oci_layer_type(&s.media_type),
                 digest: s.digest.clone(),
                 size: s.size,
-            })
-    };
-    let given: Vec<(Digest, strata_cache::images::Descriptor)> = img
-        .config
-        .rootfs
-        .diff_ids
-        .iter()
-        .filter_map(|d| given(d).map(|g| (d.clone(), g)))
+            };
+            (d.clone(), desc)
+        })
         .collect();
-    let m = crate::export::manifest_with(store, &img, &fmt, &|d| {
-        given.iter().find(|(k, _)| k == d).map(|(_, g)| g.clone())
-    })?;
+    let m = crate::export::manifest_with(store, &img, &fmt, &|d| given.get(d).cloned())?;
     let mount_from: std::collections::BTreeMap<Digest, String> = img
         .config
         .rootfs

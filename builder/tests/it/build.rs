@@ -9,33 +9,8 @@ use std::time::{Duration, Instant};
 /// The busybox base tarball (made once), or `None` when the tests cannot run here.
 fn base_tar() -> Option<&'static Path> {
     static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    TAR.get_or_init(|| {
-        if !rustix::process::geteuid().is_root() {
-            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
-            eprintln!("skipping: the build tests need root");
-            return None;
-        }
-        if Command::new("busybox").arg("true").status().is_err() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI installs busybox-static"
-            );
-            eprintln!("skipping: busybox-static is not installed");
-            return None;
-        }
-        let dir = std::env::temp_dir().join("strata-build-tests");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let tar = dir.join("busybox.tar");
-        let out = Command::new(testdata().join("base-image.sh"))
-            .arg("busybox")
-            .arg(&tar)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        Some(tar)
-    })
-    .as_deref()
+    TAR.get_or_init(|| busybox_tar("strata-build-tests"))
+        .as_deref()
 }
 
 /// A state root with busybox imported, and an empty context directory.

@@ -11,32 +11,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 fn base_tar() -> Option<&'static Path> {
     static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    TAR.get_or_init(|| {
-        if !rustix::process::geteuid().is_root() {
-            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
-            eprintln!("skipping: the registry tests need root");
-            return None;
-        }
-        if Command::new("busybox").arg("true").status().is_err() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI installs busybox-static"
-            );
-            return None;
-        }
-        let dir = std::env::temp_dir().join("strata-registry-tests");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let tar = dir.join("busybox.tar");
-        let out = Command::new(testdata().join("base-image.sh"))
-            .arg("busybox")
-            .arg(&tar)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        Some(tar)
-    })
-    .as_deref()
+    TAR.get_or_init(|| busybox_tar("strata-registry-tests"))
+        .as_deref()
 }
 
 fn free_port() -> u16 {
@@ -368,15 +344,7 @@ impl Fake {
 }
 
 fn sha(b: &[u8]) -> String {
-    use std::io::Write;
-    let mut c = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(b).unwrap();
-    let out = c.wait_with_output().unwrap();
-    format!("sha256:{}", stdout(&out).split_whitespace().next().unwrap())
+    strata_cache::Digest::of(b).as_str().to_string()
 }
 
 /// A one-layer image (a file /hello) for `arch`: (config, layer blob, manifest).

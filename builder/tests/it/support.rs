@@ -68,3 +68,33 @@ pub fn files(dir: &Path, pred: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A busybox root filesystem tarball made offline (testdata/base-image.sh) in a fresh
+/// `temp_dir()/name`, or `None` when the end-to-end tests cannot run here (not root, no
+/// busybox-static). In CI both are errors.
+pub fn busybox_tar(name: &str) -> Option<PathBuf> {
+    if !rustix::process::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+        eprintln!("skipping: {name} need root");
+        return None;
+    }
+    if Command::new("busybox").arg("true").status().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs busybox-static"
+        );
+        eprintln!("skipping: busybox-static is not installed");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tar = dir.join("busybox.tar");
+    let out = Command::new(testdata().join("base-image.sh"))
+        .arg("busybox")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    Some(tar)
+}
