@@ -50,18 +50,32 @@ class Builders:
         self.have["buildah"] = os.path.exists(ba) and shutil.which("buildah") is not None
         self.bk, self.ba = bk, ba
 
-    def setup(self, base_tar):
+    def registry(self):
+        """A registry on 127.0.0.1:5000: running, or started through the anchors."""
+        if quiet("curl -fs http://127.0.0.1:5000/v2/").returncode == 0:
+            return True
+        reg = os.path.join(ANCHORS, "registry.sh")
+        return os.path.exists(reg) and quiet([reg, "start"]).returncode == 0
+
+    def setup(self, base_tar, debian_tar):
         env = dict(os.environ, STRATA_ROOT=ROOT, SOURCE_DATE_EPOCH="1600000000")
         shutil.rmtree(ROOT, ignore_errors=True)
         sh([STRATA, "import", base_tar, "busybox"], env=env, stdout=subprocess.DEVNULL)
+        self.debian = debian_tar is not None
+        if debian_tar:
+            sh([STRATA, "import", debian_tar, "debian"], env=env, stdout=subprocess.DEVNULL)
         if self.have["buildkit"]:
             if quiet([self.bk, "start"]).returncode != 0:
                 self.have["buildkit"] = False
             else:
                 quiet([self.bk, "import", "busybox:latest", base_tar])
+                if debian_tar:
+                    quiet([self.bk, "import", "debian:latest", debian_tar])
         if self.have["buildah"]:
             if quiet([self.ba, "import", "busybox:latest", base_tar]).returncode != 0:
                 self.have["buildah"] = False
+            elif debian_tar:
+                quiet([self.ba, "import", "debian:latest", debian_tar])
 
     def build(self, who, ctx, extra=""):
         if who == "strata":
@@ -85,19 +99,53 @@ def write(path, text):
         f.write(text)
 
 
-def make_files(d, n, size):
-    """n files of `size` bytes of distinct, poorly compressible content, in 50 directories."""
+def make_files(d, n, size, text=False):
+    """n files of `size` bytes of distinct content (random, or base64 text), in 50 directories."""
+    import base64
     seed = os.urandom(size + 4096)
     for i in range(n):
         sub = os.path.join(d, f"d{i % 50:02d}")
         os.makedirs(sub, exist_ok=True)
         off = (i * 7919) % 4096
         with open(os.path.join(sub, f"f{i}.bin"), "wb") as f:
-            f.write(seed[off:off + size] + str(i).encode())
+            if text:
+                f.write(base64.encodebytes(os.urandom(size * 3 // 4))[:size])
+            else:
+                f.write(seed[off:off + size] + str(i).encode())
 
 
-def scenarios(quick):
-    """(name, setup(dir) -> None, cases: [(label, prepare, extra_args)])."""
+def text_file(path, size):
+    """`size` bytes of base64 text: compresses to about 75 %, like real layers' mix."""
+    import base64
+    block = base64.encodebytes(os.urandom(3 << 20))
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[:left])
+            left -= min(left, len(block))
+            block = block[1:] + block[:1]
+
+
+def oci_out(b, who, d, comp, force, name):
+    """Builds (cached) and writes the image to an OCI layout with `comp` compression."""
+    out = f"{d}/out-{who}"
+    if who == "strata":
+        f = ",force-compression=true" if force else ""
+        return (f"rm -rf {out}; env STRATA_ROOT={ROOT} {STRATA} build -q "
+                f"-o type=oci,dest={out},tar=false,compression={comp}{f} {d}")
+    if who == "buildah":
+        flags = "--disable-compression" if comp == "uncompressed" else f"--compression-format {comp}"
+        return (f"rm -rf {out}; {b.ba} build -q -t {name} {d} && "
+                f"{b.ba} buildah push -q {flags} {name} oci:{out}")
+    # Docker 20.10's BuildKit has no OCI exporter and no zstd: `docker save` writes the image
+    # with uncompressed layers.
+    if comp != "uncompressed":
+        return None
+    return f"rm -f {out}.tar; {b.bk} build -q -t {name} {d} && {b.bk} docker save -o {out}.tar {name}"
+
+
+def scenarios(quick, b):
+    """(name, setup(dir) -> None, cases: [(label, prepare, extra_args[, cmd(b, who, d)])])."""
     s = []
 
     def fixed(d):
@@ -126,14 +174,13 @@ def scenarios(quick):
         write(f"{d}/Dockerfile", stages + final)
     s.append(("4 four 1 s stages", parallel, [("cold", "clear", "")]))
 
-    files, size = (500, 4000) if quick else (5000, 32000)
-
-    def context(d):
-        make_files(f"{d}/src", files, size)
-        write(f"{d}/Dockerfile", "FROM busybox\nWORKDIR /src\nCOPY . .\n")
-    s.append((f"5 context {files} files / {files * size // 1000000} MB", context, [
-        ("cold", "clear", ""), ("no-op", None, ""),
-        ("one file changed", "touch-one", ""), ("one file added", "add-one", "")]))
+    for files, size in ([(500, 4000)] if quick else [(5000, 32000), (44000, 13000)]):
+        def context(d, files=files, size=size):
+            make_files(f"{d}/src", files, size)
+            write(f"{d}/Dockerfile", "FROM busybox\nWORKDIR /src\nCOPY . .\n")
+        s.append((f"5 context {files} files / {files * size // 1000000} MB", context, [
+            ("cold", "clear", ""), ("no-op", None, ""),
+            ("one file changed", "touch-one", ""), ("one file added", "add-one", "")]))
 
     def add_tars(d):
         import tarfile, io
@@ -153,7 +200,67 @@ def scenarios(quick):
         os.remove(f"{d}/big.bin")
         write(f"{d}/Dockerfile", "FROM busybox\nADD many.tar /x/\nADD big.tar /y/\n")
     s.append(("6 ADD of local tars", add_tars, [("cold", "clear", "")]))
+
+    big = (64 if quick else 512) << 20
+
+    def export(d):
+        text_file(f"{d}/big.txt", big)
+        write(f"{d}/Dockerfile", "FROM busybox\nCOPY big.txt /big.txt\n")
+    s.append((f"7 export of a {big >> 20} MB layer", export, [
+        (comp, None, "", lambda b, w, d, c=comp: oci_out(b, w, d, c, True, "s7"))
+        for comp in ("gzip", "zstd", "uncompressed")]))
+
+    def export_again(d):
+        text_file(f"{d}/big.txt", big)
+        with open(f"{d}/small.bin", "wb") as f:
+            f.write(os.urandom(10 << 20))
+        write(f"{d}/Dockerfile", "FROM busybox\nCOPY big.txt /big.txt\nCOPY small.bin /small.bin\n")
+    s.append((f"8 export after a 10 MB change", export_again, [
+        ("gzip", "change-small", "", lambda b, w, d: oci_out(b, w, d, "gzip", False, "s8"))]))
+
+    def pull(d):
+        # A ~300 MB, 20,000-file base: busybox and three layers, pushed with gzip and zstd.
+        n, size = (2000, 8000) if quick else (20000, 15000)
+        for part in "abc":
+            make_files(f"{d}/base/{part}", n // 3, size, text=True)
+        write(f"{d}/base/Dockerfile", "FROM busybox\nCOPY a /a\nCOPY b /b\nCOPY c /c\n")
+        for comp in ("gzip", "zstd"):
+            sh(f"env STRATA_ROOT={ROOT} {STRATA} build -q -o type=image,name={REGISTRY}/bench-base:{comp},"
+               f"push=true,compression={comp},oci-mediatypes=true {d}/base", stdout=subprocess.DEVNULL)
+            write(f"{d}/{comp}/Dockerfile", f"FROM {REGISTRY}/bench-base:{comp}\nRUN true\n")
+    s.append(("9 FROM a registry image", pull, [
+        (f"{comp}, cold root", f"cold-root-{comp}", "", lambda b, w, d, c=comp: pull_cmd(b, w, d, c))
+        for comp in ("gzip", "zstd")]))
+
+    def apt(d):
+        write(f"{d}/Dockerfile", "FROM debian\n"
+              "RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \\\n"
+              "    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \\\n"
+              "    rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -qq && \\\n"
+              "    apt-get install -y -qq --no-install-recommends python3-minimal curl >/dev/null\n")
+    if b.debian:
+        s.append(("11 apt-get with a cache mount", apt, [
+            ("--no-cache, apt cache warm", None, "--no-cache")]))
     return s
+
+
+REGISTRY = "127.0.0.1:5000"
+
+
+def pull_cmd(b, who, d, comp):
+    if who == "strata":
+        # A root of its own, emptied before every run: nothing of the base is local.
+        root = os.path.join(WORK, "strata-root-9")
+        return f"rm -rf {root}; env STRATA_ROOT={root} {STRATA} build -q {d}/{comp}"
+    # The images built on the base before go first (untagged, so dangling), then the base.
+    if who == "buildah":
+        return (f"{{ {b.ba} buildah rm --all; {b.ba} buildah rmi --prune; "
+                f"{b.ba} buildah rmi -f {REGISTRY}/bench-base:{comp}; }} >/dev/null 2>&1; "
+                f"{b.ba} build -q --pull=always --tls-verify=false {d}/{comp}")
+    if comp == "zstd":
+        return None  # Docker 20.10's BuildKit cannot pull zstd layers.
+    return (f"{{ {b.bk} docker image prune -f; {b.bk} docker rmi -f {REGISTRY}/bench-base:{comp}; "
+            f"{b.bk} docker builder prune -af; }} >/dev/null 2>&1; {b.bk} build -q {d}/{comp}")
 
 
 def concurrent(b, who, d, n):
@@ -168,6 +275,9 @@ def prepare(kind, b, who, d):
     elif kind == "touch-one":
         with open(f"{d}/src/d00/f0.bin", "ab") as f:
             f.write(os.urandom(8))
+    elif kind == "change-small":
+        with open(f"{d}/small.bin", "wb") as f:
+            f.write(os.urandom(10 << 20))
     elif kind == "add-one":
         with open(f"{d}/src/d01/new-{time.time_ns()}.bin", "wb") as f:
             f.write(os.urandom(1000))
@@ -187,44 +297,57 @@ def main():
     base = os.path.join(WORK, "busybox.tar")
     if not os.path.exists(base):
         sh([os.path.join(REPO, "testdata", "base-image.sh"), "busybox", base], stdout=subprocess.DEVNULL)
+    debian = os.path.join(WORK, "debian.tar")
+    wants_debian = not a.quick and (not a.only or "11" in a.only.split(","))
+    if wants_debian and not os.path.exists(debian):
+        mk = os.path.join(ANCHORS, "base-image.sh")
+        if not os.path.exists(mk) or quiet([mk, "debian", debian]).returncode != 0:
+            print("note: scenario 11 needs a Debian base (../shared/anchors/base-image.sh debian); skipped")
     b = Builders()
-    b.setup(base)
+    b.setup(base, debian if wants_debian and os.path.exists(debian) else None)
     for who in ("buildkit", "buildah"):
         if not b.have[who]:
             print(f"note: {who} is not available (../shared/anchors/setup.sh); reported as missing")
     who_all = [w for w in ("strata", "buildkit", "buildah") if b.have[w]]
     results = []
-    for name, setup, cases in scenarios(a.quick):
-        if a.only and not any(name.startswith(o) for o in a.only.split(",")):
+    for name, setup, cases in scenarios(a.quick, b):
+        if a.only and not any(name.split()[0] == o for o in a.only.split(",")):
+            continue
+        if name.startswith("9") and not b.registry():
+            print("note: scenario 9 needs a registry on 127.0.0.1:5000 (../shared/anchors/registry.sh "
+                  "or docker-registry); skipped")
             continue
         d = os.path.join(WORK, "s-" + name.split()[0] + "-" + str(abs(hash(name)) % 10000))
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
         setup(d)
-        for label, prep, extra in cases:
-            samples = {w: [] for w in who_all}
+        for case in cases:
+            label, prep, extra = case[:3]
+            cmd = case[3] if len(case) > 3 else (lambda b, w, d, extra=extra: b.build(w, d, extra))
+            who_case = [w for w in who_all if cmd(b, w, d) is not None]
+            samples = {w: [] for w in who_case}
             # One warm-up, then alternating counted runs.
             for i in range(runs + 1):
-                for w in who_all:
+                for w in who_case:
                     prepare(prep, b, w, d)
-                    wall, cpu, rss, ok = timed(b.build(w, d, extra))
+                    wall, cpu, rss, ok = timed(cmd(b, w, d))
                     if i > 0 and ok:
                         samples[w].append((wall, cpu, rss))
-            row = {"scenario": name, "case": label}
-            for w in who_all:
-                v = samples[w]
-                if not v:
-                    row[w] = None
-                    continue
-                walls = [x[0] for x in v]
-                row[w] = {"median": statistics.median(walls), "min": min(walls), "max": max(walls),
-                          "cpu": statistics.median([x[1] for x in v]),
-                          "rss_mb": max(x[2] for x in v) / 1024}
-            others = [row[w]["median"] for w in ("buildkit", "buildah") if row.get(w)]
-            if row.get("strata") and others:
-                row["ratio"] = row["strata"]["median"] / min(others)
+            row = summary(f"{name}", label, samples, who_all)
+            if name.startswith("4"):
+                # The critical path on this machine: the stages' RUN commands alone, run at once.
+                mb = 4 if a.quick else 32
+                floor = statistics.median(timed(
+                    "sh -c 'for i in 0 1 2 3; do (sleep 1 && busybox head -c %dm /dev/urandom > "
+                    "%s/floor$i) & done; wait; sync -f %s'" % (mb, WORK, WORK))[0] for _ in range(3))
+                row["floor"] = floor
+                bk = row.get("buildkit")
+                if row.get("strata") and bk:
+                    row["overhead_ratio"] = (row["strata"]["median"] - floor) / (bk["median"] - floor)
             results.append(row)
             print_row(row, who_all)
+        if name.startswith("7") and b.have["strata"]:
+            gzip_ratio(d)
     # 10: 16 concurrent builds of scenario 3 on one root, after one warm-up.
     if not a.only or any(o.startswith("10") for o in a.only.split(",")):
         d = os.path.join(WORK, "s-10")
@@ -240,21 +363,56 @@ def main():
                 wall, cpu, rss, ok = timed(concurrent(b, w, d, n))
                 if i > 0 and ok:
                     samples[w].append((wall, cpu, rss))
-        row = {"scenario": f"10 {n} concurrent builds", "case": "warm"}
-        for w in who_all:
-            v = samples[w]
-            row[w] = None if not v else {
-                "median": statistics.median([x[0] for x in v]), "min": min(x[0] for x in v),
-                "max": max(x[0] for x in v), "cpu": statistics.median([x[1] for x in v]),
-                "rss_mb": max(x[2] for x in v) / 1024}
-        others = [row[w]["median"] for w in ("buildkit", "buildah") if row.get(w)]
-        if row.get("strata") and others:
-            row["ratio"] = row["strata"]["median"] / min(others)
+        row = summary(f"10 {n} concurrent builds", "warm", samples, who_all)
         results.append(row)
         print_row(row, who_all)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def summary(name, label, samples, who_all):
+    row = {"scenario": name, "case": label}
+    for w in who_all:
+        v = samples.get(w)
+        if v is None:
+            row[w] = "n/a"
+            continue
+        if not v:
+            row[w] = None
+            continue
+        walls = [x[0] for x in v]
+        row[w] = {"median": statistics.median(walls), "min": min(walls), "max": max(walls),
+                  "cpu": statistics.median([x[1] for x in v]),
+                  "rss_mb": max(x[2] for x in v) / 1024}
+    others = [row[w]["median"] for w in ("buildkit", "buildah") if isinstance(row.get(w), dict)]
+    if isinstance(row.get("strata"), dict) and others:
+        row["ratio"] = row["strata"]["median"] / min(others)
+    return row
+
+
+def gzip_ratio(d):
+    """strata's gzip layer against `gzip -6` of the same tar."""
+    import glob
+    out = f"{d}/ratio"
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, STRATA_ROOT=ROOT)
+    sizes = {}
+    for comp in ("gzip", "uncompressed"):
+        sh([STRATA, "build", "-q", "-o", f"type=oci,dest={out}-{comp},tar=false,compression={comp}", d],
+           env=env, stdout=subprocess.DEVNULL)
+        blobs = glob.glob(f"{out}-{comp}/blobs/sha256/*")
+        sizes[comp] = max(blobs, key=os.path.getsize)
+    t = time.perf_counter()
+    r = subprocess.run(f"gzip -6 -c {sizes['uncompressed']} | wc -c", shell=True, capture_output=True, text=True)
+    gz_time = time.perf_counter() - t
+    ref = int(r.stdout.strip())
+    mine = os.path.getsize(sizes["gzip"])
+    raw = os.path.getsize(sizes["uncompressed"])
+    print(f"  gzip: strata's layer {mine} bytes, gzip -6 {ref} bytes ({mine / ref - 1:+.2%}); "
+          f"gzip -6 alone {raw / gz_time / 1e6:.0f} MB/s", flush=True)
+    shutil.rmtree(f"{out}-gzip", ignore_errors=True)
+    shutil.rmtree(f"{out}-uncompressed", ignore_errors=True)
 
 
 def print_row(row, who_all):
@@ -263,6 +421,8 @@ def print_row(row, who_all):
         r = row.get(w)
         if w not in who_all:
             parts.append(f"{w}: missing")
+        elif r == "n/a":
+            parts.append(f"{w}: n/a")
         elif r is None:
             parts.append(f"{w}: failed")
         else:
@@ -270,6 +430,10 @@ def print_row(row, who_all):
             parts.append(f"{w} {r['median']:.3f}s [{r['min']:.3f}-{r['max']:.3f}] cpu {r['cpu']:.2f}s{star} rss {r['rss_mb']:.0f}MB{star}")
     if "ratio" in row:
         parts.append(f"ratio {row['ratio']:.2f}")
+    if "floor" in row:
+        parts.append(f"critical path {row['floor']:.3f}s")
+    if "overhead_ratio" in row:
+        parts.append(f"overhead ratio {row['overhead_ratio']:.2f}")
     print(" | ".join(parts), flush=True)
 
 

@@ -1,9 +1,9 @@
-//! Running a build graph: every op whose inputs are done runs, up to a concurrency limit, on
+//! Running a build graph: every op whose inputs are done runs, up to concurrency limits, on
 //! tokio's blocking pool (ops run processes and copy files). An op shared by several stages is
 //! one node of the graph (same digest), so it runs once. The first failure cancels the others:
 //! no new op starts, running ones see [`Cancel::is_cancelled`], and the error names the op.
 
-use crate::graph::{BuildGraph, Op, OpId};
+use crate::graph::{BuildGraph, Op, OpId, OpKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,23 +47,55 @@ pub enum SolveError {
     Runtime(String),
 }
 
-/// Runs graphs with at most `max_parallelism` ops at once.
+/// How many ops run at once.
+///
+/// Two kinds of op are limited apart by default: the ops strata works on itself (file
+/// operations, sources: they copy, hash and compress on this machine's CPUs) at most one per
+/// CPU, and RUN steps (exec ops) at most four per CPU, because a container mostly waits (on
+/// its processes, the network, the disk) and the kernel shares the CPUs among those that do
+/// not; BuildKit sets no limit at all. An explicit limit ([`Scheduler::with_limit`],
+/// `--max-parallelism N`) bounds all ops together.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
+    /// File operations and sources at once.
     pub max_parallelism: usize,
+    /// RUN steps at once.
+    pub max_exec: usize,
+    /// Whether the two limits are one shared limit.
+    pub shared: bool,
 }
 
 impl Default for Scheduler {
     fn default() -> Self {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         Scheduler {
-            max_parallelism: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            max_parallelism: cpus,
+            max_exec: cpus * 4,
+            shared: false,
         }
     }
 }
 
 impl Scheduler {
+    /// At most `n` ops at once, of any kind.
+    pub fn with_limit(n: usize) -> Self {
+        Scheduler {
+            max_parallelism: n.max(1),
+            max_exec: n.max(1),
+            shared: true,
+        }
+    }
+
+    fn threads(&self) -> usize {
+        if self.shared {
+            self.max_parallelism.max(1)
+        } else {
+            self.max_parallelism.max(1) + self.max_exec.max(1)
+        }
+    }
+
     /// Runs `target` and everything it needs; returns the target's output.
     pub fn run<R: OpRunner>(
         &self,
@@ -88,24 +120,31 @@ impl Scheduler {
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(self.max_parallelism.max(1))
+            .max_blocking_threads(self.threads())
             .build()
             .map_err(|e| SolveError::Runtime(e.to_string()))?;
-        rt.block_on(solve(
-            graph,
-            target,
-            runner,
-            self.max_parallelism.max(1),
-            done,
-        ))
+        let work = Arc::new(tokio::sync::Semaphore::new(self.max_parallelism.max(1)));
+        let exec = if self.shared {
+            work.clone()
+        } else {
+            Arc::new(tokio::sync::Semaphore::new(self.max_exec.max(1)))
+        };
+        rt.block_on(solve(graph, target, runner, Limits { work, exec }, done))
     }
+}
+
+/// The semaphores ops take a permit from: `exec` for RUN steps, `work` for the rest (the
+/// same semaphore when one limit is shared).
+struct Limits {
+    work: Arc<tokio::sync::Semaphore>,
+    exec: Arc<tokio::sync::Semaphore>,
 }
 
 async fn solve<R: OpRunner>(
     graph: Arc<BuildGraph>,
     target: OpId,
     runner: Arc<R>,
-    limit: usize,
+    limits: Limits,
     mut results: BTreeMap<OpId, R::Output>,
 ) -> Result<R::Output, SolveError> {
     if let Some(out) = results.remove(&target) {
@@ -137,7 +176,6 @@ async fn solve<R: OpRunner>(
         }
     }
     let cancel = Cancel::default();
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(limit));
     let mut running = tokio::task::JoinSet::new();
     let mut ready: Vec<OpId> = waiting
         .iter()
@@ -154,12 +192,11 @@ async fn solve<R: OpRunner>(
                     .iter()
                     .filter_map(|i| results.get(i).cloned())
                     .collect();
-                let (g, r, c, s) = (
-                    graph.clone(),
-                    runner.clone(),
-                    cancel.clone(),
-                    semaphore.clone(),
-                );
+                let s = match graph.op(id).kind {
+                    OpKind::Exec(_) => limits.exec.clone(),
+                    _ => limits.work.clone(),
+                };
+                let (g, r, c) = (graph.clone(), runner.clone(), cancel.clone());
                 running.spawn(async move {
                     let permit = s.acquire_owned().await;
                     let out = tokio::task::spawn_blocking(move || {
@@ -214,7 +251,7 @@ async fn solve<R: OpRunner>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{ExecOp, OpKind, Platform, SourceOp};
+    use crate::graph::{ExecOp, Platform, SourceOp};
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
@@ -315,7 +352,7 @@ mod tests {
     fn runs_what_the_target_needs_once_with_inputs_in_order() {
         let (g, top) = diamond();
         let r = Arc::new(Recorder::default());
-        let out = Scheduler { max_parallelism: 4 }
+        let out = Scheduler::with_limit(4)
             .run(Arc::new(g), top, r.clone())
             .unwrap();
         assert_eq!(out, "top(par-a(base()),par-b(base()))");
@@ -331,7 +368,7 @@ mod tests {
         let r = Arc::new(Recorder::default());
         // par-a is a cache hit: base still runs (par-b needs it), par-a does not.
         let done = BTreeMap::from([(OpId(1), "hit".to_string())]);
-        let out = Scheduler { max_parallelism: 2 }
+        let out = Scheduler::with_limit(2)
             .run_from(Arc::new(g.clone()), top, r.clone(), done)
             .unwrap();
         assert_eq!(out, "top(hit,par-b(base()))");
@@ -354,7 +391,7 @@ mod tests {
             rendezvous: true,
             ..Recorder::default()
         });
-        Scheduler { max_parallelism: 2 }
+        Scheduler::with_limit(2)
             .run(g.clone(), top, r.clone())
             .unwrap();
         assert_eq!(r.max_active.load(Ordering::SeqCst), 2);
@@ -362,10 +399,48 @@ mod tests {
             rendezvous: true,
             ..Recorder::default()
         });
-        Scheduler { max_parallelism: 1 }
+        Scheduler::with_limit(1)
             .run(g, top, r.clone())
             .unwrap();
         assert_eq!(r.max_active.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn run_steps_have_their_own_limit_unless_one_is_given() {
+        let limits = Scheduler {
+            max_parallelism: 1,
+            max_exec: 2,
+            shared: false,
+        };
+        // The two RUN steps run together although only one other op may.
+        let (g, top) = diamond();
+        let g = Arc::new(g);
+        let r = Arc::new(Recorder {
+            rendezvous: true,
+            ..Recorder::default()
+        });
+        limits.run(g.clone(), top, r.clone()).unwrap();
+        assert_eq!(r.max_active.load(Ordering::SeqCst), 2);
+        // Two sources: one at a time.
+        let mut g2 = BuildGraph::new();
+        let a = g2.add(src("par-x")).unwrap();
+        let b = g2.add(src("par-y")).unwrap();
+        let top2 = g2.add(exec(vec![a, b], "top")).unwrap();
+        let r = Arc::new(Recorder {
+            rendezvous: true,
+            ..Recorder::default()
+        });
+        limits.run(Arc::new(g2), top2, r.clone()).unwrap();
+        assert_eq!(r.max_active.load(Ordering::SeqCst), 1);
+        // One explicit limit of 1 bounds the RUN steps too.
+        let r = Arc::new(Recorder {
+            rendezvous: true,
+            ..Recorder::default()
+        });
+        Scheduler::with_limit(1).run(g, top, r.clone()).unwrap();
+        assert_eq!(r.max_active.load(Ordering::SeqCst), 1);
+        let d = Scheduler::default();
+        assert!(!d.shared && d.max_exec == 4 * d.max_parallelism);
     }
 
     #[test]
@@ -380,7 +455,7 @@ mod tests {
             fail: Some("bad".into()),
             ..Recorder::default()
         });
-        let err = Scheduler { max_parallelism: 4 }
+        let err = Scheduler::with_limit(4)
             .run(Arc::new(g), top, r.clone())
             .unwrap_err();
         assert_eq!(

@@ -45,7 +45,9 @@ pub struct BuildRequest {
     /// The network of RUN steps that do not choose (`--network`; host by default).
     pub network: NetworkMode,
     pub runtime: Runtime,
-    pub max_parallelism: usize,
+    /// `--max-parallelism`: at most this many steps at once; `None`: the scheduler's default
+    /// (one file operation per CPU, four RUN steps per CPU).
+    pub max_parallelism: Option<usize>,
     /// The strata binary (re-executed for containers and file operations).
     pub strata_exe: PathBuf,
     /// `--cache-from`: caches to take step results from.
@@ -330,8 +332,9 @@ pub fn build(
         prefetched: std::sync::Mutex::new(prefetched),
         git_commits: git_commits.clone(),
     });
-    let scheduler = Scheduler {
-        max_parallelism: req.max_parallelism.max(1),
+    let scheduler = match req.max_parallelism {
+        Some(n) => Scheduler::with_limit(n),
+        None => Scheduler::default(),
     };
     let result = scheduler.run_from(graph.clone(), target, runner.clone(), done);
     let layers = match result {

@@ -267,7 +267,7 @@ pub struct BuildArgs {
     /// Write build result metadata (JSON) to this file
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
-    /// Steps run at the same time at most (default: the number of CPUs)
+    /// Steps run at the same time at most (default: one COPY/ADD per CPU, four RUN steps per CPU)
     #[arg(long, value_name = "N")]
     pub max_parallelism: Option<usize>,
     /// Where the result goes (type=image|oci|docker|local|tar,dest=…,compression=…); repeatable

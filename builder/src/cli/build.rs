@@ -194,11 +194,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
             NetworkArg::None => NetworkMode::None,
         },
         runtime: executor::runtime(g.runtime.as_deref())?,
-        max_parallelism: a.max_parallelism.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }),
+        max_parallelism: a.max_parallelism,
         strata_exe: std::env::current_exe().context("finding the strata binary")?,
         registry: Some(Arc::new(super::registry::client(g)?)),
         secrets: parse_secrets(&a.secrets)?,

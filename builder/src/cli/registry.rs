@@ -68,11 +68,17 @@ pub fn ensure_image(
     Ok(())
 }
 
-/// Pushes a stored image to `target`.
-pub fn push_image(g: &Global, store: &mut ImageStore, image: &str, target: &str) -> Result<()> {
+/// Pushes a stored image to `target`, its layers compressed as `fmt` says.
+pub fn push_image(
+    g: &Global,
+    store: &mut ImageStore,
+    image: &str,
+    target: &str,
+    fmt: &crate::export::Format,
+) -> Result<()> {
     let r = parse_ref(target)?;
     let c = client(g)?;
-    registry::push(&c, store, image, &r, &mut |l| say(l))
+    registry::push(&c, store, image, &r, fmt, &mut |l| say(l))
         .with_context(|| format!("pushing {}", familiar(&r.to_string())))?;
     Ok(())
 }
@@ -94,7 +100,13 @@ pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
             full
         }
     };
-    push_image(g, &mut store, img.record.id.as_str(), &target)?;
+    push_image(
+        g,
+        &mut store,
+        img.record.id.as_str(),
+        &target,
+        &Default::default(),
+    )?;
     Ok(0)
 }
 

@@ -341,10 +341,10 @@ pub fn push(
     store: &mut ImageStore,
     image: &str,
     r: &Reference,
+    fmt: &crate::export::Format,
     say: &mut dyn FnMut(&str),
 ) -> Result<Digest> {
     let img = store.image(image)?;
-    let fmt = crate::export::Format::default();
     // Layers pulled from this registry keep their blob there: mounted, never downloaded.
     let mut sources = std::collections::BTreeMap::new();
     for d in &img.config.rootfs.diff_ids {
@@ -376,7 +376,7 @@ pub fn push(
             (d.clone(), desc)
         })
         .collect();
-    let m = crate::export::manifest_with(store, &img, &fmt, &|d| given.get(d).cloned())?;
+    let m = crate::export::manifest_with(store, &img, fmt, &|d| given.get(d).cloned())?;
     let mount_from: std::collections::BTreeMap<Digest, String> = img
         .config
         .rootfs

@@ -229,6 +229,66 @@ fn push_pull_and_build_through_a_real_registry() {
     assert!(again.contains("0 of 3 layers to download"), "{again}");
 }
 
+/// GET over plain HTTP/1.0 from the loopback registry; the body.
+fn http_get(addr: &str, path: &str, accept: &str) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// Issue 8 (benchmark scenario 9): `-o type=image,push=true,compression=zstd` pushed gzip
+/// layers; the output's compression now reaches the registry.
+#[test]
+fn issue8_push_output_keeps_its_compression() {
+    let Some(a) = Root::new("reg-zstd", true) else {
+        return;
+    };
+    let Some(reg) = Registry::start(&a.dir.join("registry")) else {
+        return;
+    };
+    let r = &reg.addr;
+    let ctx = a.context("z", "FROM busybox\nRUN echo zstd > /z\n");
+    for comp in ["zstd", "gzip"] {
+        a.ok(&[
+            "build",
+            "-q",
+            "-o",
+            &format!("type=image,name={r}/z:{comp},push=true,compression={comp}"),
+            &ctx,
+        ]);
+        let m = http_get(
+            r,
+            &format!("/v2/z/manifests/{comp}"),
+            "application/vnd.oci.image.manifest.v1+json",
+        );
+        let m: serde_json::Value = serde_json::from_str(&m).unwrap();
+        let types: Vec<&str> = m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            vec![format!("application/vnd.oci.image.layer.v1.tar+{comp}"); 2],
+            "{m}"
+        );
+    }
+    // A fresh root pulls the zstd image and runs it.
+    let Some(b) = Root::new("reg-zstd-b", false) else {
+        return;
+    };
+    let image = format!("{r}/z:zstd");
+    b.ok(&["pull", &image]);
+    assert!(b.ok(&["run", "--rm", &image, "cat", "/z"]).starts_with("zstd\n"));
+}
+
 #[test]
 fn a_docker_io_mirror_serves_docker_io_names() {
     let Some(a) = Root::new("mirror-a", true) else {
