@@ -9,7 +9,7 @@ client process tree, peak RSS of the client, and the ratio strata / best other. 
 happens in its daemon: its CPU and RSS columns show the client only, marked with *. A missing
 reference builder is reported, never a failure. --quick uses small inputs and 3 counted runs.
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, time
+import argparse, json, os, shutil, statistics, subprocess, sys, time, zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -126,13 +126,29 @@ def text_file(path, size):
             block = block[1:] + block[:1]
 
 
-def oci_out(b, who, d, comp, force, name):
+def layer_file(path, size):
+    """`size` bytes for a big layer: the Debian base's tar repeated (real files: compresses
+    like real layers) when scenario 11's base is there, else base64 text."""
+    deb = os.path.join(WORK, "debian.tar")
+    if not os.path.exists(deb):
+        text_file(path, size)
+        return "base64 text"
+    with open(deb, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            f.write(data[:left])
+            left -= min(left, len(data))
+    return "the Debian base's tar, repeated"
+
+
+def oci_out(b, who, d, comp, name):
     """Builds (cached) and writes the image to an OCI layout with `comp` compression."""
     out = f"{d}/out-{who}"
     if who == "strata":
-        f = ",force-compression=true" if force else ""
         return (f"rm -rf {out}; env STRATA_ROOT={ROOT} {STRATA} build -q "
-                f"-o type=oci,dest={out},tar=false,compression={comp}{f} {d}")
+                f"-o type=oci,dest={out},tar=false,compression={comp} {d}")
     if who == "buildah":
         flags = "--disable-compression" if comp == "uncompressed" else f"--compression-format {comp}"
         return (f"rm -rf {out}; {b.ba} build -q -t {name} {d} && "
@@ -204,19 +220,19 @@ def scenarios(quick, b):
     big = (64 if quick else 512) << 20
 
     def export(d):
-        text_file(f"{d}/big.txt", big)
+        print(f"  scenario 7's layer: {layer_file(f'{d}/big.txt', big)}")
         write(f"{d}/Dockerfile", "FROM busybox\nCOPY big.txt /big.txt\n")
     s.append((f"7 export of a {big >> 20} MB layer", export, [
-        (comp, None, "", lambda b, w, d, c=comp: oci_out(b, w, d, c, True, "s7"))
+        (comp, "fresh-blobs", "", lambda b, w, d, c=comp: oci_out(b, w, d, c, "s7"))
         for comp in ("gzip", "zstd", "uncompressed")]))
 
     def export_again(d):
-        text_file(f"{d}/big.txt", big)
+        layer_file(f"{d}/big.txt", big)
         with open(f"{d}/small.bin", "wb") as f:
             f.write(os.urandom(10 << 20))
         write(f"{d}/Dockerfile", "FROM busybox\nCOPY big.txt /big.txt\nCOPY small.bin /small.bin\n")
     s.append((f"8 export after a 10 MB change", export_again, [
-        ("gzip", "change-small", "", lambda b, w, d: oci_out(b, w, d, "gzip", False, "s8"))]))
+        ("gzip", "change-small", "", lambda b, w, d: oci_out(b, w, d, "gzip", "s8"))]))
 
     def pull(d):
         # A ~300 MB, 20,000-file base: busybox and three layers, pushed with gzip and zstd.
@@ -247,20 +263,38 @@ def scenarios(quick, b):
 REGISTRY = "127.0.0.1:5000"
 
 
+FRESH = {"n": 0}
+
+
+def fresh_root():
+    return os.path.join(WORK, f"strata-root-9-{FRESH['n']}")
+
+
 def pull_cmd(b, who, d, comp):
     if who == "strata":
-        # A root of its own, emptied before every run: nothing of the base is local.
-        root = os.path.join(WORK, "strata-root-9")
-        return f"rm -rf {root}; env STRATA_ROOT={root} {STRATA} build -q {d}/{comp}"
-    # The images built on the base before go first (untagged, so dangling), then the base.
+        # A new, empty root for every run (made in prepare): nothing of the base is local.
+        return f"env STRATA_ROOT={fresh_root()} {STRATA} build -q {d}/{comp}"
     if who == "buildah":
-        return (f"{{ {b.ba} buildah rm --all; {b.ba} buildah rmi --prune; "
-                f"{b.ba} buildah rmi -f {REGISTRY}/bench-base:{comp}; }} >/dev/null 2>&1; "
-                f"{b.ba} build -q --pull=always --tls-verify=false {d}/{comp}")
+        return f"{b.ba} build -q --pull=always --tls-verify=false {d}/{comp}"
     if comp == "zstd":
         return None  # Docker 20.10's BuildKit cannot pull zstd layers.
-    return (f"{{ {b.bk} docker image prune -f; {b.bk} docker rmi -f {REGISTRY}/bench-base:{comp}; "
-            f"{b.bk} docker builder prune -af; }} >/dev/null 2>&1; {b.bk} build -q {d}/{comp}")
+    return f"{b.bk} build -q {d}/{comp}"
+
+
+def cold_root(b, who, comp):
+    """Before a timed pull: strata gets a new root (the old ones are removed at the end, so
+    that ext4's slow allocation next to recently deleted inodes does not count: see
+    BENCHMARKS.md); the others delete the images built on the base (untagged, so dangling),
+    then the base, then their build cache."""
+    if who == "strata":
+        FRESH["n"] += 1
+    elif who == "buildah":
+        quiet(f"{b.ba} buildah rm --all; {b.ba} buildah rmi --prune; "
+              f"{b.ba} buildah rmi -f {REGISTRY}/bench-base:{comp}")
+    else:
+        quiet(f"{b.bk} docker image prune -f; {b.bk} docker rmi -f {REGISTRY}/bench-base:{comp}; "
+              f"{b.bk} docker builder prune -af")
+    quiet("sync")
 
 
 def concurrent(b, who, d, n):
@@ -275,6 +309,13 @@ def prepare(kind, b, who, d):
     elif kind == "touch-one":
         with open(f"{d}/src/d00/f0.bin", "ab") as f:
             f.write(os.urandom(8))
+    elif kind and kind.startswith("cold-root-"):
+        cold_root(b, who, kind[len("cold-root-"):])
+    elif kind == "fresh-blobs" and who == "strata":
+        # The layer built again (untimed) with no compressed blob of it kept: the timed
+        # export compresses it. (buildah's push compresses every time; docker save does not.)
+        quiet(b.clear_cache(who))
+        quiet(b.build(who, d, ""))
     elif kind == "change-small":
         with open(f"{d}/small.bin", "wb") as f:
             f.write(os.urandom(10 << 20))
@@ -317,7 +358,7 @@ def main():
             print("note: scenario 9 needs a registry on 127.0.0.1:5000 (../shared/anchors/registry.sh "
                   "or docker-registry); skipped")
             continue
-        d = os.path.join(WORK, "s-" + name.split()[0] + "-" + str(abs(hash(name)) % 10000))
+        d = os.path.join(WORK, "s-" + name.split()[0] + "-" + str(zlib.crc32(name.encode()) % 10000))
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
         setup(d)
@@ -348,6 +389,9 @@ def main():
             print_row(row, who_all)
         if name.startswith("7") and b.have["strata"]:
             gzip_ratio(d)
+        if name.startswith("9"):
+            for i in range(FRESH["n"] + 1):
+                shutil.rmtree(os.path.join(WORK, f"strata-root-9-{i}"), ignore_errors=True)
     # 10: 16 concurrent builds of scenario 3 on one root, after one warm-up.
     if not a.only or any(o.startswith("10") for o in a.only.split(",")):
         d = os.path.join(WORK, "s-10")

@@ -1,5 +1,5 @@
-//! Hot paths of the local store: context hashing (cold and through the metadata cache) and
-//! layer unpacking.
+//! Hot paths of the local store: context hashing (cold and through the metadata cache), layer
+//! tar writing (a snapshot's diff ID), layer unpacking and compression.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::path::Path;
@@ -36,6 +36,26 @@ fn context_hashing(c: &mut Criterion) {
     checksum_tree(dir.path(), &all, Some(&mut meta)).expect("warm");
     g.bench_function("hash 5000 files with the metadata cache", |b| {
         b.iter(|| checksum_tree(dir.path(), &all, Some(&mut meta)).expect("hash"))
+    });
+    g.finish();
+}
+
+/// Writing a snapshot as its layer tar and hashing it (the diff ID every committed step
+/// computes), from the page cache.
+fn layer_tar_writing(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = make_context(dir.path(), 2_000, 16_384);
+    let opts = strata_cache::difftar::TarOptions::default();
+    let mut g = c.benchmark_group("layer tar");
+    g.throughput(Throughput::Bytes(bytes));
+    g.sample_size(10);
+    g.bench_function("2000 files, 32 MB, to a sink", |b| {
+        b.iter(|| {
+            strata_cache::difftar::write_diff_tar(dir.path(), std::io::sink(), &opts).expect("tar")
+        })
+    });
+    g.bench_function("2000 files, 32 MB, diff ID", |b| {
+        b.iter(|| strata_cache::difftar::diff_id(dir.path(), &opts).expect("diff id"))
     });
     g.finish();
 }
@@ -103,5 +123,11 @@ fn layer_compression(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, context_hashing, layer_unpacking, layer_compression);
+criterion_group!(
+    benches,
+    context_hashing,
+    layer_tar_writing,
+    layer_unpacking,
+    layer_compression
+);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Exporters: an image of the local store as an OCI layout (tar or directory), a `docker load`
 //! archive, or its final root filesystem (a directory or one tar).
 //!
-//! Layer blobs come from [`ImageStore::layer_blob`] (compressed once, reused); the config is the
+//! Layer blobs come from [`ImageStore::layer_blob`] (compressed once, reused), except that an
+//! uncompressed layer a build made is streamed from its snapshot (stored nowhere); the config is the
 //! stored one (its digest is the image ID); the manifest is written for the chosen media types.
 //! Archives are deterministic: fixed entry order, mode, owner and mtime.
 
@@ -11,7 +12,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use strata_cache::Digest;
 use strata_cache::compress::Compression;
-use strata_cache::images::{Descriptor, Image, ImageStore};
+use strata_cache::images::{Descriptor, HashWriter, Image, ImageStore};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -59,7 +60,29 @@ pub struct Manifested {
 
 /// Makes (or reuses) the image's layer blobs in `fmt` and writes its manifest.
 pub fn manifest(store: &mut ImageStore, img: &Image, fmt: &Format) -> Result<Manifested> {
-    manifest_with(store, img, fmt, &|_| None)
+    // Without compression, a layer a build made is streamed from its snapshot when the
+    // archive is written (`Sink::layer_tar`): its digest is its diff ID, nothing is stored.
+    let mut streamed = std::collections::BTreeMap::new();
+    if fmt.compression == Compression::Uncompressed {
+        for d in &img.config.rootfs.diff_ids {
+            if let Some((_, size)) = store.snapshot_tar(d)? {
+                let media_type = if fmt.oci_media_types {
+                    Compression::Uncompressed.oci_media_type()
+                } else {
+                    Compression::Uncompressed
+                        .docker_media_type()
+                        .unwrap_or_default()
+                };
+                let desc = Descriptor {
+                    media_type: media_type.to_string(),
+                    digest: d.clone(),
+                    size,
+                };
+                streamed.insert(d.clone(), desc);
+            }
+        }
+    }
+    manifest_with(store, img, fmt, &|d| streamed.get(d).cloned())
 }
 
 /// [`manifest`], with some layers' blobs given (a registry's, for layers pulled lazily).
@@ -177,15 +200,81 @@ impl Sink {
                 if p.exists() {
                     return Ok(());
                 }
-                // Written beside, renamed into place: never a half-written blob.
+                // Written beside, renamed into place: never a half-written blob. (Not synced:
+                // this is the user's output, as BuildKit's exporters and `docker save` leave it.)
                 let tmp = p.with_extension("partial");
                 let mut f = std::fs::File::create(&tmp)?;
                 std::io::copy(&mut data, &mut f)?;
-                f.sync_all()?;
                 std::fs::rename(&tmp, &p)?;
             }
         }
         Ok(())
+    }
+
+    /// A layer's uncompressed tar written from its snapshot, checked against its diff ID
+    /// (and nothing renamed into place when it does not match).
+    fn layer_tar(
+        &mut self,
+        path: &str,
+        size: u64,
+        snapshot: &Path,
+        diff_id: &Digest,
+    ) -> Result<()> {
+        let write = |w: &mut dyn Write| -> Result<()> {
+            let mut hw = HashWriter::new(w);
+            strata_cache::difftar::write_diff_tar(snapshot, &mut hw, &Default::default())?;
+            let (_, d) = hw.finish();
+            if d != *diff_id {
+                bail!(
+                    "layer {diff_id} now hashes to {d}: its snapshot was changed on disk; rebuild the image"
+                );
+            }
+            Ok(())
+        };
+        match self {
+            Sink::Tar(b, seen) => {
+                if !seen.insert(path.to_string()) {
+                    return Ok(());
+                }
+                let mut h = tar::Header::new_ustar();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(0);
+                h.set_size(size);
+                let (r, mut w) = std::io::pipe()?;
+                std::thread::scope(|sc| {
+                    let writer = sc.spawn(move || {
+                        let res = write(&mut w);
+                        drop(w);
+                        res
+                    });
+                    let appended = b.append_data(&mut h, path, r);
+                    writer
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("writing layer {diff_id} panicked"))??;
+                    appended?;
+                    Ok(())
+                })
+            }
+            Sink::Dir(d) => {
+                let p = d.join(path);
+                if p.exists() {
+                    return Ok(());
+                }
+                let tmp = p.with_extension("partial");
+                let mut f =
+                    std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+                if let Err(e) = write(&mut f).and_then(|()| Ok(f.flush()?)) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                drop(f);
+                std::fs::rename(&tmp, &p)?;
+                Ok(())
+            }
+        }
     }
 
     fn bytes(&mut self, path: &str, data: &[u8]) -> Result<()> {
@@ -255,6 +344,19 @@ fn sink(dest: Dest) -> Result<Sink> {
 fn write_blobs(s: &mut Sink, store: &ImageStore, m: &Manifested, config: &[u8]) -> Result<()> {
     s.blob(store, &m.config.digest, Some(config))?;
     for l in &m.layers {
+        if !store.content.exists(&l.digest)
+            && let Some((dir, size)) = store.snapshot_tar(&l.digest)?
+        {
+            s.dir_entry("blobs/")?;
+            s.dir_entry("blobs/sha256/")?;
+            s.layer_tar(
+                &format!("blobs/sha256/{}", l.digest.hex()),
+                size,
+                &dir,
+                &l.digest,
+            )?;
+            continue;
+        }
         s.blob(store, &l.digest, None)?;
     }
     s.blob(store, &m.manifest_digest, Some(&m.manifest))?;

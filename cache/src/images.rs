@@ -542,6 +542,21 @@ impl ImageStore {
         })
     }
 
+    /// The snapshot a layer's uncompressed tar can be written from, with the tar's size, when
+    /// no blob of it is stored: a layer a build committed. An export without compression
+    /// streams it straight to its destination instead of storing the tar first
+    /// ([`crate::difftar::write_diff_tar`], checked against the diff ID on the way).
+    pub fn snapshot_tar(&self, diff_id: &Digest) -> Result<Option<(PathBuf, u64)>, ImageError> {
+        let Some(rec) = self.meta.layer(diff_id)? else {
+            return Ok(None);
+        };
+        let dir = self.snapshot_dir(diff_id);
+        if rec.blob_digest.is_some() || self.content.exists(diff_id) || !dir.is_dir() {
+            return Ok(None);
+        }
+        Ok(Some((dir, rec.size)))
+    }
+
     /// A layer's uncompressed tar: the stored blob of an imported layer, or the snapshot
     /// written as a tar.
     pub fn write_layer_tar(

@@ -399,9 +399,7 @@ mod tests {
             rendezvous: true,
             ..Recorder::default()
         });
-        Scheduler::with_limit(1)
-            .run(g, top, r.clone())
-            .unwrap();
+        Scheduler::with_limit(1).run(g, top, r.clone()).unwrap();
         assert_eq!(r.max_active.load(Ordering::SeqCst), 1);
     }
 

@@ -208,13 +208,7 @@ pub fn export(
                     bail!("pushing needs a name: give -t REGISTRY/NAME:TAG or name=…");
                 }
                 for n in names.iter().chain(extra) {
-                    super::registry::push_image(
-                        g,
-                        store,
-                        img.record.id.as_str(),
-                        n,
-                        &spec.format,
-                    )?;
+                    super::registry::push_image(g, store, img.record.id.as_str(), n, &spec.format)?;
                 }
             }
         }

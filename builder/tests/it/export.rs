@@ -727,3 +727,69 @@ fn same_content_as_buildkit() {
     }
     assert!(n >= 2, "no cases found in {}", cases.display());
 }
+
+/// Issue 8 (benchmark scenario 7): an uncompressed export streams a built layer from its
+/// snapshot, stores no tar of it, and refuses a snapshot changed on disk without leaving a
+/// blob behind.
+#[test]
+fn issue8_uncompressed_layers_stream_from_their_snapshots() {
+    let Some(fx) = Fx::new("streamed") else {
+        return;
+    };
+    let ctx = fx.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN head -c 300000 /dev/urandom > /data && echo x > /small\n",
+    )
+    .unwrap();
+    let ctx = ctx.to_string_lossy().into_owned();
+    let (dir, tar) = (fx.p("layout"), fx.p("layout.tar"));
+    let id = fx.ok(&["build", "-q", &ctx]);
+    let built = {
+        let id = id.trim();
+        let inspect: serde_json::Value = serde_json::from_str(&fx.ok(&["inspect", id])).unwrap();
+        let d = &inspect[0]["RootFS"]["Layers"];
+        let d = d.as_array().unwrap_or_else(|| panic!("{inspect}"));
+        d.last().unwrap().as_str().unwrap().to_string()
+    };
+    for out in [
+        format!("type=oci,dest={dir},tar=false,compression=uncompressed"),
+        format!("type=oci,dest={tar},compression=uncompressed"),
+    ] {
+        fx.ok(&["build", "-q", "-o", &out, &ctx]);
+    }
+    // The directory: the last layer's blob is its diff ID and hashes to it.
+    let blob = Path::new(&dir).join("blobs/sha256").join(&built[7..]);
+    assert_eq!(sha256(&blob), built[7..]);
+    // The tar holds the same bytes.
+    let out = Command::new("tar")
+        .args(["-xOf", &tar, &format!("blobs/sha256/{}", &built[7..])])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, std::fs::read(&blob).unwrap());
+    // Nothing of it went into the content store.
+    assert!(!fx.root.join("blobs/sha256").join(&built[7..]).exists());
+    // A snapshot changed on disk: the export fails and names the cause; no blob is left.
+    std::fs::write(
+        fx.root.join("snapshots").join(&built[7..]).join("small"),
+        "y\n",
+    )
+    .unwrap();
+    let again = fx.p("again");
+    let out = fx.strata(&[
+        "build",
+        "-q",
+        "-o",
+        &format!("type=oci,dest={again},tar=false,compression=uncompressed"),
+        &ctx,
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("rebuild"), "{}", stderr(&out));
+    let left: Vec<_> = std::fs::read_dir(Path::new(&again).join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&built[7..]))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

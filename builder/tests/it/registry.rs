@@ -286,7 +286,10 @@ fn issue8_push_output_keeps_its_compression() {
     };
     let image = format!("{r}/z:zstd");
     b.ok(&["pull", &image]);
-    assert!(b.ok(&["run", "--rm", &image, "cat", "/z"]).starts_with("zstd\n"));
+    assert!(
+        b.ok(&["run", "--rm", &image, "cat", "/z"])
+            .starts_with("zstd\n")
+    );
 }
 
 #[test]
