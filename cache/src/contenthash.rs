@@ -204,9 +204,13 @@ pub fn checksum_tree(
     let root_key = root.to_string_lossy().into_owned();
     let mut known: Vec<Option<Digest>> = vec![None; pending.len()];
     if let Some(c) = cache.as_deref() {
+        let recorded = c.cached_checksums(&root_key)?;
         for (i, p) in pending.iter().enumerate() {
-            if let Some(f) = p.file {
-                known[i] = c.cached_checksum(&root_key, &p.path, f)?;
+            if let Some(f) = p.file
+                && let Some((id, d)) = recorded.get(&p.path)
+                && *id == f
+            {
+                known[i] = Some(d.clone());
             }
         }
     }

@@ -289,30 +289,34 @@ impl Metadata {
         .transpose()
     }
 
-    /// The content checksum recorded for `path` under `root`, if the file's identity
-    /// (device, inode, size, mtime, ctime) is unchanged since.
-    pub fn cached_checksum(
+    /// Every checksum recorded under `root`, by path, with the identity it was recorded for:
+    /// one query for a whole context instead of one per file.
+    pub fn cached_checksums(
         &self,
         root: &str,
-        path: &str,
-        id: FileIdentity,
-    ) -> Result<Option<Digest>, MetadataError> {
-        let FileIdentity {
-            dev,
-            ino,
-            size,
-            mtime_ns: mtime,
-            ctime_ns: ctime,
-        } = id;
-        let d: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT digest FROM file_checksums WHERE root = ?1 AND path = ?2 AND dev = ?3 AND ino = ?4
-                 AND size = ?5 AND mtime_ns = ?6 AND ctime_ns = ?7",
-            )?
-            .query_row(params![root, path, dev as i64, ino as i64, size as i64, mtime, ctime], |r| r.get(0))
-            .optional()?;
-        d.map(digest).transpose()
+    ) -> Result<std::collections::HashMap<String, (FileIdentity, Digest)>, MetadataError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT path, dev, ino, size, mtime_ns, ctime_ns, digest FROM file_checksums WHERE root = ?1",
+        )?;
+        let rows = st.query_map(params![root], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                FileIdentity {
+                    dev: r.get::<_, i64>(1)? as u64,
+                    ino: r.get::<_, i64>(2)? as u64,
+                    size: r.get::<_, i64>(3)? as u64,
+                    mtime_ns: r.get(4)?,
+                    ctime_ns: r.get(5)?,
+                },
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut out = std::collections::HashMap::new();
+        for row in rows {
+            let (path, id, d) = row?;
+            out.insert(path, (id, digest(d)?));
+        }
+        Ok(out)
     }
 
     /// Records content checksums (one transaction).
