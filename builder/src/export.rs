@@ -160,18 +160,24 @@ enum Sink {
     Dir(PathBuf),
 }
 
+/// The deterministic header of an archive entry: owned by root, mtime 0.
+fn archive_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(size);
+    h
+}
+
 impl Sink {
     fn dir_entry(&mut self, path: &str) -> Result<()> {
         match self {
             Sink::Tar(b, seen) => {
                 if seen.insert(path.to_string()) {
-                    let mut h = tar::Header::new_ustar();
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_mode(0o755);
-                    h.set_uid(0);
-                    h.set_gid(0);
-                    h.set_mtime(0);
-                    h.set_size(0);
+                    let mut h = archive_header(tar::EntryType::Directory, 0o755, 0);
                     b.append_data(&mut h, path, std::io::empty())?;
                 }
             }
@@ -186,13 +192,7 @@ impl Sink {
                 if !seen.insert(path.to_string()) {
                     return Ok(());
                 }
-                let mut h = tar::Header::new_ustar();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_uid(0);
-                h.set_gid(0);
-                h.set_mtime(0);
-                h.set_size(size);
+                let mut h = archive_header(tar::EntryType::Regular, 0o644, size);
                 b.append_data(&mut h, path, data)?;
             }
             Sink::Dir(d) => {
@@ -236,13 +236,7 @@ impl Sink {
                 if !seen.insert(path.to_string()) {
                     return Ok(());
                 }
-                let mut h = tar::Header::new_ustar();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_uid(0);
-                h.set_gid(0);
-                h.set_mtime(0);
-                h.set_size(size);
+                let mut h = archive_header(tar::EntryType::Regular, 0o644, size);
                 let (r, mut w) = std::io::pipe()?;
                 std::thread::scope(|sc| {
                     let writer = sc.spawn(move || {
