@@ -339,6 +339,7 @@ def main():
     ap.add_argument("--json")
     a = ap.parse_args()
     runs = a.runs or (2 if a.quick else 5)
+    t0 = time.perf_counter()
     if not os.access(STRATA, os.X_OK):
         sh(["cargo", "build", "--release", "-p", "strata"], cwd=REPO)
     os.makedirs(WORK, exist_ok=True)
@@ -372,6 +373,7 @@ def main():
             print("note: scenario 9 needs a registry on 127.0.0.1:5000 (../shared/anchors/registry.sh "
                   "or docker-registry); skipped")
             continue
+        started = time.perf_counter()
         d = os.path.join(WORK, "s-" + name.split()[0] + "-" + str(zlib.crc32(name.encode()) % 10000))
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
@@ -406,6 +408,7 @@ def main():
         if name.startswith("9"):
             for i in range(FRESH["n"] + 1):
                 shutil.rmtree(os.path.join(WORK, f"strata-root-9-{i}"), ignore_errors=True)
+        print(f"  ({name}: {time.perf_counter() - started:.0f} s with setup)", flush=True)
     # 10: 16 concurrent builds of scenario 3 on one root, after one warm-up.
     if not a.only or any(o.startswith("10") for o in a.only.split(",")):
         d = os.path.join(WORK, "s-10")
@@ -427,6 +430,7 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)
+    print(f"suite: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def summary(name, label, samples, who_all):

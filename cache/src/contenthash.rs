@@ -140,6 +140,60 @@ fn hash_file(p: &Path) -> Result<Digest, HashError> {
     Ok(Digest::from_hasher(h))
 }
 
+fn rel_of(rel: &str, name: &std::ffi::OsStr) -> String {
+    if rel.is_empty() {
+        name.to_string_lossy().into_owned()
+    } else {
+        format!("{rel}/{}", name.to_string_lossy())
+    }
+}
+
+/// A directory entry the walk keeps: what it adds to the sum (`None`: excluded itself), and
+/// whether to descend into it.
+struct Visited {
+    pending: Option<Pending>,
+    descend: Option<(PathBuf, String)>,
+}
+
+/// One directory entry (`None`: excluded).
+fn visit(
+    dir: &Path,
+    rel: &str,
+    name: &std::ffi::OsStr,
+    select: &(dyn Fn(&str, bool) -> Selection + Sync),
+) -> Result<Option<Visited>, HashError> {
+    let abs = dir.join(name);
+    let path = rel_of(rel, name);
+    let m = std::fs::symlink_metadata(&abs).map_err(io_err("stat", &abs))?;
+    let is_dir = m.is_dir();
+    match select(&path, is_dir) {
+        Selection::Exclude => Ok(None),
+        Selection::ExcludeButDescend => Ok(Some(Visited {
+            pending: None,
+            descend: is_dir.then_some((abs, path)),
+        })),
+        Selection::Include => {
+            let file = m.is_file().then(|| FileIdentity {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.len(),
+                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            });
+            let pending = Pending {
+                header: header(&m, &abs)?,
+                path: path.clone(),
+                abs: abs.clone(),
+                file,
+            };
+            Ok(Some(Visited {
+                pending: Some(pending),
+                descend: is_dir.then_some((abs, path)),
+            }))
+        }
+    }
+}
+
 /// Checksums the tree under `root`: every entry `select` includes (directories are descended
 /// into unless excluded). With `cache`, file contents already hashed at the same (path, device,
 /// inode, size, mtime, ctime) are not read again.
@@ -148,7 +202,8 @@ pub fn checksum_tree(
     select: &(dyn Fn(&str, bool) -> Selection + Sync),
     cache: Option<&mut Metadata>,
 ) -> Result<TreeSum, HashError> {
-    // 1. Walk (sorted, single-threaded: metadata calls are the limit, and order stays simple).
+    // 1. Walk, depth-first in name order. A directory's entries are stat'ed (and their xattrs
+    //    listed) in parallel: on a no-op build of a large context those calls are most of the time.
     let mut pending: Vec<Pending> = Vec::new();
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
@@ -158,47 +213,16 @@ pub fn checksum_tree(
             .collect::<Result<_, _>>()
             .map_err(io_err("list", &dir))?;
         names.sort();
+        let visited: Vec<Option<Visited>> = names
+            .par_iter()
+            .map(|name| visit(&dir, &rel, name, select))
+            .collect::<Result<_, _>>()?;
         let mut subdirs = Vec::new();
-        for name in names {
-            let abs = dir.join(&name);
-            let path = if rel.is_empty() {
-                name.to_string_lossy().into_owned()
-            } else {
-                format!("{rel}/{}", name.to_string_lossy())
-            };
-            let m = std::fs::symlink_metadata(&abs).map_err(io_err("stat", &abs))?;
-            let is_dir = m.is_dir();
-            match select(&path, is_dir) {
-                Selection::Exclude => continue,
-                Selection::ExcludeButDescend => {
-                    if is_dir {
-                        subdirs.push((abs, path));
-                    }
-                    continue;
-                }
-                Selection::Include => {}
-            }
-            let file = m.is_file().then(|| FileIdentity {
-                dev: m.dev(),
-                ino: m.ino(),
-                size: m.len(),
-                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-                ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-            });
-            pending.push(Pending {
-                header: header(&m, &abs)?,
-                path: path.clone(),
-                abs: abs.clone(),
-                file,
-            });
-            if is_dir {
-                subdirs.push((abs, path));
-            }
+        for v in visited.into_iter().flatten() {
+            pending.extend(v.pending);
+            subdirs.extend(v.descend);
         }
-        // Depth-first in name order.
-        for s in subdirs.into_iter().rev() {
-            stack.push(s);
-        }
+        stack.extend(subdirs.into_iter().rev());
     }
     // 2. Contents: from the metadata cache, else read (in parallel).
     let root_key = root.to_string_lossy().into_owned();

@@ -99,6 +99,12 @@ pub const MIGRATIONS: &[&str] = &[
         media_type TEXT NOT NULL,
         size INTEGER NOT NULL
      );",
+    // 7: the last layer each copy from the context made (keyed by the copy's definition, not
+    // by the context's contents), so that copying again can link the files that did not change.
+    "CREATE TABLE copy_results (
+        definition TEXT PRIMARY KEY,
+        diff_id TEXT NOT NULL
+     );",
 ];
 
 /// Where a lazily pulled layer's blob lives.
@@ -500,6 +506,30 @@ impl Metadata {
             ],
         )?;
         Ok(())
+    }
+
+    /// Records `diff_id` as the latest layer made by the copy whose definition digest is
+    /// `definition`.
+    pub fn put_copy_result(
+        &mut self,
+        definition: &Digest,
+        diff_id: &Digest,
+    ) -> Result<(), MetadataError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO copy_results (definition, diff_id) VALUES (?1, ?2)",
+            params![definition.as_str(), diff_id.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// The latest layer made by the copy whose definition digest is `definition`.
+    pub fn copy_result(&self, definition: &Digest) -> Result<Option<Digest>, MetadataError> {
+        let row: Option<String> = self
+            .conn
+            .prepare_cached("SELECT diff_id FROM copy_results WHERE definition = ?1")?
+            .query_row([definition.as_str()], |r| r.get(0))
+            .optional()?;
+        row.map(digest).transpose()
     }
 
     /// Where a layer can be fetched from, if it was pulled lazily.

@@ -3,7 +3,7 @@
 //! recorded in the build cache under the op's key as soon as it exists.
 
 use super::progress::Progress;
-use crate::executor::fileop::{FileOpRequest, SourceFs, run_file_op};
+use crate::executor::fileop::{FileOpRequest, ReuseFrom, SourceFs, run_file_op};
 use crate::executor::init::Runtime;
 use crate::executor::spec::Network;
 use crate::executor::{self, ContainerDir, RunMount, RunRequest};
@@ -511,6 +511,8 @@ impl Runner {
 
     fn file(
         &self,
+        vertex: &str,
+        definition: &Digest,
         base: bool,
         actions: &[strata_solver::graph::FileAction],
         inputs: &[FsResult],
@@ -537,20 +539,54 @@ impl Runner {
                 })
             })
             .collect();
+        // A lone copy from the context links the files that did not change from the layer it
+        // made last time (if that layer is still here).
+        let from_context = match actions {
+            [strata_solver::graph::FileAction::Copy { input, .. }] => {
+                matches!(inputs.get(*input), Some(FsResult::Context(_)))
+            }
+            _ => false,
+        };
+        let reuse = if from_context {
+            store
+                .meta
+                .copy_result(definition)
+                .ok()
+                .flatten()
+                .map(|d| store.snapshot_dir(&d))
+                .filter(|p| p.is_dir())
+                .map(|prev| ReuseFrom {
+                    prev,
+                    clamp: self.epoch,
+                })
+        } else {
+            None
+        };
         let req = FileOpRequest {
             lower: self.dirs(&store, &chain),
             sources,
             actions: actions.to_vec(),
+            reuse,
         };
         let dir = ContainerDir::create(
             &self.root.join("containers"),
             &format!("f-{}", executor::random_id()),
         )
         .map_err(|e| format!("{e:#}"))?;
-        run_file_op(&self.strata_exe, dir.path(), &req).map_err(|e| format!("{e:#}"))?;
+        let report =
+            run_file_op(&self.strata_exe, dir.path(), &req).map_err(|e| format!("{e:#}"))?;
+        if !report.is_empty() {
+            self.progress.log(vertex, report.as_bytes());
+        }
         let layer = store
             .commit_layer(&dir.path().join("upper"), self.epoch)
             .map_err(|e| format!("committing the layer: {e}"))?;
+        if from_context && let Some(l) = &layer {
+            store
+                .meta
+                .put_copy_result(definition, &l.diff_id)
+                .map_err(|e| format!("recording the copy's result: {e}"))?;
+        }
         let mut out = chain;
         out.push(layer.map(|l| l.diff_id));
         Ok(out)
@@ -593,7 +629,9 @@ impl OpRunner for Runner {
         };
         let result = match &op.kind {
             OpKind::Exec(e) => self.exec(&vertex, e, &inputs, cancel),
-            OpKind::File { base, actions } => self.file(*base, actions, &inputs),
+            OpKind::File { base, actions } => {
+                self.file(&vertex, self.graph.digest(id), *base, actions, &inputs)
+            }
             OpKind::Merge => {
                 let mut out = Vec::new();
                 for i in &inputs {

@@ -5,7 +5,8 @@
 //! runs in a fork of a multi-threaded process, and the mounts vanish with the process.
 
 use super::init::{Layers, mount_layers_ro, mount_overlay, private_mount_namespace};
-use crate::fileop::Source;
+use super::sys::{LinuxSyscall, Syscall};
+use crate::fileop::{Reuse, Source};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -29,10 +30,23 @@ pub struct FileOpRequest {
     /// Sources by input index.
     pub sources: Vec<Option<SourceFs>>,
     pub actions: Vec<FileAction>,
+    /// A previous result of the same copy to hard-link unchanged files from.
+    #[serde(default)]
+    pub reuse: Option<ReuseFrom>,
 }
 
-/// Runs a file op; its diff is left in `dir/upper`.
-pub fn run_file_op(strata: &Path, dir: &Path, req: &FileOpRequest) -> Result<()> {
+/// The previous result a copy may link unchanged files from (see [`Reuse`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReuseFrom {
+    /// Its snapshot.
+    pub prev: PathBuf,
+    /// The epoch the new layer's modification times will be clamped to.
+    pub clamp: Option<i64>,
+}
+
+/// Runs a file op; its diff is left in `dir/upper`. Returns what it reports (how many files it
+/// linked from a previous result), for the step's log.
+pub fn run_file_op(strata: &Path, dir: &Path, req: &FileOpRequest) -> Result<String> {
     if !rustix::process::geteuid().is_root() {
         bail!("file operations need root (overlay mounts); run strata as root");
     }
@@ -59,7 +73,7 @@ pub fn run_file_op(strata: &Path, dir: &Path, req: &FileOpRequest) -> Result<()>
             }
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `strata __fileop DIR` (the child).
@@ -116,6 +130,31 @@ pub fn child(dir: &Path) -> Result<()> {
             }
         });
     }
-    crate::fileop::apply(&root, &sources, &req.actions)?;
+    let mut reuse = req
+        .reuse
+        .as_ref()
+        .map(|r| Reuse::new(r.prev.clone(), dir.join("upper"), r.clamp));
+    crate::fileop::apply_reusing(&root, &sources, &req.actions, reuse.as_mut())?;
+    if let Some(r) = reuse
+        && r.pending() > 0
+    {
+        // The links go into the upper directory itself, which overlayfs must not see change.
+        LinuxSyscall
+            .umount(&root, nix::mount::MntFlags::empty())
+            .context("unmounting the root filesystem to link unchanged files")?;
+        let s = r.link()?;
+        println!(
+            "{} unchanged files linked from the previous result{}",
+            s.linked,
+            if s.copied > 0 {
+                format!(
+                    " ({} copied: the previous result was removed meanwhile)",
+                    s.copied
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     Ok(())
 }

@@ -1190,3 +1190,71 @@ fn cache_mount_seeded_from_a_stage() {
     ok(&fx.build(&["-t", "cs"]));
     assert_eq!(fx.run("cs", "cat /out /listing"), "seeded\nfirst\nsecond\n");
 }
+
+#[test]
+fn issue8_copy_again_links_unchanged_files_and_makes_the_same_layer() {
+    let Some(fx) = Fx::new("relink") else { return };
+    let Some(fresh) = Fx::new("relink-fresh") else {
+        return;
+    };
+    fx.write("Dockerfile", "FROM busybox\nWORKDIR /src\nCOPY . .\n");
+    // Files older than SOURCE_DATE_EPOCH: commit leaves their times alone, so they can be
+    // shared; the directories the copy makes are clamped, so the layer is reproducible.
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    let write_old = |p: &str, content: &str| {
+        fx.write(p, content);
+        let f = std::fs::File::options()
+            .write(true)
+            .open(fx.ctx.join(p))
+            .unwrap();
+        f.set_modified(old).unwrap();
+    };
+    for i in 0..20 {
+        write_old(&format!("d/f{i}"), &format!("file {i}\n").repeat(100));
+    }
+    let build = |f: &Fx| {
+        let out = f
+            .cmd(&["build", "--progress", "plain", "-t", "r"])
+            .arg(&fx.ctx)
+            .env("SOURCE_DATE_EPOCH", "1600000000")
+            .output()
+            .unwrap();
+        ok(&out);
+        out
+    };
+    let first = build(&fx);
+    assert!(!stderr(&first).contains("linked"), "{}", stderr(&first));
+    // One file changed: the other 19 are linked from the first result, the layer is what a
+    // root that never saw the first context makes, and the image holds the new content.
+    write_old("d/f3", "changed\n");
+    let second = build(&fx);
+    assert!(
+        stderr(&second).contains("19 unchanged files linked from the previous result"),
+        "{}",
+        stderr(&second)
+    );
+    assert_ne!(image_id(&second), image_id(&first));
+    // (The two roots' busybox images differ in their import time: compare the layers.)
+    let layers = |f: &Fx| {
+        let v: serde_json::Value =
+            serde_json::from_slice(&f.strata(&["inspect", "r"]).stdout).unwrap();
+        v[0]["RootFS"]["Layers"].clone()
+    };
+    ok(&build(&fresh));
+    assert_eq!(layers(&fresh), layers(&fx));
+    assert_eq!(layers(&fx).as_array().map(|l| l.len()), Some(3));
+    assert_eq!(
+        fx.run("r", "cat /src/d/f3; cat /src/d/f4 | head -1"),
+        "changed\nfile 4\n"
+    );
+    // The snapshots share the unchanged files' inodes.
+    let snaps: Vec<PathBuf> = std::fs::read_dir(fx.root.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("src/d/f4"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(ino(&snaps[0]), ino(&snaps[1]));
+}

@@ -371,7 +371,11 @@ fn wait_until(done: impl Fn() -> bool) {
 /// Starts `strata run` of a long sleep (in a process group of its own when `group`) and waits
 /// until the sleep runs.
 fn start_probe(root: &Path, rt: &str, group: bool) -> std::process::Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    // SIGINT's default action, whatever this test inherited: a background job of a
+    // non-interactive shell starts with SIGINT ignored, and the Ctrl-C below would do nothing
+    // (the test would wait forever).
+    let mut cmd = Command::new("env");
+    cmd.args(["--default-signal=INT", env!("CARGO_BIN_EXE_strata")]);
     cmd.args([
         "--runtime",
         rt,

@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use strata_frontend::dockerignore::{PatternMatcher, contains_wildcards, path_match};
 use strata_solver::graph::{Chmod, Chown, FileAction};
 
+mod reuse;
+pub use reuse::{LinkStats, Reuse};
+
 #[derive(Debug, thiserror::Error)]
 pub enum FileOpError {
     #[error("{0}: not found")]
@@ -54,6 +57,19 @@ pub struct Source {
 
 /// Applies `actions` in order to `root`. `sources[i]` is the op's input `i`.
 pub fn apply(root: &Path, sources: &[Option<Source>], actions: &[FileAction]) -> Result<()> {
+    apply_reusing(root, sources, actions, None)
+}
+
+/// [`apply`], leaving out the files of a lone copy from the context that `reuse` will link
+/// from a previous result (see [`Reuse`]).
+pub fn apply_reusing(
+    root: &Path,
+    sources: &[Option<Source>],
+    actions: &[FileAction],
+    mut reuse: Option<&mut Reuse>,
+) -> Result<()> {
+    // Only a lone copy writes each destination path at most once.
+    let lone = actions.len() == 1;
     for a in actions {
         match a {
             FileAction::Copy {
@@ -108,6 +124,11 @@ pub fn apply(root: &Path, sources: &[Option<Source>], actions: &[FileAction]) ->
                     unpack: *unpack,
                     parents: *parents,
                     links: HashMap::new(),
+                    reuse: if lone && source.context {
+                        reuse.as_deref_mut()
+                    } else {
+                        None
+                    },
                 };
                 c.run(
                     src,
@@ -337,6 +358,8 @@ struct CopySpec<'a> {
     parents: bool,
     /// Hard links among the copied files: source (dev, inode) → first copy.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Files to link from a previous result instead of copying.
+    reuse: Option<&'a mut Reuse>,
 }
 
 impl CopySpec<'_> {
@@ -350,6 +373,10 @@ impl CopySpec<'_> {
     ) -> Result<()> {
         let rel = src.trim_start_matches('/');
         let wildcard = allow_wildcard && contains_wildcards(rel);
+        if wildcard {
+            // Several matches may write the same destination path.
+            self.reuse = None;
+        }
         let matches: Vec<String> = if wildcard {
             let m = glob(&self.source.dir, rel, self.ignore.as_ref())?;
             if m.is_empty() && !allow_empty_wildcard {
@@ -545,6 +572,14 @@ impl CopySpec<'_> {
         if ft.is_char_device() && md.rdev() == 0 {
             return Ok(()); // an overlay whiteout in a single-layer source
         }
+        if md.is_file() {
+            let (mode, owner) = (self.mode_for(md.mode() & 0o7777, false), self.owner_for(md));
+            if let Some(r) = self.reuse.as_deref_mut()
+                && r.defer(self.root, src, md, target, mode, owner)
+            {
+                return Ok(());
+            }
+        }
         remove_non_dir(target)?;
         if md.is_file() && md.nlink() > 1 {
             if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
@@ -558,7 +593,8 @@ impl CopySpec<'_> {
             std::os::unix::fs::symlink(&t, target).map_err(io("symlink", target))?;
             let (u, g) = self.owner_for(md);
             std::os::unix::fs::lchown(target, Some(u), Some(g)).map_err(io("chown", target))?;
-            return Ok(());
+            // A symlink keeps its time too (as BuildKit's copy does, through lutimes).
+            return copy_times(md, target);
         }
         if md.is_file() {
             copy_file(src, target)?;
@@ -964,5 +1000,151 @@ mod tests {
         assert_eq!(symbolic_mode("a-w", 0o666, false), Some(0o444));
         assert_eq!(symbolic_mode("g+s", 0o755, true), Some(0o2755));
         assert_eq!(symbolic_mode("q+x", 0o644, false), None);
+    }
+
+    /// Every entry below `dir` in `root`: path, kind, mode, owner, size, mtime (directories'
+    /// only when `dir_times`) and content.
+    fn listing(root: &Path, dir: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.join(dir)];
+        while let Some(p) = stack.pop() {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let content = if m.is_file() {
+                String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()
+            } else if m.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().display().to_string()
+            } else {
+                for e in std::fs::read_dir(&p).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+                String::new()
+            };
+            // The destination directory itself is made now, not copied: its time differs.
+            let time = if rel == dir {
+                0
+            } else {
+                m.mtime() * 1_000_000_000 + m.mtime_nsec()
+            };
+            out.push(format!(
+                "{rel} {:o} {}:{} {} {time} {content:?}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.len()
+            ));
+        }
+        out.sort();
+        out
+    }
+
+    fn new_root(fx: &Fx, name: &str) -> PathBuf {
+        let r = fx._d.path().join(name);
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        for f in ["etc/passwd", "etc/group"] {
+            std::fs::copy(fx.root.join(f), r.join(f)).unwrap();
+        }
+        r
+    }
+
+    fn set_mtime(p: &Path, m: &std::fs::Metadata) {
+        copy_times(m, p).unwrap();
+    }
+
+    #[test]
+    fn issue8_unchanged_files_are_linked_from_the_previous_result() {
+        let fx = fixture();
+        let src = |ignore: &[&str]| Source {
+            dir: fx.ctx.clone(),
+            context: true,
+            ignore: ignore.iter().map(|s| s.to_string()).collect(),
+        };
+        let action = [copy(".", "/app/")];
+        // The previous result.
+        apply(&fx.root, &[Some(src(&[]))], &action).unwrap();
+        // b.txt: other bytes, same size and time (only reading tells); dir/f: another size.
+        let b = fx.ctx.join("b.txt");
+        let before = std::fs::metadata(&b).unwrap();
+        std::fs::write(&b, "B").unwrap();
+        set_mtime(&b, &before);
+        std::fs::write(fx.ctx.join("dir/f"), "ff").unwrap();
+
+        let root = new_root(&fx, "again");
+        let mut r = Reuse::new(fx.root.clone(), root.clone(), None);
+        apply_reusing(&root, &[Some(src(&[]))], &action, Some(&mut r)).unwrap();
+        // a.txt, dir/sub/g and dir/skip.log wait to be linked; nothing is created for them yet.
+        assert_eq!(r.pending(), 3);
+        assert!(!root.join("app/a.txt").exists());
+        let stats = r.link().unwrap();
+        assert_eq!(
+            stats,
+            LinkStats {
+                linked: 3,
+                copied: 0
+            }
+        );
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(&root.join("app/a.txt")),
+            ino(&fx.root.join("app/a.txt"))
+        );
+        assert_eq!(
+            ino(&root.join("app/dir/sub/g")),
+            ino(&fx.root.join("app/dir/sub/g"))
+        );
+        assert_ne!(
+            ino(&root.join("app/b.txt")),
+            ino(&fx.root.join("app/b.txt"))
+        );
+        // Exactly what a plain copy makes, directory times included.
+        let plain = new_root(&fx, "plain");
+        apply(&plain, &[Some(src(&[]))], &action).unwrap();
+        assert_eq!(listing(&root, "app"), listing(&plain, "app"));
+        assert!(listing(&root, "app").iter().any(|l| l.contains("\"B\"")));
+
+        // A wildcard copy may write a path twice: no links.
+        let root = new_root(&fx, "wild");
+        let mut r = Reuse::new(fx.root.clone(), root.clone(), None);
+        apply_reusing(
+            &root,
+            &[Some(src(&[]))],
+            &[copy("*.txt", "/app/")],
+            Some(&mut r),
+        )
+        .unwrap();
+        assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn issue8_files_newer_than_the_epoch_or_gone_are_copied() {
+        let fx = fixture();
+        let src = Source {
+            dir: fx.ctx.clone(),
+            context: true,
+            ignore: vec![],
+        };
+        let action = [copy(".", "/app/")];
+        apply(&fx.root, &[Some(src.clone())], &action).unwrap();
+        // Commit clamps newer files' times, which would write to the shared inode.
+        let root = new_root(&fx, "clamped");
+        let mut r = Reuse::new(fx.root.clone(), root.clone(), Some(1000));
+        apply_reusing(&root, &[Some(src.clone())], &action, Some(&mut r)).unwrap();
+        assert_eq!(r.pending(), 0);
+        // A previous file removed before the link is made: copied from the source after all.
+        let root = new_root(&fx, "gone");
+        let mut r = Reuse::new(fx.root.clone(), root.clone(), None);
+        apply_reusing(&root, &[Some(src.clone())], &action, Some(&mut r)).unwrap();
+        assert_eq!(r.pending(), 5);
+        std::fs::remove_file(fx.root.join("app/a.txt")).unwrap();
+        assert_eq!(
+            r.link().unwrap(),
+            LinkStats {
+                linked: 4,
+                copied: 1
+            }
+        );
+        let plain = new_root(&fx, "plain");
+        apply(&plain, &[Some(src)], &action).unwrap();
+        assert_eq!(listing(&root, "app"), listing(&plain, "app"));
     }
 }

@@ -1,0 +1,213 @@
+//! Hard links from the previous result of the same COPY: when a context is copied again after a
+//! few of its files changed, every file whose bytes, size, mode, owner, modification time and
+//! extended attributes equal the previous result's file at the same path becomes a hard link to
+//! it instead of a copy. The new layer's contents are exactly what a full copy makes (so its
+//! diff ID is too); only the work differs.
+//!
+//! While the overlay is mounted, a chosen file is not created at all: links into the overlay's
+//! upper directory can only be made once the overlay is gone (a hard link can't cross mounts,
+//! and overlayfs does not allow its upper directory to change under it). So the copy runs first
+//! with those files left out, then the overlay is unmounted and [`Reuse::link`] makes them.
+//!
+//! Snapshots are never written in place (a RUN step's changes go to a new upper directory through
+//! overlayfs's copy-up), so sharing their inodes is safe. Two cases would write to a shared
+//! inode, and both are excluded: a file newer than the SOURCE_DATE_EPOCH that commit clamps
+//! modification times to, and a source file with several hard links (the copy links it to its
+//! first copy).
+
+use super::{Result, copy_file, copy_times, copy_xattrs, io, set_owner_mode};
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// One file left out of the copy, to be linked.
+struct Deferred {
+    /// Relative to the root (and so to the upper directory).
+    rel: PathBuf,
+    /// The previous result's file.
+    prev: PathBuf,
+    /// The source, copied instead if the link can't be made (the previous result was removed
+    /// meanwhile).
+    src: PathBuf,
+    md: std::fs::Metadata,
+    mode: u32,
+    owner: (u32, u32),
+}
+
+/// What [`Reuse::link`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStats {
+    pub linked: usize,
+    /// Copied after all: the previous file was gone.
+    pub copied: usize,
+}
+
+/// A previous result to link unchanged files from.
+pub struct Reuse {
+    prev: PathBuf,
+    upper: PathBuf,
+    clamp: Option<i64>,
+    deferred: Vec<Deferred>,
+    /// Directories (relative) known to exist in the upper directory.
+    upper_dirs: HashSet<PathBuf>,
+}
+
+impl Reuse {
+    /// `prev`: the previous result's snapshot; `upper`: the new layer's directory (the root
+    /// seen without the overlay); `clamp`: the epoch modification times are clamped to.
+    pub fn new(prev: PathBuf, upper: PathBuf, clamp: Option<i64>) -> Reuse {
+        Reuse {
+            prev,
+            upper,
+            clamp,
+            deferred: Vec::new(),
+            upper_dirs: HashSet::new(),
+        }
+    }
+
+    /// How many files wait to be linked.
+    pub fn pending(&self) -> usize {
+        self.deferred.len()
+    }
+
+    /// Whether the copy of the regular file `src` (metadata `md`) to `target` (inside `root`),
+    /// with `mode` and `owner`, can be a link to the previous result's file. If so, it is
+    /// recorded and the caller must not create `target`.
+    pub(super) fn defer(
+        &mut self,
+        root: &Path,
+        src: &Path,
+        md: &std::fs::Metadata,
+        target: &Path,
+        mode: u32,
+        owner: (u32, u32),
+    ) -> bool {
+        if md.nlink() > 1 || self.clamp.is_some_and(|e| newer_than(md, e)) {
+            return false;
+        }
+        let Ok(rel) = target.strip_prefix(root) else {
+            return false;
+        };
+        // Nothing there now (a file replacing one of the base's is copied), and its directory
+        // already in the upper directory (the overlay copies a base directory up only when
+        // something is created in it).
+        if std::fs::symlink_metadata(target).is_ok() {
+            return false;
+        }
+        let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        if !self.upper_dirs.contains(&parent) {
+            if !std::fs::symlink_metadata(self.upper.join(&parent)).is_ok_and(|m| m.is_dir()) {
+                return false;
+            }
+            self.upper_dirs.insert(parent);
+        }
+        let prev = self.prev.join(rel);
+        let Ok(pm) = std::fs::symlink_metadata(&prev) else {
+            return false;
+        };
+        let same = pm.is_file()
+            && pm.len() == md.len()
+            && pm.mtime() == md.mtime()
+            && pm.mtime_nsec() == md.mtime_nsec()
+            && pm.mode() & 0o7777 == mode & 0o7777
+            && (pm.uid(), pm.gid()) == owner
+            && xattrs(src).is_some_and(|a| xattrs(&prev).is_some_and(|b| a == b))
+            && same_bytes(src, &prev);
+        if same {
+            self.deferred.push(Deferred {
+                rel: rel.to_path_buf(),
+                prev,
+                src: src.to_path_buf(),
+                md: md.clone(),
+                mode,
+                owner,
+            });
+        }
+        same
+    }
+
+    /// Makes the recorded links in the upper directory (the overlay must be gone). A directory
+    /// keeps the times it had before its links were added.
+    pub fn link(self) -> Result<LinkStats> {
+        let mut by_dir: BTreeMap<PathBuf, Vec<&Deferred>> = BTreeMap::new();
+        for d in &self.deferred {
+            by_dir
+                .entry(d.rel.parent().unwrap_or(Path::new("")).to_path_buf())
+                .or_default()
+                .push(d);
+        }
+        let mut stats = LinkStats::default();
+        for (dir, files) in by_dir {
+            let dir = self.upper.join(dir);
+            let before = std::fs::symlink_metadata(&dir).map_err(io("stat", &dir))?;
+            for d in files {
+                let target = self.upper.join(&d.rel);
+                if std::fs::hard_link(&d.prev, &target).is_ok() {
+                    stats.linked += 1;
+                    continue;
+                }
+                copy_file(&d.src, &target)?;
+                set_owner_mode(&target, d.owner, Some(d.mode))?;
+                copy_xattrs(&d.src, &target);
+                copy_times(&d.md, &target)?;
+                stats.copied += 1;
+            }
+            copy_times(&before, &dir)?;
+        }
+        Ok(stats)
+    }
+}
+
+fn newer_than(md: &std::fs::Metadata, epoch: i64) -> bool {
+    md.mtime() > epoch || (md.mtime() == epoch && md.mtime_nsec() > 0)
+}
+
+/// Extended attributes as a copy carries them (overlayfs's own left out), sorted; `None` if
+/// they can't be read.
+fn xattrs(p: &Path) -> Option<Vec<(std::ffi::OsString, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for n in xattr::list(p).ok()? {
+        if n.to_string_lossy().starts_with("trusted.overlay.") {
+            continue;
+        }
+        out.push((n.clone(), xattr::get(p, &n).ok()??));
+    }
+    out.sort();
+    Some(out)
+}
+
+/// Whether two files hold the same bytes (false on any error).
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    let (Ok(mut fa), Ok(mut fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return false;
+    };
+    let mut ba = vec![0u8; 128 * 1024];
+    let mut bb = vec![0u8; 128 * 1024];
+    loop {
+        let Ok(n) = read_full(&mut fa, &mut ba) else {
+            return false;
+        };
+        let Ok(m) = read_full(&mut fb, &mut bb) else {
+            return false;
+        };
+        if n != m || ba[..n] != bb[..m] {
+            return false;
+        }
+        if n == 0 {
+            return true;
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
