@@ -99,10 +99,11 @@ pub const MIGRATIONS: &[&str] = &[
         media_type TEXT NOT NULL,
         size INTEGER NOT NULL
      );",
-    // 7: the last layer each copy from the context made (keyed by the copy's definition, not
-    // by the context's contents), so that copying again can link the files that did not change.
+    // 7: the last layer each copy from the context made, keyed by the copy's definition and
+    // context directory (not by the context's contents), so that copying again can link the
+    // files that did not change.
     "CREATE TABLE copy_results (
-        definition TEXT PRIMARY KEY,
+        copy_key TEXT PRIMARY KEY,
         diff_id TEXT NOT NULL
      );",
 ];
@@ -508,26 +509,22 @@ impl Metadata {
         Ok(())
     }
 
-    /// Records `diff_id` as the latest layer made by the copy whose definition digest is
-    /// `definition`.
-    pub fn put_copy_result(
-        &mut self,
-        definition: &Digest,
-        diff_id: &Digest,
-    ) -> Result<(), MetadataError> {
+    /// Records `diff_id` as the latest layer made by the copy `key` names (the builder's digest
+    /// of the copy's definition and context directory).
+    pub fn put_copy_result(&mut self, key: &Digest, diff_id: &Digest) -> Result<(), MetadataError> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO copy_results (definition, diff_id) VALUES (?1, ?2)",
-            params![definition.as_str(), diff_id.as_str()],
+            "INSERT OR REPLACE INTO copy_results (copy_key, diff_id) VALUES (?1, ?2)",
+            params![key.as_str(), diff_id.as_str()],
         )?;
         Ok(())
     }
 
-    /// The latest layer made by the copy whose definition digest is `definition`.
-    pub fn copy_result(&self, definition: &Digest) -> Result<Option<Digest>, MetadataError> {
+    /// The latest layer made by the copy `key` names.
+    pub fn copy_result(&self, key: &Digest) -> Result<Option<Digest>, MetadataError> {
         let row: Option<String> = self
             .conn
-            .prepare_cached("SELECT diff_id FROM copy_results WHERE definition = ?1")?
-            .query_row([definition.as_str()], |r| r.get(0))
+            .prepare_cached("SELECT diff_id FROM copy_results WHERE copy_key = ?1")?
+            .query_row([key.as_str()], |r| r.get(0))
             .optional()?;
         row.map(digest).transpose()
     }
@@ -948,6 +945,18 @@ mod tests {
         ));
         assert_eq!(m.untag("b:v1").unwrap(), Some(b.id.clone()));
         assert!(m.resolve("b:v1").unwrap().is_none());
+    }
+
+    #[test]
+    fn issue8_a_copy_remembers_its_latest_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Metadata::open(dir.path()).unwrap();
+        let (key, other) = (Digest::of(b"copy"), Digest::of(b"another copy"));
+        assert_eq!(m.copy_result(&key).unwrap(), None);
+        m.put_copy_result(&key, &Digest::of(b"layer 1")).unwrap();
+        m.put_copy_result(&key, &Digest::of(b"layer 2")).unwrap();
+        assert_eq!(m.copy_result(&key).unwrap(), Some(Digest::of(b"layer 2")));
+        assert_eq!(m.copy_result(&other).unwrap(), None);
     }
 
     #[test]

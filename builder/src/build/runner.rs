@@ -541,16 +541,20 @@ impl Runner {
             .collect();
         // A lone copy from the context links the files that did not change from the layer it
         // made last time (if that layer is still here).
-        let from_context = match actions {
-            [strata_solver::graph::FileAction::Copy { input, .. }] => {
-                matches!(inputs.get(*input), Some(FsResult::Context(_)))
-            }
-            _ => false,
+        // The same copy of another context directory is another copy.
+        let reuse_key = match actions {
+            [strata_solver::graph::FileAction::Copy { input, .. }] => match inputs.get(*input) {
+                Some(FsResult::Context(dir)) => Some(Digest::of(
+                    format!("{definition}\n{}", dir.display()).as_bytes(),
+                )),
+                _ => None,
+            },
+            _ => None,
         };
-        let reuse = if from_context {
+        let reuse = if let Some(key) = &reuse_key {
             store
                 .meta
-                .copy_result(definition)
+                .copy_result(key)
                 .ok()
                 .flatten()
                 .map(|d| store.snapshot_dir(&d))
@@ -581,10 +585,10 @@ impl Runner {
         let layer = store
             .commit_layer(&dir.path().join("upper"), self.epoch)
             .map_err(|e| format!("committing the layer: {e}"))?;
-        if from_context && let Some(l) = &layer {
+        if let (Some(key), Some(l)) = (&reuse_key, &layer) {
             store
                 .meta
-                .put_copy_result(definition, &l.diff_id)
+                .put_copy_result(key, &l.diff_id)
                 .map_err(|e| format!("recording the copy's result: {e}"))?;
         }
         let mut out = chain;

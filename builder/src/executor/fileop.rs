@@ -147,10 +147,8 @@ pub fn child(dir: &Path) -> Result<()> {
             "{} unchanged files linked from the previous result{}",
             s.linked,
             if s.copied > 0 {
-                format!(
-                    " ({} copied: the previous result was removed meanwhile)",
-                    s.copied
-                )
+                // Same size and time, other bytes.
+                format!(", {} copied", s.copied)
             } else {
                 String::new()
             }

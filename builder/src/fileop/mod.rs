@@ -1072,15 +1072,16 @@ mod tests {
         let root = new_root(&fx, "again");
         let mut r = Reuse::new(fx.root.clone(), root.clone(), None);
         apply_reusing(&root, &[Some(src(&[]))], &action, Some(&mut r)).unwrap();
-        // a.txt, dir/sub/g and dir/skip.log wait to be linked; nothing is created for them yet.
-        assert_eq!(r.pending(), 3);
+        // a.txt, b.txt, dir/sub/g and dir/skip.log wait; nothing is created for them yet.
+        assert_eq!(r.pending(), 4);
         assert!(!root.join("app/a.txt").exists());
+        // b.txt's bytes differ: copied.
         let stats = r.link().unwrap();
         assert_eq!(
             stats,
             LinkStats {
                 linked: 3,
-                copied: 0
+                copied: 1
             }
         );
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();

@@ -4,10 +4,12 @@
 //! it instead of a copy. The new layer's contents are exactly what a full copy makes (so its
 //! diff ID is too); only the work differs.
 //!
-//! While the overlay is mounted, a chosen file is not created at all: links into the overlay's
-//! upper directory can only be made once the overlay is gone (a hard link can't cross mounts,
-//! and overlayfs does not allow its upper directory to change under it). So the copy runs first
-//! with those files left out, then the overlay is unmounted and [`Reuse::link`] makes them.
+//! While the overlay is mounted, a candidate (same size, time, mode, owner and xattrs) is not
+//! created at all: links into the overlay's upper directory can only be made once the overlay
+//! is gone (a hard link can't cross mounts, and overlayfs does not allow its upper directory to
+//! change under it). So the copy runs first with the candidates left out, then the overlay is
+//! unmounted and [`Reuse::link`] compares their bytes (in parallel) and links each one that
+//! is the same, or copies it into the upper directory if not.
 //!
 //! Snapshots are never written in place (a RUN step's changes go to a new upper directory through
 //! overlayfs's copy-up), so sharing their inodes is safe. Two cases would write to a shared
@@ -27,8 +29,7 @@ struct Deferred {
     rel: PathBuf,
     /// The previous result's file.
     prev: PathBuf,
-    /// The source, copied instead if the link can't be made (the previous result was removed
-    /// meanwhile).
+    /// The source, copied instead if its bytes differ or the link can't be made.
     src: PathBuf,
     md: std::fs::Metadata,
     mode: u32,
@@ -39,7 +40,7 @@ struct Deferred {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LinkStats {
     pub linked: usize,
-    /// Copied after all: the previous file was gone.
+    /// Copied after all: other bytes behind the same size and time, or the previous file gone.
     pub copied: usize,
 }
 
@@ -66,14 +67,15 @@ impl Reuse {
         }
     }
 
-    /// How many files wait to be linked.
+    /// How many candidates wait to be linked (or copied).
     pub fn pending(&self) -> usize {
         self.deferred.len()
     }
 
     /// Whether the copy of the regular file `src` (metadata `md`) to `target` (inside `root`),
-    /// with `mode` and `owner`, can be a link to the previous result's file. If so, it is
-    /// recorded and the caller must not create `target`.
+    /// with `mode` and `owner`, may be a link to the previous result's file (everything but the
+    /// bytes matches). If so, it is recorded, [`Reuse::link`] makes it, and the caller must not
+    /// create `target`.
     pub(super) fn defer(
         &mut self,
         root: &Path,
@@ -112,8 +114,7 @@ impl Reuse {
             && pm.mtime_nsec() == md.mtime_nsec()
             && pm.mode() & 0o7777 == mode & 0o7777
             && (pm.uid(), pm.gid()) == owner
-            && xattrs(src).is_some_and(|a| xattrs(&prev).is_some_and(|b| a == b))
-            && same_bytes(src, &prev);
+            && xattrs(src).is_some_and(|a| xattrs(&prev).is_some_and(|b| a == b));
         if same {
             self.deferred.push(Deferred {
                 rel: rel.to_path_buf(),
@@ -127,9 +128,11 @@ impl Reuse {
         same
     }
 
-    /// Makes the recorded links in the upper directory (the overlay must be gone). A directory
-    /// keeps the times it had before its links were added.
+    /// Makes the recorded files in the upper directory (the overlay must be gone): a link if
+    /// the bytes are the same, else a copy. Directories are done in parallel; each keeps the
+    /// times it had before.
     pub fn link(self) -> Result<LinkStats> {
+        use rayon::prelude::*;
         let mut by_dir: BTreeMap<PathBuf, Vec<&Deferred>> = BTreeMap::new();
         for d in &self.deferred {
             by_dir
@@ -137,24 +140,38 @@ impl Reuse {
                 .or_default()
                 .push(d);
         }
+        let per_dir = by_dir
+            .into_par_iter()
+            .map(|(dir, files)| self.link_dir(&dir, &files))
+            .collect::<Result<Vec<LinkStats>>>()?;
+        Ok(per_dir
+            .into_iter()
+            .fold(LinkStats::default(), |a, b| LinkStats {
+                linked: a.linked + b.linked,
+                copied: a.copied + b.copied,
+            }))
+    }
+
+    fn link_dir(&self, dir: &Path, files: &[&Deferred]) -> Result<LinkStats> {
+        let dir = self.upper.join(dir);
+        let before = std::fs::symlink_metadata(&dir).map_err(io("stat", &dir))?;
         let mut stats = LinkStats::default();
-        for (dir, files) in by_dir {
-            let dir = self.upper.join(dir);
-            let before = std::fs::symlink_metadata(&dir).map_err(io("stat", &dir))?;
-            for d in files {
-                let target = self.upper.join(&d.rel);
-                if std::fs::hard_link(&d.prev, &target).is_ok() {
-                    stats.linked += 1;
-                    continue;
-                }
-                copy_file(&d.src, &target)?;
-                set_owner_mode(&target, d.owner, Some(d.mode))?;
-                copy_xattrs(&d.src, &target);
-                copy_times(&d.md, &target)?;
-                stats.copied += 1;
+        let mut bufs = (vec![0u8; 128 * 1024], vec![0u8; 128 * 1024]);
+        for d in files {
+            let target = self.upper.join(&d.rel);
+            if same_bytes(&d.src, &d.prev, &mut bufs)
+                && std::fs::hard_link(&d.prev, &target).is_ok()
+            {
+                stats.linked += 1;
+                continue;
             }
-            copy_times(&before, &dir)?;
+            copy_file(&d.src, &target)?;
+            set_owner_mode(&target, d.owner, Some(d.mode))?;
+            copy_xattrs(&d.src, &target);
+            copy_times(&d.md, &target)?;
+            stats.copied += 1;
         }
+        copy_times(&before, &dir)?;
         Ok(stats)
     }
 }
@@ -178,17 +195,15 @@ fn xattrs(p: &Path) -> Option<Vec<(std::ffi::OsString, Vec<u8>)>> {
 }
 
 /// Whether two files hold the same bytes (false on any error).
-fn same_bytes(a: &Path, b: &Path) -> bool {
+fn same_bytes(a: &Path, b: &Path, (ba, bb): &mut (Vec<u8>, Vec<u8>)) -> bool {
     let (Ok(mut fa), Ok(mut fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
         return false;
     };
-    let mut ba = vec![0u8; 128 * 1024];
-    let mut bb = vec![0u8; 128 * 1024];
     loop {
-        let Ok(n) = read_full(&mut fa, &mut ba) else {
+        let Ok(n) = read_full(&mut fa, ba) else {
             return false;
         };
-        let Ok(m) = read_full(&mut fb, &mut bb) else {
+        let Ok(m) = read_full(&mut fb, bb) else {
             return false;
         };
         if n != m || ba[..n] != bb[..m] {
