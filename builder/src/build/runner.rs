@@ -3,7 +3,7 @@
 //! recorded in the build cache under the op's key as soon as it exists.
 
 use super::progress::Progress;
-use crate::executor::fileop::{FileOpRequest, ReuseFrom, SourceFs, run_file_op};
+use crate::executor::fileop::{FileOpRequest, SourceFs, run_file_op};
 use crate::executor::init::Runtime;
 use crate::executor::spec::Network;
 use crate::executor::{self, ContainerDir, RunMount, RunRequest};
@@ -551,7 +551,7 @@ impl Runner {
             },
             _ => None,
         };
-        let reuse = if let Some(key) = &reuse_key {
+        let reuse = reuse_key.as_ref().and_then(|key| {
             store
                 .meta
                 .copy_result(key)
@@ -559,18 +559,13 @@ impl Runner {
                 .flatten()
                 .map(|d| store.snapshot_dir(&d))
                 .filter(|p| p.is_dir())
-                .map(|prev| ReuseFrom {
-                    prev,
-                    clamp: self.epoch,
-                })
-        } else {
-            None
-        };
+        });
         let req = FileOpRequest {
             lower: self.dirs(&store, &chain),
             sources,
             actions: actions.to_vec(),
             reuse,
+            clamp: self.epoch,
         };
         let dir = ContainerDir::create(
             &self.root.join("containers"),

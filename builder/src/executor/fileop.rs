@@ -30,17 +30,12 @@ pub struct FileOpRequest {
     /// Sources by input index.
     pub sources: Vec<Option<SourceFs>>,
     pub actions: Vec<FileAction>,
-    /// A previous result of the same copy to hard-link unchanged files from.
+    /// A lone copy from the context: the layer the same copy made last time, to hard-link
+    /// unchanged files from.
     #[serde(default)]
-    pub reuse: Option<ReuseFrom>,
-}
-
-/// The previous result a copy may link unchanged files from (see [`Reuse`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReuseFrom {
-    /// Its snapshot.
-    pub prev: PathBuf,
-    /// The epoch the new layer's modification times will be clamped to.
+    pub reuse: Option<PathBuf>,
+    /// The epoch the new layer's modification times will be clamped to (SOURCE_DATE_EPOCH).
+    #[serde(default)]
     pub clamp: Option<i64>,
 }
 
@@ -130,10 +125,19 @@ pub fn child(dir: &Path) -> Result<()> {
             }
         });
     }
-    let mut reuse = req
-        .reuse
-        .as_ref()
-        .map(|r| Reuse::new(r.prev.clone(), dir.join("upper"), r.clamp));
+    // A lone copy links what it would copy unchanged: from its last result (the context), or
+    // the source's own files (another stage's or image's layers).
+    let upper = dir.join("upper");
+    let mut reuse = match (&req.reuse, &req.actions[..]) {
+        (Some(prev), _) => Some(Reuse::previous(prev.clone(), upper, req.clamp)),
+        (None, [FileAction::Copy { input, .. }]) => match req.sources.get(*input) {
+            Some(Some(SourceFs::Layers(layers))) if !layers.is_empty() => {
+                Some(Reuse::layers(layers.clone(), upper, req.clamp))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
     crate::fileop::apply_reusing(&root, &sources, &req.actions, reuse.as_mut())?;
     if let Some(r) = reuse
         && r.pending() > 0
@@ -141,13 +145,17 @@ pub fn child(dir: &Path) -> Result<()> {
         // The links go into the upper directory itself, which overlayfs must not see change.
         LinuxSyscall
             .umount(&root, nix::mount::MntFlags::empty())
-            .context("unmounting the root filesystem to link unchanged files")?;
+            .context("unmounting the root filesystem to link files")?;
+        let from = if req.reuse.is_some() {
+            "unchanged files linked from the previous result"
+        } else {
+            "files linked from the source's snapshots"
+        };
         let s = r.link()?;
         println!(
-            "{} unchanged files linked from the previous result{}",
+            "{} {from}{}",
             s.linked,
             if s.copied > 0 {
-                // Same size and time, other bytes.
                 format!(", {} copied", s.copied)
             } else {
                 String::new()

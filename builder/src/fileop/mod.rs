@@ -60,8 +60,8 @@ pub fn apply(root: &Path, sources: &[Option<Source>], actions: &[FileAction]) ->
     apply_reusing(root, sources, actions, None)
 }
 
-/// [`apply`], leaving out the files of a lone copy from the context that `reuse` will link
-/// from a previous result (see [`Reuse`]).
+/// [`apply`], leaving out the files of a lone copy that `reuse` will link (see [`Reuse`]; the
+/// caller makes a `Reuse` that fits the copy's source).
 pub fn apply_reusing(
     root: &Path,
     sources: &[Option<Source>],
@@ -124,11 +124,7 @@ pub fn apply_reusing(
                     unpack: *unpack,
                     parents: *parents,
                     links: HashMap::new(),
-                    reuse: if lone && source.context {
-                        reuse.as_deref_mut()
-                    } else {
-                        None
-                    },
+                    reuse: if lone { reuse.as_deref_mut() } else { None },
                 };
                 c.run(
                     src,
@@ -574,8 +570,9 @@ impl CopySpec<'_> {
         }
         if md.is_file() {
             let (mode, owner) = (self.mode_for(md.mode() & 0o7777, false), self.owner_for(md));
+            let src_rel = src.strip_prefix(&self.source.dir).unwrap_or(src);
             if let Some(r) = self.reuse.as_deref_mut()
-                && r.defer(self.root, src, md, target, mode, owner)
+                && r.defer(self.root, src, src_rel, md, target, mode, owner)
             {
                 return Ok(());
             }
@@ -1070,7 +1067,7 @@ mod tests {
         std::fs::write(fx.ctx.join("dir/f"), "ff").unwrap();
 
         let root = new_root(&fx, "again");
-        let mut r = Reuse::new(fx.root.clone(), root.clone(), None);
+        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
         apply_reusing(&root, &[Some(src(&[]))], &action, Some(&mut r)).unwrap();
         // a.txt, b.txt, dir/sub/g and dir/skip.log wait; nothing is created for them yet.
         assert_eq!(r.pending(), 4);
@@ -1105,7 +1102,7 @@ mod tests {
 
         // A wildcard copy may write a path twice: no links.
         let root = new_root(&fx, "wild");
-        let mut r = Reuse::new(fx.root.clone(), root.clone(), None);
+        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
         apply_reusing(
             &root,
             &[Some(src(&[]))],
@@ -1128,12 +1125,12 @@ mod tests {
         apply(&fx.root, &[Some(src.clone())], &action).unwrap();
         // Commit clamps newer files' times, which would write to the shared inode.
         let root = new_root(&fx, "clamped");
-        let mut r = Reuse::new(fx.root.clone(), root.clone(), Some(1000));
+        let mut r = Reuse::previous(fx.root.clone(), root.clone(), Some(1000));
         apply_reusing(&root, &[Some(src.clone())], &action, Some(&mut r)).unwrap();
         assert_eq!(r.pending(), 0);
         // A previous file removed before the link is made: copied from the source after all.
         let root = new_root(&fx, "gone");
-        let mut r = Reuse::new(fx.root.clone(), root.clone(), None);
+        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
         apply_reusing(&root, &[Some(src.clone())], &action, Some(&mut r)).unwrap();
         assert_eq!(r.pending(), 5);
         std::fs::remove_file(fx.root.join("app/a.txt")).unwrap();
@@ -1147,5 +1144,42 @@ mod tests {
         let plain = new_root(&fx, "plain");
         apply(&plain, &[Some(src)], &action).unwrap();
         assert_eq!(listing(&root, "app"), listing(&plain, "app"));
+    }
+
+    #[test]
+    fn issue8_copy_from_a_snapshot_links_its_own_files() {
+        let fx = fixture();
+        // A one-layer source: the snapshot directory itself.
+        let snap = fx._d.path().join("snap");
+        std::fs::create_dir_all(snap.join("out")).unwrap();
+        std::fs::write(snap.join("out/data"), "data").unwrap();
+        std::fs::write(snap.join("out/tagged"), "x").unwrap();
+        let tagged = xattr::set(snap.join("out/tagged"), "user.t", b"1").is_ok();
+        let src = Source {
+            dir: snap.clone(),
+            context: false,
+            ignore: vec![],
+        };
+        let action = [copy("/out", "/copied/")];
+        let root = new_root(&fx, "from");
+        let mut r = Reuse::layers(vec![snap.clone()], root.clone(), None);
+        apply_reusing(&root, &[Some(src.clone())], &action, Some(&mut r)).unwrap();
+        // A file with extended attributes is copied.
+        let linkable = if tagged { 1 } else { 2 };
+        assert_eq!(r.pending(), linkable);
+        assert_eq!(r.link().unwrap().linked, linkable);
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&root.join("copied/data")), ino(&snap.join("out/data")));
+        let plain = new_root(&fx, "plain");
+        apply(&plain, &[Some(src.clone())], &action).unwrap();
+        assert_eq!(listing(&root, "copied"), listing(&plain, "copied"));
+        // --chmod changes the mode: a copy.
+        let mut chmod = copy("/out", "/chmodded/");
+        if let FileAction::Copy { chmod: c, .. } = &mut chmod {
+            *c = Some(Chmod::Octal(0o600));
+        }
+        let mut r = Reuse::layers(vec![snap], root.clone(), None);
+        apply_reusing(&root, &[Some(src)], &[chmod], Some(&mut r)).unwrap();
+        assert_eq!(r.pending(), 0);
     }
 }

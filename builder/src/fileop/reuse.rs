@@ -1,8 +1,15 @@
-//! Hard links from the previous result of the same COPY: when a context is copied again after a
-//! few of its files changed, every file whose bytes, size, mode, owner, modification time and
-//! extended attributes equal the previous result's file at the same path becomes a hard link to
-//! it instead of a copy. The new layer's contents are exactly what a full copy makes (so its
-//! diff ID is too); only the work differs.
+//! Hard links instead of copies, where the new layer's file would be an exact copy of a file
+//! already in a snapshot:
+//!
+//! - [`Reuse::previous`]: when a context is copied again after a few of its files changed, every
+//!   file whose bytes, size, mode, owner, modification time and extended attributes equal the
+//!   previous result's file at the same path becomes a hard link to it.
+//! - [`Reuse::layers`]: `COPY --from` a stage or image links the snapshot's own file when the
+//!   copy keeps its mode, owner and time (no `--chown`/`--chmod` change) and it has no extended
+//!   attributes.
+//!
+//! The new layer's contents are exactly what a full copy makes (so its diff ID is too); only
+//! the work differs.
 //!
 //! While the overlay is mounted, a candidate (same size, time, mode, owner and xattrs) is not
 //! created at all: links into the overlay's upper directory can only be made once the overlay
@@ -27,8 +34,10 @@ use std::path::{Path, PathBuf};
 struct Deferred {
     /// Relative to the root (and so to the upper directory).
     rel: PathBuf,
-    /// The previous result's file.
+    /// The file to link: the previous result's, or the source's own in its snapshot.
     prev: PathBuf,
+    /// `prev` is the source itself: nothing to compare.
+    same_inode: bool,
     /// The source, copied instead if its bytes differ or the link can't be made.
     src: PathBuf,
     md: std::fs::Metadata,
@@ -44,9 +53,17 @@ pub struct LinkStats {
     pub copied: usize,
 }
 
-/// A previous result to link unchanged files from.
+/// Where linked files come from.
+enum Origin {
+    /// The previous result's snapshot.
+    Previous(PathBuf),
+    /// The source's layer snapshots, top first.
+    Layers(Vec<PathBuf>),
+}
+
+/// Snapshot files to link instead of copying.
 pub struct Reuse {
-    prev: PathBuf,
+    origin: Origin,
     upper: PathBuf,
     clamp: Option<i64>,
     deferred: Vec<Deferred>,
@@ -55,11 +72,21 @@ pub struct Reuse {
 }
 
 impl Reuse {
-    /// `prev`: the previous result's snapshot; `upper`: the new layer's directory (the root
-    /// seen without the overlay); `clamp`: the epoch modification times are clamped to.
-    pub fn new(prev: PathBuf, upper: PathBuf, clamp: Option<i64>) -> Reuse {
+    /// For a copy from the context. `prev`: the previous result's snapshot; `upper`: the new
+    /// layer's directory (the root seen without the overlay); `clamp`: the epoch modification
+    /// times are clamped to.
+    pub fn previous(prev: PathBuf, upper: PathBuf, clamp: Option<i64>) -> Reuse {
+        Reuse::with(Origin::Previous(prev), upper, clamp)
+    }
+
+    /// For a copy from another filesystem made of `layers` (snapshots, top first).
+    pub fn layers(layers: Vec<PathBuf>, upper: PathBuf, clamp: Option<i64>) -> Reuse {
+        Reuse::with(Origin::Layers(layers), upper, clamp)
+    }
+
+    fn with(origin: Origin, upper: PathBuf, clamp: Option<i64>) -> Reuse {
         Reuse {
-            prev,
+            origin,
             upper,
             clamp,
             deferred: Vec::new(),
@@ -72,14 +99,16 @@ impl Reuse {
         self.deferred.len()
     }
 
-    /// Whether the copy of the regular file `src` (metadata `md`) to `target` (inside `root`),
-    /// with `mode` and `owner`, may be a link to the previous result's file (everything but the
-    /// bytes matches). If so, it is recorded, [`Reuse::link`] makes it, and the caller must not
-    /// create `target`.
+    /// Whether the copy of the regular file `src` (metadata `md`, at `src_rel` in its source)
+    /// to `target` (inside `root`), with `mode` and `owner`, may be a link (everything but the
+    /// bytes of a previous result matches). If so, it is recorded, [`Reuse::link`] makes it,
+    /// and the caller must not create `target`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn defer(
         &mut self,
         root: &Path,
         src: &Path,
+        src_rel: &Path,
         md: &std::fs::Metadata,
         target: &Path,
         mode: u32,
@@ -104,28 +133,53 @@ impl Reuse {
             }
             self.upper_dirs.insert(parent);
         }
-        let prev = self.prev.join(rel);
-        let Ok(pm) = std::fs::symlink_metadata(&prev) else {
+        let found = match &self.origin {
+            Origin::Previous(prev) => {
+                let prev = prev.join(rel);
+                std::fs::symlink_metadata(&prev).ok().and_then(|pm| {
+                    let same = pm.is_file()
+                        && pm.len() == md.len()
+                        && pm.mtime() == md.mtime()
+                        && pm.mtime_nsec() == md.mtime_nsec()
+                        && pm.mode() & 0o7777 == mode & 0o7777
+                        && (pm.uid(), pm.gid()) == owner
+                        && xattrs(src).is_some_and(|a| xattrs(&prev).is_some_and(|b| a == b));
+                    same.then_some((prev, false))
+                })
+            }
+            Origin::Layers(layers) => {
+                // The source's own file: in the topmost layer that has the path (the one an
+                // overlay of them shows), the same inode as the one read, kept as it is.
+                let own = layers
+                    .iter()
+                    .map(|l| l.join(src_rel))
+                    .find_map(|p| std::fs::symlink_metadata(&p).ok().map(|m| (p, m)));
+                own.and_then(|(p, pm)| {
+                    let same = pm.is_file()
+                        && pm.ino() == md.ino()
+                        && pm.len() == md.len()
+                        && pm.mtime() == md.mtime()
+                        && pm.mtime_nsec() == md.mtime_nsec()
+                        && pm.mode() & 0o7777 == mode & 0o7777
+                        && (pm.uid(), pm.gid()) == owner
+                        && no_xattrs(&p);
+                    same.then_some((p, true))
+                })
+            }
+        };
+        let Some((prev, same_inode)) = found else {
             return false;
         };
-        let same = pm.is_file()
-            && pm.len() == md.len()
-            && pm.mtime() == md.mtime()
-            && pm.mtime_nsec() == md.mtime_nsec()
-            && pm.mode() & 0o7777 == mode & 0o7777
-            && (pm.uid(), pm.gid()) == owner
-            && xattrs(src).is_some_and(|a| xattrs(&prev).is_some_and(|b| a == b));
-        if same {
-            self.deferred.push(Deferred {
-                rel: rel.to_path_buf(),
-                prev,
-                src: src.to_path_buf(),
-                md: md.clone(),
-                mode,
-                owner,
-            });
-        }
-        same
+        self.deferred.push(Deferred {
+            rel: rel.to_path_buf(),
+            prev,
+            same_inode,
+            src: src.to_path_buf(),
+            md: md.clone(),
+            mode,
+            owner,
+        });
+        true
     }
 
     /// Makes the recorded files in the upper directory (the overlay must be gone): a link if
@@ -159,7 +213,7 @@ impl Reuse {
         let mut bufs = (vec![0u8; 128 * 1024], vec![0u8; 128 * 1024]);
         for d in files {
             let target = self.upper.join(&d.rel);
-            if same_bytes(&d.src, &d.prev, &mut bufs)
+            if (d.same_inode || same_bytes(&d.src, &d.prev, &mut bufs))
                 && std::fs::hard_link(&d.prev, &target).is_ok()
             {
                 stats.linked += 1;
@@ -192,6 +246,12 @@ fn xattrs(p: &Path) -> Option<Vec<(std::ffi::OsString, Vec<u8>)>> {
     }
     out.sort();
     Some(out)
+}
+
+/// Whether a file has no extended attributes at all (overlayfs's own included: a file a RUN
+/// step copied up may carry `trusted.overlay.origin`, which must not travel to another layer).
+fn no_xattrs(p: &Path) -> bool {
+    xattr::list(p).is_ok_and(|mut names| names.next().is_none())
 }
 
 /// Whether two files hold the same bytes (false on any error).

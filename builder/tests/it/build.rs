@@ -1258,3 +1258,40 @@ fn issue8_copy_again_links_unchanged_files_and_makes_the_same_layer() {
     let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
     assert_eq!(ino(&snaps[0]), ino(&snaps[1]));
 }
+
+#[test]
+fn issue8_copy_from_a_stage_links_the_stage_files() {
+    let Some(fx) = Fx::new("link-from") else {
+        return;
+    };
+    fx.write(
+        "Dockerfile",
+        "FROM busybox AS s\nRUN mkdir /out && echo data > /out/a && echo more > /out/b\n\
+         FROM busybox\nCOPY --from=s /out /copied\nCOPY --from=s --chmod=600 /out/a /private\n",
+    );
+    let out = fx.build(&["-t", "l"]);
+    ok(&out);
+    // The stage has two layers (busybox, the RUN step): its files are found below the overlay.
+    assert!(
+        stderr(&out).contains("2 files linked from the source's snapshots"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fx.run("l", "cat /copied/a /copied/b /private; stat -c %a /private"),
+        "data\nmore\ndata\n600\n"
+    );
+    // The RUN step's snapshot and the COPY's share a's inode; the --chmod copy is its own file.
+    use std::os::unix::fs::MetadataExt;
+    let inos: Vec<u64> = std::fs::read_dir(fx.root.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .flat_map(|p| [p.join("out/a"), p.join("copied/a"), p.join("private")])
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.ino()))
+        .collect();
+    assert_eq!(inos.len(), 3, "{inos:?}");
+    let mut distinct = inos.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 2, "{inos:?}");
+}
