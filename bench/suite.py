@@ -7,8 +7,8 @@ by BuildKit (Docker 20.10's) and buildah, in alternating runs on this machine.
 Per scenario and builder: median wall time and spread (min-max), user+sys CPU seconds of the
 client process tree, peak RSS of the client, and the ratio strata / best other. BuildKit's work
 happens in its daemon: its CPU and RSS columns show the client only, marked with *. A missing
-reference builder is reported, never a failure. --quick uses small inputs and 2 counted runs
-(under two minutes with all three builders).
+reference builder is reported, never a failure. --quick uses small inputs, shorter sleeps and
+one counted run after the warm-up (under two minutes with all three builders).
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, time, zlib
 
@@ -174,11 +174,11 @@ def scenarios(quick, b):
         write(f"{d}/Dockerfile", "FROM busybox\nENV A=1\nLABEL b=2\n")
     s.append(("1 fixed overhead", fixed, [("cold", "clear", ""), ("warm", None, "")]))
 
-    for n in ([1, 10] if quick else [1, 20, 40]):
+    for n in ([1, 5] if quick else [1, 20, 40]):
         def runs(d, n=n):
             write(f"{d}/Dockerfile", "FROM busybox\n" + "".join(f"RUN echo {i} > /f{i}\n" for i in range(n)))
         cases = [("--no-cache", None, "--no-cache")]
-        if n == (10 if quick else 40):
+        if n == (5 if quick else 40):
             cases.append(("cached rebuild", None, ""))
         s.append((f"2 {n} RUN steps", runs, cases))
 
@@ -189,12 +189,13 @@ def scenarios(quick, b):
     s.append(("3 minimal multi-stage", multistage, [("cold", "clear", "")]))
 
     def parallel(d):
-        mb = 4 if quick else 32
+        mb, secs = (4, 0.5) if quick else (32, 1)
         stages = "".join(
-            f"FROM busybox AS s{i}\nRUN sleep 1 && head -c {mb}m /dev/urandom > /out{i}\n\n" for i in range(4))
+            f"FROM busybox AS s{i}\nRUN sleep {secs} && head -c {mb}m /dev/urandom > /out{i}\n\n"
+            for i in range(4))
         final = "FROM busybox\n" + "".join(f"COPY --from=s{i} /out{i} /out{i}\n" for i in range(4))
         write(f"{d}/Dockerfile", stages + final)
-    s.append(("4 four 1 s stages", parallel, [("cold", "clear", "")]))
+    s.append((f"4 four {0.5 if quick else 1} s stages", parallel, [("cold", "clear", "")]))
 
     for files, size in ([(500, 4000)] if quick else [(5000, 32000), (44000, 13000)]):
         def context(d, files=files, size=size):
@@ -248,7 +249,8 @@ def scenarios(quick, b):
         write(f"{d}/base/Dockerfile", "FROM busybox\nCOPY a /a\nCOPY b /b\nCOPY c /c\n")
         for comp in ("gzip", "zstd"):
             sh(f"env STRATA_ROOT={ROOT} {STRATA} build -q -o type=image,name={REGISTRY}/bench-base:{comp},"
-               f"push=true,compression={comp},oci-mediatypes=true {d}/base", stdout=subprocess.DEVNULL)
+               f"push=true,compression={comp},oci-mediatypes=true {d}/base",
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             write(f"{d}/{comp}/Dockerfile", f"FROM {REGISTRY}/bench-base:{comp}\nRUN true\n")
     s.append(("9 FROM a registry image", pull, [
         (f"{comp}, cold root", f"cold-root-{comp}", "", lambda b, w, d, c=comp: pull_cmd(b, w, d, c))
@@ -338,7 +340,7 @@ def main():
     ap.add_argument("--only")
     ap.add_argument("--json")
     a = ap.parse_args()
-    runs = a.runs or (2 if a.quick else 5)
+    runs = a.runs or (1 if a.quick else 5)
     t0 = time.perf_counter()
     if not os.access(STRATA, os.X_OK):
         sh(["cargo", "build", "--release", "-p", "strata"], cwd=REPO)
@@ -393,10 +395,10 @@ def main():
             row = summary(f"{name}", label, samples, who_all)
             if name.startswith("4"):
                 # The critical path on this machine: the stages' RUN commands alone, run at once.
-                mb = 4 if a.quick else 32
+                mb, secs = (4, 0.5) if a.quick else (32, 1)
                 floor = statistics.median(timed(
-                    "sh -c 'for i in 0 1 2 3; do (sleep 1 && busybox head -c %dm /dev/urandom > "
-                    "%s/floor$i) & done; wait; sync -f %s'" % (mb, WORK, WORK))[0] for _ in range(3))
+                    "sh -c 'for i in 0 1 2 3; do (sleep %s && busybox head -c %dm /dev/urandom > "
+                    "%s/floor$i) & done; wait; sync -f %s'" % (secs, mb, WORK, WORK))[0] for _ in range(3))
                 row["floor"] = floor
                 bk = row.get("buildkit")
                 if row.get("strata") and bk:
