@@ -1182,4 +1182,63 @@ mod tests {
         apply_reusing(&root, &[Some(src)], &[chmod], Some(&mut r)).unwrap();
         assert_eq!(r.pending(), 0);
     }
+
+    #[test]
+    fn issue8_one_previous_inode_is_never_linked_twice() {
+        let fx = fixture();
+        let src = Source {
+            dir: fx.ctx.clone(),
+            context: true,
+            ignore: vec![],
+        };
+        let action = [copy(".", "/app/")];
+        apply(&fx.root, &[Some(src.clone())], &action).unwrap();
+        // The previous result has a2.txt as a hard link to a.txt; the context now has two
+        // separate files with the same bytes, mode and time.
+        std::fs::hard_link(fx.root.join("app/a.txt"), fx.root.join("app/a2.txt")).unwrap();
+        let a = std::fs::metadata(fx.ctx.join("a.txt")).unwrap();
+        std::fs::write(fx.ctx.join("a2.txt"), "a").unwrap();
+        set_mtime(&fx.ctx.join("a2.txt"), &a);
+        let root = new_root(&fx, "again");
+        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
+        apply_reusing(&root, &[Some(src)], &action, Some(&mut r)).unwrap();
+        r.link().unwrap();
+        let ino = |p: &str| std::fs::metadata(root.join(p)).unwrap().ino();
+        assert_ne!(ino("app/a.txt"), ino("app/a2.txt"));
+        assert_eq!(
+            std::fs::read_to_string(root.join("app/a2.txt")).unwrap(),
+            "a"
+        );
+    }
+
+    #[test]
+    fn issue8_links_never_follow_a_symlink_out_of_the_previous_result() {
+        let fx = fixture();
+        let src = Source {
+            dir: fx.ctx.clone(),
+            context: true,
+            ignore: vec![],
+        };
+        let action = [copy(".", "/app/")];
+        apply(&fx.root, &[Some(src.clone())], &action).unwrap();
+        // The previous result's app/dir/sub is now a symlink to a directory outside it that
+        // holds a file just like the one the copy will make.
+        let outside = fx._d.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let g = fx.root.join("app/dir/sub/g");
+        std::fs::copy(&g, outside.join("g")).unwrap();
+        set_mtime(&outside.join("g"), &std::fs::metadata(&g).unwrap());
+        std::fs::remove_dir_all(fx.root.join("app/dir/sub")).unwrap();
+        std::os::unix::fs::symlink(&outside, fx.root.join("app/dir/sub")).unwrap();
+        let root = new_root(&fx, "again");
+        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
+        apply_reusing(&root, &[Some(src)], &action, Some(&mut r)).unwrap();
+        r.link().unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_ne!(ino(&root.join("app/dir/sub/g")), ino(&outside.join("g")));
+        assert_eq!(
+            ino(&root.join("app/a.txt")),
+            ino(&fx.root.join("app/a.txt"))
+        );
+    }
 }

@@ -69,6 +69,12 @@ pub struct Reuse {
     deferred: Vec<Deferred>,
     /// Directories (relative) known to exist in the upper directory.
     upper_dirs: HashSet<PathBuf>,
+    /// Inodes already chosen (device, inode): two paths linked to one inode would be a hard
+    /// link pair in the new layer, which a full copy of two separate files does not make.
+    chosen: HashSet<(u64, u64)>,
+    /// Directories of a snapshot (snapshot, relative path) already seen to be real directories
+    /// all the way down (no symlink that would lead elsewhere).
+    real_dirs: HashSet<PathBuf>,
 }
 
 impl Reuse {
@@ -91,6 +97,8 @@ impl Reuse {
             clamp,
             deferred: Vec::new(),
             upper_dirs: HashSet::new(),
+            chosen: HashSet::new(),
+            real_dirs: HashSet::new(),
         }
     }
 
@@ -135,6 +143,9 @@ impl Reuse {
         }
         let found = match &self.origin {
             Origin::Previous(prev) => {
+                if !real_dirs(&mut self.real_dirs, prev, rel) {
+                    return false;
+                }
                 let prev = prev.join(rel);
                 std::fs::symlink_metadata(&prev).ok().and_then(|pm| {
                     let same = pm.is_file()
@@ -144,16 +155,23 @@ impl Reuse {
                         && pm.mode() & 0o7777 == mode & 0o7777
                         && (pm.uid(), pm.gid()) == owner
                         && xattrs(src).is_some_and(|a| xattrs(&prev).is_some_and(|b| a == b));
-                    same.then_some((prev, false))
+                    (same && self.chosen.insert((pm.dev(), pm.ino()))).then_some((prev, false))
                 })
             }
             Origin::Layers(layers) => {
                 // The source's own file: in the topmost layer that has the path (the one an
                 // overlay of them shows), the same inode as the one read, kept as it is.
-                let own = layers
-                    .iter()
-                    .map(|l| l.join(src_rel))
-                    .find_map(|p| std::fs::symlink_metadata(&p).ok().map(|m| (p, m)));
+                let mut own = None;
+                for l in layers {
+                    if !real_dirs(&mut self.real_dirs, l, src_rel) {
+                        return false;
+                    }
+                    let p = l.join(src_rel);
+                    if let Ok(m) = std::fs::symlink_metadata(&p) {
+                        own = Some((p, m));
+                        break;
+                    }
+                }
                 own.and_then(|(p, pm)| {
                     let same = pm.is_file()
                         && pm.ino() == md.ino()
@@ -228,6 +246,31 @@ impl Reuse {
         copy_times(&before, &dir)?;
         Ok(stats)
     }
+}
+
+/// Whether every directory above `rel` in `base` is a real directory or missing, never a
+/// symlink (which `base.join(rel)` would follow out of `base`). `seen` caches directories
+/// found real.
+fn real_dirs(seen: &mut HashSet<PathBuf>, base: &Path, rel: &Path) -> bool {
+    let Some(parent) = rel.parent() else {
+        return true;
+    };
+    let mut dir = base.to_path_buf();
+    for c in parent.components() {
+        dir.push(c);
+        if seen.contains(&dir) {
+            continue;
+        }
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {
+                seen.insert(dir.clone());
+            }
+            Ok(_) => return false,
+            // Missing: nothing below it either.
+            Err(_) => return true,
+        }
+    }
+    true
 }
 
 fn newer_than(md: &std::fs::Metadata, epoch: i64) -> bool {
