@@ -540,8 +540,8 @@ impl Runner {
             })
             .collect();
         // A lone copy from the context links the files that did not change from the layer it
-        // made last time (if that layer is still here).
-        // The same copy of another context directory is another copy.
+        // made last time (if that layer is still here). It is found by the copy's definition
+        // and the context's directory: the same copy of another directory is another copy.
         let reuse_key = match actions {
             [strata_solver::graph::FileAction::Copy { input, .. }] => match inputs.get(*input) {
                 Some(FsResult::Context(dir)) => Some(Digest::of(
