@@ -146,14 +146,10 @@ pub fn child(dir: &Path) -> Result<()> {
         LinuxSyscall
             .umount(&root, nix::mount::MntFlags::empty())
             .context("unmounting the root filesystem to link files")?;
-        let from = if req.reuse.is_some() {
-            "unchanged files linked from the previous result"
-        } else {
-            "files linked from the source's snapshots"
-        };
+        let what = r.what();
         let s = r.link()?;
         println!(
-            "{} {from}{}",
+            "{} {what}{}",
             s.linked,
             if s.copied > 0 {
                 format!(", {} copied", s.copied)

@@ -714,12 +714,16 @@ fn copy_times(md: &std::fs::Metadata, target: &Path) -> Result<()> {
     })
 }
 
+/// The names of the extended attributes a copy carries: all but overlayfs's own.
+fn carried_xattrs(p: &Path) -> std::io::Result<impl Iterator<Item = std::ffi::OsString>> {
+    Ok(xattr::list(p)?.filter(|n| !n.to_string_lossy().starts_with("trusted.overlay.")))
+}
+
 fn copy_xattrs(src: &Path, target: &Path) {
-    let Ok(names) = xattr::list(src) else { return };
+    let Ok(names) = carried_xattrs(src) else {
+        return;
+    };
     for n in names {
-        if n.to_string_lossy().starts_with("trusted.overlay.") {
-            continue;
-        }
         if let Ok(Some(v)) = xattr::get(src, &n) {
             let _ = xattr::set(target, &n, &v);
         }
@@ -999,8 +1003,8 @@ mod tests {
         assert_eq!(symbolic_mode("q+x", 0o644, false), None);
     }
 
-    /// Every entry below `dir` in `root`: path, kind, mode, owner, size, mtime (directories'
-    /// only when `dir_times`) and content.
+    /// Every entry below `dir` in `root`: path, kind, mode, owner, size, mtime (not `dir`'s
+    /// own: a copy makes it now) and content.
     fn listing(root: &Path, dir: &str) -> Vec<String> {
         let mut out = Vec::new();
         let mut stack = vec![root.join(dir)];
@@ -1017,7 +1021,6 @@ mod tests {
                 }
                 String::new()
             };
-            // The destination directory itself is made now, not copied: its time differs.
             let time = if rel == dir {
                 0
             } else {
@@ -1035,6 +1038,7 @@ mod tests {
         out
     }
 
+    /// A new root `name` with the fixture's /etc files.
     fn new_root(fx: &Fx, name: &str) -> PathBuf {
         let r = fx._d.path().join(name);
         std::fs::create_dir_all(r.join("etc")).unwrap();
@@ -1044,31 +1048,60 @@ mod tests {
         r
     }
 
-    fn set_mtime(p: &Path, m: &std::fs::Metadata) {
-        copy_times(m, p).unwrap();
+    fn context(fx: &Fx) -> Source {
+        Source {
+            dir: fx.ctx.clone(),
+            context: true,
+            ignore: vec![],
+        }
+    }
+
+    /// The previous result: the context copied to /app/ in the fixture's root.
+    fn previous(fx: &Fx) -> [FileAction; 1] {
+        let action = [copy(".", "/app/")];
+        apply(&fx.root, &[Some(context(fx))], &action).unwrap();
+        action
+    }
+
+    /// `actions` from `src` applied to a new root `name`, leaving out what `reuse` (made for
+    /// that root's directory) will link.
+    fn reusing(
+        fx: &Fx,
+        name: &str,
+        src: &Source,
+        actions: &[FileAction],
+        reuse: impl FnOnce(PathBuf) -> Reuse,
+    ) -> (PathBuf, Reuse) {
+        let root = new_root(fx, name);
+        let mut r = reuse(root.clone());
+        apply_reusing(&root, &[Some(src.clone())], actions, Some(&mut r)).unwrap();
+        (root, r)
+    }
+
+    /// The listing of `dir` after a plain copy into a new root.
+    fn plain(fx: &Fx, src: &Source, actions: &[FileAction], dir: &str) -> Vec<String> {
+        let root = new_root(fx, "plain");
+        apply(&root, &[Some(src.clone())], actions).unwrap();
+        listing(&root, dir)
+    }
+
+    fn ino(p: &Path) -> u64 {
+        std::fs::metadata(p).unwrap().ino()
     }
 
     #[test]
     fn issue8_unchanged_files_are_linked_from_the_previous_result() {
         let fx = fixture();
-        let src = |ignore: &[&str]| Source {
-            dir: fx.ctx.clone(),
-            context: true,
-            ignore: ignore.iter().map(|s| s.to_string()).collect(),
-        };
-        let action = [copy(".", "/app/")];
-        // The previous result.
-        apply(&fx.root, &[Some(src(&[]))], &action).unwrap();
+        let action = previous(&fx);
         // b.txt: other bytes, same size and time (only reading tells); dir/f: another size.
         let b = fx.ctx.join("b.txt");
         let before = std::fs::metadata(&b).unwrap();
         std::fs::write(&b, "B").unwrap();
-        set_mtime(&b, &before);
+        copy_times(&before, &b).unwrap();
         std::fs::write(fx.ctx.join("dir/f"), "ff").unwrap();
 
-        let root = new_root(&fx, "again");
-        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
-        apply_reusing(&root, &[Some(src(&[]))], &action, Some(&mut r)).unwrap();
+        let prev = |root| Reuse::previous(fx.root.clone(), root, None);
+        let (root, r) = reusing(&fx, "again", &context(&fx), &action, prev);
         // a.txt, b.txt, dir/sub/g and dir/skip.log wait; nothing is created for them yet.
         assert_eq!(r.pending(), 4);
         assert!(!root.join("app/a.txt").exists());
@@ -1081,57 +1114,33 @@ mod tests {
                 copied: 1
             }
         );
-        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
-        assert_eq!(
-            ino(&root.join("app/a.txt")),
-            ino(&fx.root.join("app/a.txt"))
-        );
-        assert_eq!(
-            ino(&root.join("app/dir/sub/g")),
-            ino(&fx.root.join("app/dir/sub/g"))
-        );
-        assert_ne!(
-            ino(&root.join("app/b.txt")),
-            ino(&fx.root.join("app/b.txt"))
-        );
+        for (f, shared) in [("a.txt", true), ("dir/sub/g", true), ("b.txt", false)] {
+            let p = format!("app/{f}");
+            assert_eq!(ino(&root.join(&p)) == ino(&fx.root.join(&p)), shared, "{f}");
+        }
         // Exactly what a plain copy makes, directory times included.
-        let plain = new_root(&fx, "plain");
-        apply(&plain, &[Some(src(&[]))], &action).unwrap();
-        assert_eq!(listing(&root, "app"), listing(&plain, "app"));
+        assert_eq!(
+            listing(&root, "app"),
+            plain(&fx, &context(&fx), &action, "app")
+        );
         assert!(listing(&root, "app").iter().any(|l| l.contains("\"B\"")));
 
         // A wildcard copy may write a path twice: no links.
-        let root = new_root(&fx, "wild");
-        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
-        apply_reusing(
-            &root,
-            &[Some(src(&[]))],
-            &[copy("*.txt", "/app/")],
-            Some(&mut r),
-        )
-        .unwrap();
+        let (_, r) = reusing(&fx, "wild", &context(&fx), &[copy("*.txt", "/app/")], prev);
         assert_eq!(r.pending(), 0);
     }
 
     #[test]
     fn issue8_files_newer_than_the_epoch_or_gone_are_copied() {
         let fx = fixture();
-        let src = Source {
-            dir: fx.ctx.clone(),
-            context: true,
-            ignore: vec![],
-        };
-        let action = [copy(".", "/app/")];
-        apply(&fx.root, &[Some(src.clone())], &action).unwrap();
+        let action = previous(&fx);
         // Commit clamps newer files' times, which would write to the shared inode.
-        let root = new_root(&fx, "clamped");
-        let mut r = Reuse::previous(fx.root.clone(), root.clone(), Some(1000));
-        apply_reusing(&root, &[Some(src.clone())], &action, Some(&mut r)).unwrap();
+        let clamped = |root| Reuse::previous(fx.root.clone(), root, Some(1000));
+        let (_, r) = reusing(&fx, "clamped", &context(&fx), &action, clamped);
         assert_eq!(r.pending(), 0);
         // A previous file removed before the link is made: copied from the source after all.
-        let root = new_root(&fx, "gone");
-        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
-        apply_reusing(&root, &[Some(src.clone())], &action, Some(&mut r)).unwrap();
+        let prev = |root| Reuse::previous(fx.root.clone(), root, None);
+        let (root, r) = reusing(&fx, "gone", &context(&fx), &action, prev);
         assert_eq!(r.pending(), 5);
         std::fs::remove_file(fx.root.join("app/a.txt")).unwrap();
         assert_eq!(
@@ -1141,9 +1150,10 @@ mod tests {
                 copied: 1
             }
         );
-        let plain = new_root(&fx, "plain");
-        apply(&plain, &[Some(src)], &action).unwrap();
-        assert_eq!(listing(&root, "app"), listing(&plain, "app"));
+        assert_eq!(
+            listing(&root, "app"),
+            plain(&fx, &context(&fx), &action, "app")
+        );
     }
 
     #[test]
@@ -1161,50 +1171,40 @@ mod tests {
             ignore: vec![],
         };
         let action = [copy("/out", "/copied/")];
-        let root = new_root(&fx, "from");
-        let mut r = Reuse::layers(vec![snap.clone()], root.clone(), None);
-        apply_reusing(&root, &[Some(src.clone())], &action, Some(&mut r)).unwrap();
+        let layers = |root| Reuse::layers(vec![snap.clone()], root, None);
+        let (root, r) = reusing(&fx, "from", &src, &action, layers);
         // A file with extended attributes is copied.
         let linkable = if tagged { 1 } else { 2 };
         assert_eq!(r.pending(), linkable);
         assert_eq!(r.link().unwrap().linked, linkable);
-        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         assert_eq!(ino(&root.join("copied/data")), ino(&snap.join("out/data")));
-        let plain = new_root(&fx, "plain");
-        apply(&plain, &[Some(src.clone())], &action).unwrap();
-        assert_eq!(listing(&root, "copied"), listing(&plain, "copied"));
+        assert_eq!(
+            listing(&root, "copied"),
+            plain(&fx, &src, &action, "copied")
+        );
         // --chmod changes the mode: a copy.
         let mut chmod = copy("/out", "/chmodded/");
         if let FileAction::Copy { chmod: c, .. } = &mut chmod {
             *c = Some(Chmod::Octal(0o600));
         }
-        let mut r = Reuse::layers(vec![snap], root.clone(), None);
-        apply_reusing(&root, &[Some(src)], &[chmod], Some(&mut r)).unwrap();
+        let (_, r) = reusing(&fx, "chmodded", &src, &[chmod], layers);
         assert_eq!(r.pending(), 0);
     }
 
     #[test]
     fn issue8_one_previous_inode_is_never_linked_twice() {
         let fx = fixture();
-        let src = Source {
-            dir: fx.ctx.clone(),
-            context: true,
-            ignore: vec![],
-        };
-        let action = [copy(".", "/app/")];
-        apply(&fx.root, &[Some(src.clone())], &action).unwrap();
+        let action = previous(&fx);
         // The previous result has a2.txt as a hard link to a.txt; the context now has two
         // separate files with the same bytes, mode and time.
         std::fs::hard_link(fx.root.join("app/a.txt"), fx.root.join("app/a2.txt")).unwrap();
         let a = std::fs::metadata(fx.ctx.join("a.txt")).unwrap();
         std::fs::write(fx.ctx.join("a2.txt"), "a").unwrap();
-        set_mtime(&fx.ctx.join("a2.txt"), &a);
-        let root = new_root(&fx, "again");
-        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
-        apply_reusing(&root, &[Some(src)], &action, Some(&mut r)).unwrap();
+        copy_times(&a, &fx.ctx.join("a2.txt")).unwrap();
+        let prev = |root| Reuse::previous(fx.root.clone(), root, None);
+        let (root, r) = reusing(&fx, "again", &context(&fx), &action, prev);
         r.link().unwrap();
-        let ino = |p: &str| std::fs::metadata(root.join(p)).unwrap().ino();
-        assert_ne!(ino("app/a.txt"), ino("app/a2.txt"));
+        assert_ne!(ino(&root.join("app/a.txt")), ino(&root.join("app/a2.txt")));
         assert_eq!(
             std::fs::read_to_string(root.join("app/a2.txt")).unwrap(),
             "a"
@@ -1214,27 +1214,19 @@ mod tests {
     #[test]
     fn issue8_links_never_follow_a_symlink_out_of_the_previous_result() {
         let fx = fixture();
-        let src = Source {
-            dir: fx.ctx.clone(),
-            context: true,
-            ignore: vec![],
-        };
-        let action = [copy(".", "/app/")];
-        apply(&fx.root, &[Some(src.clone())], &action).unwrap();
+        let action = previous(&fx);
         // The previous result's app/dir/sub is now a symlink to a directory outside it that
         // holds a file just like the one the copy will make.
         let outside = fx._d.path().join("outside");
         std::fs::create_dir_all(&outside).unwrap();
         let g = fx.root.join("app/dir/sub/g");
         std::fs::copy(&g, outside.join("g")).unwrap();
-        set_mtime(&outside.join("g"), &std::fs::metadata(&g).unwrap());
+        copy_times(&std::fs::metadata(&g).unwrap(), &outside.join("g")).unwrap();
         std::fs::remove_dir_all(fx.root.join("app/dir/sub")).unwrap();
         std::os::unix::fs::symlink(&outside, fx.root.join("app/dir/sub")).unwrap();
-        let root = new_root(&fx, "again");
-        let mut r = Reuse::previous(fx.root.clone(), root.clone(), None);
-        apply_reusing(&root, &[Some(src)], &action, Some(&mut r)).unwrap();
+        let prev = |root| Reuse::previous(fx.root.clone(), root, None);
+        let (root, r) = reusing(&fx, "again", &context(&fx), &action, prev);
         r.link().unwrap();
-        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         assert_ne!(ino(&root.join("app/dir/sub/g")), ino(&outside.join("g")));
         assert_eq!(
             ino(&root.join("app/a.txt")),

@@ -24,7 +24,7 @@
 //! modification times to, and a source file with several hard links (the copy links it to its
 //! first copy).
 
-use super::{Result, copy_file, copy_times, copy_xattrs, io, set_owner_mode};
+use super::{Result, carried_xattrs, copy_file, copy_times, copy_xattrs, io, set_owner_mode};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -99,6 +99,14 @@ impl Reuse {
             upper_dirs: HashSet::new(),
             chosen: HashSet::new(),
             real_dirs: HashSet::new(),
+        }
+    }
+
+    /// What the linked files are, for the step's log.
+    pub fn what(&self) -> &'static str {
+        match self.origin {
+            Origin::Previous(_) => "unchanged files linked from the previous result",
+            Origin::Layers(_) => "files linked from the source's snapshots",
         }
     }
 
@@ -277,14 +285,10 @@ fn newer_than(md: &std::fs::Metadata, epoch: i64) -> bool {
     md.mtime() > epoch || (md.mtime() == epoch && md.mtime_nsec() > 0)
 }
 
-/// Extended attributes as a copy carries them (overlayfs's own left out), sorted; `None` if
-/// they can't be read.
+/// Extended attributes as a copy carries them, sorted; `None` if they can't be read.
 fn xattrs(p: &Path) -> Option<Vec<(std::ffi::OsString, Vec<u8>)>> {
     let mut out = Vec::new();
-    for n in xattr::list(p).ok()? {
-        if n.to_string_lossy().starts_with("trusted.overlay.") {
-            continue;
-        }
+    for n in carried_xattrs(p).ok()? {
         out.push((n.clone(), xattr::get(p, &n).ok()??));
     }
     out.sort();

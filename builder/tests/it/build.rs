@@ -1248,15 +1248,20 @@ fn issue8_copy_again_links_unchanged_files_and_makes_the_same_layer() {
         "changed\nfile 4\n"
     );
     // The snapshots share the unchanged files' inodes.
-    let snaps: Vec<PathBuf> = std::fs::read_dir(fx.root.join("snapshots"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("src/d/f4"))
-        .filter(|p| p.exists())
-        .collect();
-    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    let inos = snapshot_inodes(&fx, &["src/d/f4"]);
+    assert_eq!(inos.len(), 2, "{inos:?}");
+    assert_eq!(inos[0], inos[1]);
+}
+
+/// The inode of each of `paths` in each snapshot of the fixture's root that has it.
+fn snapshot_inodes(fx: &Fx, paths: &[&str]) -> Vec<u64> {
     use std::os::unix::fs::MetadataExt;
-    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
-    assert_eq!(ino(&snaps[0]), ino(&snaps[1]));
+    std::fs::read_dir(fx.root.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .flat_map(|snap| paths.iter().map(move |p| snap.join(p)))
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.ino()))
+        .collect()
 }
 
 #[test]
@@ -1282,13 +1287,7 @@ fn issue8_copy_from_a_stage_links_the_stage_files() {
         "data\nmore\ndata\n600\n"
     );
     // The RUN step's snapshot and the COPY's share a's inode; the --chmod copy is its own file.
-    use std::os::unix::fs::MetadataExt;
-    let inos: Vec<u64> = std::fs::read_dir(fx.root.join("snapshots"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .flat_map(|p| [p.join("out/a"), p.join("copied/a"), p.join("private")])
-        .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.ino()))
-        .collect();
+    let inos = snapshot_inodes(&fx, &["out/a", "copied/a", "private"]);
     assert_eq!(inos.len(), 3, "{inos:?}");
     let mut distinct = inos.clone();
     distinct.sort();
