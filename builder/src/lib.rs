@@ -11,6 +11,7 @@
 //!
 //! Architecture invariant: nothing depends on this crate.
 
+pub mod bounded;
 pub mod build;
 pub mod cli;
 pub mod executor;

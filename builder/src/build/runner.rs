@@ -247,13 +247,7 @@ impl Runner {
                     gid,
                 } => {
                     let value = match self.secrets.get(id) {
-                        Some(SecretSource::File(p)) => std::fs::read(p)
-                            .map_err(|e| format!("secret {id}: reading {}: {e}", p.display()))?,
-                        Some(SecretSource::Env(v)) => std::env::var(v)
-                            .map_err(|_| {
-                                format!("secret {id}: the environment variable {v} is not set")
-                            })?
-                            .into_bytes(),
+                        Some(source) => crate::bounded::read_secret(id, source)?,
                         None if *required => {
                             return Err(format!(
                                 "secret {id} is required: pass it with --secret id={id},src=FILE or --secret id={id},env=VAR"

@@ -57,6 +57,12 @@ fn stdin_context(root: &std::path::Path) -> Result<StdinContext> {
             dockerfile: None,
         })
     } else {
+        if data.len() as u64 > crate::bounded::DOCKERFILE_LIMIT {
+            bail!(
+                "the Dockerfile on standard input is larger than {}, the limit for a Dockerfile",
+                crate::bounded::human(crate::bounded::DOCKERFILE_LIMIT)
+            );
+        }
         Ok(StdinContext {
             dir,
             dockerfile: Some(String::from_utf8_lossy(&data).into_owned()),
@@ -346,6 +352,9 @@ pub fn parse_secrets(
             (None, None) => SecretSource::Env(id.clone()),
             _ => bail!("--secret {s}: give src= or env=, not both"),
         };
+        // Checked now, so a bad secret fails before anything runs; read again when used.
+        crate::bounded::read_secret(&id, &source)
+            .map_err(|e| anyhow::anyhow!("--secret {s}: {e}"))?;
         out.insert(id, source);
     }
     Ok(out)

@@ -2,9 +2,9 @@
 //! location, build args resolved from the environment, the platform.
 
 use super::args::{FrontendArgs, GlobalArgs};
+use crate::bounded::{self, DOCKERFILE_LIMIT, DOCKERIGNORE_LIMIT};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use strata_frontend::lower::BuildOptions;
 use strata_solver::Platform;
@@ -100,23 +100,51 @@ pub struct DockerfileSource {
     pub dockerignore: Option<String>,
 }
 
-/// Reads a file or standard input (`-`) as text; invalid UTF-8 is replaced, never fatal.
+/// Reads a Dockerfile from the user's own path (followed) or standard input (`-`) as text:
+/// a regular file of at most [`DOCKERFILE_LIMIT`] bytes; invalid UTF-8 is replaced, never
+/// fatal.
 pub fn read_text(path: &str) -> Result<String> {
     let bytes = if path == "-" {
-        let mut b = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut b)
-            .context("reading the Dockerfile from standard input")?;
-        b
+        bounded::read_limited(std::io::stdin().lock(), DOCKERFILE_LIMIT)
+            .context("reading the Dockerfile from standard input")?
     } else {
-        std::fs::read(path).with_context(|| format!("reading {path}"))?
+        bounded::open_regular(Path::new(path))
+            .and_then(|f| bounded::read_file(f, DOCKERFILE_LIMIT))
+            .with_context(|| format!("reading the Dockerfile {path}"))?
     };
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Where a Dockerfile or ignore file is read from.
+enum Place<'a> {
+    /// The user's own path (`-f`), followed wherever it leads.
+    User(&'a Path),
+    /// A name inside the build context, resolved inside it.
+    Context(&'a str),
+}
+
+/// Reads a regular file of at most `limit` bytes; `None` when it does not exist.
+fn read_optional(
+    ctx: &std::fs::File,
+    place: &Place<'_>,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, bounded::ReadError> {
+    let f = match place {
+        Place::User(p) => bounded::open_regular(p),
+        Place::Context(name) => bounded::open_in_context(ctx, name),
+    };
+    match f {
+        Ok(f) => bounded::read_file(f, limit).map(Some),
+        Err(bounded::ReadError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Finds and reads the Dockerfile and its ignore file, as docker build does: `-f` or
 /// CONTEXT/Dockerfile (falling back to lower-case `dockerfile`); `<Dockerfile>.dockerignore`
-/// beside it wins over CONTEXT/.dockerignore.
+/// beside it wins over CONTEXT/.dockerignore. Files found in the context are resolved inside
+/// it (a symlink leading out of the context is not followed out); every one must be a regular
+/// file within its size limit ([`DOCKERFILE_LIMIT`], [`DOCKERIGNORE_LIMIT`]).
 pub fn load_dockerfile(a: &FrontendArgs) -> Result<DockerfileSource> {
     if !a.context.is_dir() {
         bail!(
@@ -124,53 +152,62 @@ pub fn load_dockerfile(a: &FrontendArgs) -> Result<DockerfileSource> {
             a.context.display()
         );
     }
-    let (name, path) = match &a.file {
-        Some(f) if f == "-" => ("-".to_string(), None),
-        Some(f) => (f.clone(), Some(PathBuf::from(f))),
-        None => {
-            let p = a.context.join("Dockerfile");
-            let lower = a.context.join("dockerfile");
-            let p = if !p.exists() && lower.exists() {
-                lower
-            } else {
-                p
-            };
-            (p.display().to_string(), Some(p))
+    let ctx = bounded::open_dir(&a.context)
+        .with_context(|| format!("opening the build context {}", a.context.display()))?;
+    let in_ctx = |name: &str| a.context.join(name).display().to_string();
+    // The ignore file beside the Dockerfile: a name in the context, or beside the user's path.
+    let (name, text, specific): (String, Vec<u8>, Option<Result<String, PathBuf>>) = match &a.file {
+        Some(f) if f == "-" => ("-".to_string(), read_text("-")?.into_bytes(), None),
+        Some(f) => {
+            let text = read_optional(&ctx, &Place::User(Path::new(f)), DOCKERFILE_LIMIT)
+                .map_err(|e| dockerfile_error(f, e))?
+                .with_context(|| format!("cannot read Dockerfile {f}: it does not exist"))?;
+            let mut s = std::ffi::OsString::from(f);
+            s.push(".dockerignore");
+            (f.clone(), text, Some(Err(PathBuf::from(s))))
         }
-    };
-    let text = match &path {
-        None => read_text("-")?,
-        Some(p) => {
-            let bytes = std::fs::read(p).with_context(|| {
+        None => {
+            let mut found = None;
+            for base in ["Dockerfile", "dockerfile"] {
+                if let Some(text) = read_optional(&ctx, &Place::Context(base), DOCKERFILE_LIMIT)
+                    .map_err(|e| dockerfile_error(&in_ctx(base), e))?
+                {
+                    found = Some((base, text));
+                    break;
+                }
+            }
+            let (base, text) = found.with_context(|| {
                 format!(
-                    "cannot read Dockerfile {}: pass -f FILE or put a Dockerfile in the context",
-                    p.display()
+                    "cannot read Dockerfile {}: it does not exist in the context; pass -f FILE or put a Dockerfile in the context",
+                    in_ctx("Dockerfile")
                 )
             })?;
-            String::from_utf8_lossy(&bytes).into_owned()
+            (in_ctx(base), text, Some(Ok(format!("{base}.dockerignore"))))
         }
     };
-    let specific = path.as_ref().map(|p| {
-        let mut s = p.as_os_str().to_owned();
-        s.push(".dockerignore");
-        PathBuf::from(s)
-    });
-    let dockerignore = match specific.filter(|p| p.is_file()) {
-        Some(p) => Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
-        None => {
-            let p = a.context.join(".dockerignore");
-            if p.is_file() {
-                Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
-            } else {
-                None
-            }
-        }
+    let ignore_error =
+        |name: String| move |e: bounded::ReadError| anyhow::anyhow!("reading {name}: {e}");
+    let specific = match &specific {
+        Some(Ok(name)) => read_optional(&ctx, &Place::Context(name), DOCKERIGNORE_LIMIT)
+            .map_err(ignore_error(in_ctx(name)))?,
+        Some(Err(path)) => read_optional(&ctx, &Place::User(path), DOCKERIGNORE_LIMIT)
+            .map_err(ignore_error(path.display().to_string()))?,
+        None => None,
+    };
+    let dockerignore = match specific {
+        Some(b) => Some(b),
+        None => read_optional(&ctx, &Place::Context(".dockerignore"), DOCKERIGNORE_LIMIT)
+            .map_err(ignore_error(in_ctx(".dockerignore")))?,
     };
     Ok(DockerfileSource {
         name,
-        text,
+        text: String::from_utf8_lossy(&text).into_owned(),
         dockerignore: dockerignore.map(|b| String::from_utf8_lossy(&b).into_owned()),
     })
+}
+
+fn dockerfile_error(name: &str, e: bounded::ReadError) -> anyhow::Error {
+    anyhow::anyhow!("cannot read Dockerfile {name}: {e}")
 }
 
 /// `K=V` or `K` (value from the environment; skipped when unset, as docker does).

@@ -4,6 +4,7 @@ mod build;
 mod cli;
 mod export;
 mod images;
+mod limits;
 mod parse_oracle;
 mod registry;
 mod sandbox;

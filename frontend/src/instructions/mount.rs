@@ -157,6 +157,28 @@ const ALL_KEYS: [&str; 19] = [
 /// Expands one option value.
 pub type Expander<'a> = &'a dyn Fn(&str) -> Result<String, String>;
 
+/// A secret's id names the value, and its last component the default target
+/// (`/run/secrets/<base name>`, as BuildKit): ids with a NUL, an empty, `.` or `..`
+/// component are refused, so the target is always a file directly in /run/secrets.
+pub fn check_secret_id(id: &str) -> Result<(), String> {
+    if id.contains('\0') {
+        return Err(format!(
+            "invalid secret id {id:?}: it contains a NUL character"
+        ));
+    }
+    if id.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(format!(
+            "invalid secret id {id:?}: empty, \".\" and \"..\" components are not allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// The last component of a secret id: its file name in /run/secrets.
+pub fn secret_base_name(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
+}
+
 pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, String> {
     let fields = csv_fields(val).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
     let mut m = Mount {
@@ -345,6 +367,13 @@ pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, Str
         if !m.source.is_empty() && !m.id.is_empty() {
             return Err("both source and id can't be set".into());
         }
+        if expand.is_some() {
+            for id in [&m.id, &m.source] {
+                if !id.is_empty() {
+                    check_secret_id(id)?;
+                }
+            }
+        }
     }
     if m.sharing.is_some() && m.kind != MountType::Cache {
         return Err(format!(
@@ -418,6 +447,24 @@ mod tests {
             parse_mount("from=$IMG,target=/x", None).unwrap().from,
             "$IMG"
         );
+    }
+
+    #[test]
+    fn secret_ids_stay_in_run_secrets() {
+        let e = |s: &str| full(s).unwrap_err();
+        assert!(e("type=secret,id=../x").contains("\"..\" components"));
+        assert!(e("type=secret,id=..").contains("invalid secret id"));
+        assert!(e("type=secret,id=a//b").contains("invalid secret id"));
+        assert!(e("type=secret,id=/abs").contains("invalid secret id"));
+        assert!(e("type=secret,id=a/.").contains("invalid secret id"));
+        assert!(e("type=secret,source=../x").contains("invalid secret id"));
+        assert!(e("type=secret,id=a\0b").contains("NUL"));
+        // As BuildKit: ids with directories are ids; the target is the base name.
+        assert_eq!(full("type=secret,id=aws/creds").unwrap().id, "aws/creds");
+        assert_eq!(secret_base_name("aws/creds"), "creds");
+        assert_eq!(secret_base_name("tok"), "tok");
+        // The first pass (no variables yet) does not judge ids.
+        assert!(parse_mount("type=secret,id=../x", None).is_ok());
     }
 
     #[test]

@@ -1822,7 +1822,7 @@ impl<'a> Lowerer<'a> {
                         target.rsplit('/').next().unwrap_or_default().to_string()
                     };
                     let target = if target.is_empty() && m.env.is_none() {
-                        format!("/run/secrets/{id}")
+                        format!("/run/secrets/{}", mount::secret_base_name(&id))
                     } else {
                         target
                     };

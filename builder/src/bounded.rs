@@ -1,0 +1,281 @@
+//! Reading the files a build is handed (secrets, Dockerfiles, `.dockerignore`) as regular
+//! files only, opened without blocking and read with a size bound.
+//!
+//! A path the user names is the user's own and is followed ([`open_regular`]); a file found
+//! in the build context is resolved inside the context ([`open_in_context`]), as BuildKit
+//! resolves it inside the transferred context. Either way the open never blocks (a FIFO
+//! opens at once and is then refused), the file is checked with `fstat`, and at most
+//! `limit + 1` bytes are read, so neither `/dev/zero` nor a huge file can grow strata.
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+/// BuildKit's limit for one secret (`MaxSecretSize`, 500 KiB).
+pub const SECRET_LIMIT: u64 = 500 * 1024;
+/// The largest Dockerfile strata reads.
+pub const DOCKERFILE_LIMIT: u64 = 16 * 1024 * 1024;
+/// The largest `.dockerignore` strata reads.
+pub const DOCKERIGNORE_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("it does not exist")]
+    NotFound,
+    #[error("it is a symbolic link leading out of the build context (or to nothing)")]
+    LinkOutside,
+    #[error("it is {0}, not a regular file")]
+    NotRegular(&'static str),
+    #[error("it is larger than the limit of {}", human(*limit))]
+    TooLarge { limit: u64 },
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ReadError::NotFound
+        } else {
+            ReadError::Io(e)
+        }
+    }
+}
+
+impl From<rustix::io::Errno> for ReadError {
+    fn from(e: rustix::io::Errno) -> Self {
+        std::io::Error::from(e).into()
+    }
+}
+
+/// `500 KiB`, `16 MiB`: a limit as it is written in messages.
+pub fn human(n: u64) -> String {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", n / (1024 * 1024))
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+fn kind_name(t: FileType) -> &'static str {
+    match t {
+        FileType::Directory => "a directory",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Symlink => "a symbolic link",
+        _ => "not a regular file",
+    }
+}
+
+fn flags() -> OFlags {
+    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY
+}
+
+/// Refuses anything but a regular file (after the open, on the file itself).
+fn check(f: File) -> Result<File, ReadError> {
+    let st = rustix::fs::fstat(&f)?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Ok(f),
+        t => Err(ReadError::NotRegular(kind_name(t))),
+    }
+}
+
+/// A socket cannot be opened (`ENXIO`): say what it is.
+fn explain_open_error(e: rustix::io::Errno, path: &Path) -> ReadError {
+    if e == rustix::io::Errno::NXIO
+        && let Ok(st) = rustix::fs::stat(path)
+    {
+        return ReadError::NotRegular(kind_name(FileType::from_raw_mode(st.st_mode)));
+    }
+    e.into()
+}
+
+/// Opens the user's own `path` (symlinks followed) as a regular file, without blocking.
+pub fn open_regular(path: &Path) -> Result<File, ReadError> {
+    let fd =
+        rustix::fs::open(path, flags(), Mode::empty()).map_err(|e| explain_open_error(e, path))?;
+    check(File::from(fd))
+}
+
+/// Opens `name` inside the directory `root` as a regular file, every component (symlinks,
+/// `..`) resolved inside `root`, without blocking.
+pub fn open_in_context(root: &File, name: &str) -> Result<File, ReadError> {
+    let fd = rustix::fs::openat2(
+        root,
+        name,
+        flags(),
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::NXIO => ReadError::NotRegular("a socket"),
+        rustix::io::Errno::NOENT
+            if rustix::fs::statat(root, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink) =>
+        {
+            ReadError::LinkOutside
+        }
+        e => e.into(),
+    })?;
+    check(File::from(fd))
+}
+
+/// Opens a directory to resolve names inside it.
+pub fn open_dir(path: &Path) -> Result<File, ReadError> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Reads at most `limit` bytes; more is an error (at most `limit + 1` bytes are read).
+pub fn read_limited(r: impl Read, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    r.take(limit.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// A regular file's contents, bounded: the file's size reserves the buffer up to the limit.
+pub fn read_file(f: File, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut out = Vec::with_capacity(size.min(limit) as usize);
+    (&f).take(limit.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// A secret's value: a regular file (the user's path, followed; FIFOs, devices, directories
+/// and sockets refused) or an environment variable, at most BuildKit's 500 KiB either way.
+pub fn read_secret(
+    id: &str,
+    source: &crate::build::runner::SecretSource,
+) -> Result<Vec<u8>, String> {
+    use crate::build::runner::SecretSource;
+    match source {
+        SecretSource::File(p) => open_regular(p)
+            .and_then(|f| read_file(f, SECRET_LIMIT))
+            .map_err(|e| format!("secret {id}: {}: {e}", p.display())),
+        SecretSource::Env(v) => {
+            let value = std::env::var_os(v)
+                .ok_or_else(|| format!("secret {id}: the environment variable {v} is not set"))?
+                .into_encoded_bytes();
+            if value.len() as u64 > SECRET_LIMIT {
+                return Err(format!(
+                    "secret {id}: the environment variable {v} is larger than {}, the limit for a secret",
+                    human(SECRET_LIMIT)
+                ));
+            }
+            Ok(value)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_zero_is_refused_before_reading() {
+        match open_regular(Path::new("/dev/zero")) {
+            Err(ReadError::NotRegular(k)) => assert_eq!(k, "a character device"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            open_regular(&p),
+            Err(ReadError::NotRegular("a FIFO"))
+        ));
+        let dir = open_dir(d.path()).unwrap();
+        assert!(matches!(
+            open_in_context(&dir, "fifo"),
+            Err(ReadError::NotRegular("a FIFO"))
+        ));
+    }
+
+    #[test]
+    fn directories_and_sockets_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            open_regular(d.path()),
+            Err(ReadError::NotRegular("a directory"))
+        ));
+        let sock = d.path().join("sock");
+        let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        assert!(matches!(
+            open_regular(&sock),
+            Err(ReadError::NotRegular("a socket"))
+        ));
+    }
+
+    #[test]
+    fn reading_stops_one_byte_past_the_limit() {
+        let mut src = std::io::repeat(0).take(u64::MAX);
+        match read_limited(&mut src, 1000) {
+            Err(ReadError::TooLarge { limit: 1000 }) => {}
+            other => panic!("{other:?}"),
+        }
+        // limit + 1 bytes consumed, no more.
+        assert_eq!(src.limit(), u64::MAX - 1001);
+        assert_eq!(read_limited(&[7u8; 1000][..], 1000).unwrap().len(), 1000);
+        assert_eq!(
+            ReadError::TooLarge {
+                limit: SECRET_LIMIT
+            }
+            .to_string(),
+            "it is larger than the limit of 500 KiB"
+        );
+    }
+
+    #[test]
+    fn context_names_resolve_inside_the_context() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = d.path().join("ctx");
+        std::fs::create_dir(&ctx).unwrap();
+        std::fs::write(d.path().join("outside"), "secret").unwrap();
+        std::fs::write(ctx.join("real"), "FROM x\n").unwrap();
+        std::os::unix::fs::symlink("../outside", ctx.join("out")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", ctx.join("zero")).unwrap();
+        std::os::unix::fs::symlink("real", ctx.join("in")).unwrap();
+        let dir = open_dir(&ctx).unwrap();
+        assert!(matches!(
+            open_in_context(&dir, "out"),
+            Err(ReadError::LinkOutside)
+        ));
+        assert!(matches!(
+            open_in_context(&dir, "zero"),
+            Err(ReadError::LinkOutside)
+        ));
+        assert!(matches!(
+            open_in_context(&dir, "missing"),
+            Err(ReadError::NotFound)
+        ));
+        let f = open_in_context(&dir, "in").unwrap();
+        assert_eq!(read_file(f, 100).unwrap(), b"FROM x\n");
+    }
+}

@@ -1,0 +1,221 @@
+//! Bounded input and BuildKit's policy at the command line: secrets, Dockerfiles and
+//! `.dockerignore` files must be regular files within their limits, context files are read
+//! inside the context, `-o` destinations and keys are checked, entitlements are asked for.
+
+use crate::support::*;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs strata with a time bound: a hang is a failure, not a stuck test.
+fn strata_within(args: &[&str], stdin: Option<&[u8]>, secs: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .env("STRATA_ROOT", std::env::temp_dir().join("strata-test-root"))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run strata");
+    let writer = stdin.map(|data| {
+        let mut w = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        // strata may stop reading early: a broken pipe is expected.
+        std::thread::spawn(move || {
+            let _ = w.write_all(&data);
+        })
+    });
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            panic!("strata {args:?} did not finish within {secs}s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn context(dockerfile: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn fails_with(out: &Output, what: &str) {
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(out));
+    assert!(
+        stderr(out).contains(what),
+        "wanted {what:?} in: {}",
+        stderr(out)
+    );
+}
+
+#[test]
+fn secret_from_a_device_is_refused() {
+    let ctx = context("FROM scratch\n");
+    let out = strata_within(
+        &["build", "--secret", "id=x,src=/dev/zero", &s(ctx.path())],
+        None,
+        60,
+    );
+    fails_with(
+        &out,
+        "secret x: /dev/zero: it is a character device, not a regular file",
+    );
+}
+
+#[test]
+fn secret_from_a_fifo_is_refused_without_hanging() {
+    let ctx = context("FROM scratch\n");
+    let fifo = ctx.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let spec = format!("id=x,src={}", s(&fifo));
+    let out = strata_within(&["build", "--secret", &spec, &s(ctx.path())], None, 60);
+    fails_with(&out, "it is a FIFO, not a regular file");
+}
+
+#[test]
+fn secret_over_500_kib_is_refused() {
+    let ctx = context("FROM scratch\n");
+    let big = ctx.path().join("big");
+    std::fs::write(&big, vec![b'x'; 500 * 1024 + 1]).unwrap();
+    let spec = format!("id=x,src={}", s(&big));
+    let out = strata_within(&["build", "--secret", &spec, &s(ctx.path())], None, 60);
+    fails_with(&out, "it is larger than the limit of 500 KiB");
+}
+
+#[test]
+fn secret_id_leaving_run_secrets_is_a_dockerfile_error() {
+    let ctx = context("FROM scratch\nRUN --mount=type=secret,id=../x cat /run/x\n");
+    let out = strata(&["check", &s(ctx.path())]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("Dockerfile:2"), "{e}");
+    assert!(e.contains("invalid secret id \"../x\""), "{e}");
+}
+
+#[test]
+fn secret_id_with_directories_targets_its_base_name() {
+    let ctx = context("FROM scratch\nRUN --mount=type=secret,id=aws/creds cat\n");
+    let out = strata(&["graph", "--format", "json", &s(ctx.path())]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let g = stdout(&out);
+    assert!(g.contains("\"/run/secrets/creds\""), "{g}");
+    assert!(g.contains("\"aws/creds\""), "{g}");
+}
+
+#[test]
+fn dockerfile_from_a_device_is_refused() {
+    let ctx = context("FROM scratch\n");
+    for cmd in ["check", "graph"] {
+        let out = strata_within(&[cmd, "-f", "/dev/zero", &s(ctx.path())], None, 30);
+        fails_with(&out, "it is a character device, not a regular file");
+    }
+    let out = strata_within(&["parse", "/dev/zero"], None, 30);
+    fails_with(&out, "it is a character device, not a regular file");
+    let out = strata_within(&["build", "-f", "/dev/zero", &s(ctx.path())], None, 30);
+    fails_with(&out, "it is a character device, not a regular file");
+}
+
+#[test]
+fn context_dockerfile_linked_to_a_device_is_refused() {
+    let ctx = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/zero", ctx.path().join("Dockerfile")).unwrap();
+    let out = strata_within(&["check", &s(ctx.path())], None, 30);
+    fails_with(&out, "symbolic link leading out of the build context");
+}
+
+#[test]
+fn context_dockerfile_linked_out_of_the_context_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("outside"), "OUTSIDE-CONTENT\n").unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::os::unix::fs::symlink("../outside", ctx.join("Dockerfile")).unwrap();
+    let out = strata(&["check", &s(&ctx)]);
+    fails_with(&out, "symbolic link leading out of the build context");
+    assert!(!stderr(&out).contains("OUTSIDE-CONTENT"));
+    assert!(!stdout(&out).contains("OUTSIDE-CONTENT"));
+    // An absolute link is resolved inside the context too.
+    std::fs::remove_file(ctx.join("Dockerfile")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside"), ctx.join("Dockerfile")).unwrap();
+    let out = strata(&["check", &s(&ctx)]);
+    fails_with(&out, "symbolic link leading out of the build context");
+    assert!(!stderr(&out).contains("OUTSIDE-CONTENT"));
+}
+
+#[test]
+fn context_dockerfile_linked_inside_the_context_is_read() {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::create_dir(ctx.path().join("docker")).unwrap();
+    std::fs::write(ctx.path().join("docker/app"), "FROM scratch\n").unwrap();
+    std::os::unix::fs::symlink("docker/app", ctx.path().join("Dockerfile")).unwrap();
+    let out = strata(&["check", &s(ctx.path())]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn dockerfile_over_16_mib_is_refused() {
+    let ctx = context("FROM scratch\n");
+    let big = ctx.path().join("big.Dockerfile");
+    let mut text = b"FROM scratch\n".to_vec();
+    text.resize(16 * 1024 * 1024 + 1, b'#');
+    std::fs::write(&big, &text).unwrap();
+    let out = strata_within(&["check", "-f", &s(&big), &s(ctx.path())], None, 60);
+    fails_with(&out, "it is larger than the limit of 16 MiB");
+    let out = strata_within(&["check", "-f", "-", &s(ctx.path())], Some(&text), 60);
+    fails_with(&out, "larger than the limit of 16 MiB");
+    let out = strata_within(&["parse", "-"], Some(&text), 60);
+    fails_with(&out, "larger than the limit of 16 MiB");
+}
+
+#[test]
+fn user_dockerfile_path_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("real"), "FROM scratch\n").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let out = strata(&["check", "-f", &s(&dir.path().join("link")), &s(ctx.path())]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn dockerignore_must_be_a_regular_file_within_its_limit() {
+    let ctx = context("FROM scratch\n");
+    std::os::unix::fs::symlink("/dev/zero", ctx.path().join(".dockerignore")).unwrap();
+    let out = strata_within(&["check", &s(ctx.path())], None, 30);
+    fails_with(
+        &out,
+        ".dockerignore: it is a symbolic link leading out of the build context",
+    );
+    std::fs::remove_file(ctx.path().join(".dockerignore")).unwrap();
+    std::fs::write(
+        ctx.path().join(".dockerignore"),
+        vec![b'a'; 4 * 1024 * 1024 + 1],
+    )
+    .unwrap();
+    let out = strata_within(&["check", &s(ctx.path())], None, 30);
+    fails_with(&out, ".dockerignore: it is larger than the limit of 4 MiB");
+    std::fs::write(ctx.path().join(".dockerignore"), "*.tmp\n").unwrap();
+    let out = strata(&["check", &s(ctx.path())]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
