@@ -5,7 +5,10 @@
 //! - [`compress`]: parallel, reproducible gzip/zstd of layer tars;
 //! - [`difftar`]: a snapshot directory as a deterministic layer tar (its diff ID);
 //! - [`gc`]: space accounting and pruning of the build cache and unused layers;
+//! - [`inroot`]: paths inside a directory the build does not control, resolved by the kernel
+//!   inside it and held as file descriptors;
 //! - [`lock`]: the state root's lock (builds shared, garbage collection exclusive);
+//! - [`root`]: the state root's directories, private to their owner (mode 0700);
 //! - [`digest`]: `sha256:` content digests;
 //! - [`store`]: the content store, blobs addressed by digest, never visible half-written;
 //! - [`metadata`]: SQLite metadata (images, tags, layers, snapshots), safe for several strata
@@ -23,8 +26,10 @@ pub mod difftar;
 pub mod digest;
 pub mod gc;
 pub mod images;
+pub mod inroot;
 pub mod lock;
 pub mod metadata;
+pub mod root;
 pub mod store;
 pub mod sys;
 pub mod unpack;

@@ -106,6 +106,36 @@ fn secret_dir() -> Result<PathBuf, String> {
     Ok(d)
 }
 
+/// Moves the directory at `rel` inside `root` (resolved by the kernel inside it) to `to`, a
+/// path strata chose. The directory itself moves, never a symlink to it.
+fn move_out_of(root: &Path, rel: &str, to: &Path) -> Result<(), String> {
+    let r = strata_cache::inroot::Root::open(root).map_err(|e| e.to_string())?;
+    let dir = r.resolve(rel, true).map_err(|e| e.to_string())?;
+    if !dir.is_dir() {
+        return Err("not a directory".into());
+    }
+    // Its parent and own name, found from the directory itself (after every symlink).
+    let real = dir.real_path().map_err(|e| e.to_string())?;
+    let (Some(parent), Some(name)) = (real.parent(), real.file_name()) else {
+        // The root itself.
+        return std::fs::rename(root, to).map_err(|e| e.to_string());
+    };
+    let parent_dir = strata_cache::inroot::Root::open(parent).map_err(|e| e.to_string())?;
+    let again = parent_dir
+        .entry()
+        .open_dir(name)
+        .map_err(|e| e.to_string())?;
+    let (a, b) = (
+        again.metadata().map_err(|e| e.to_string())?,
+        dir.metadata().map_err(|e| e.to_string())?,
+    );
+    use std::os::unix::fs::MetadataExt;
+    if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+        return Err("the directory moved while it was being resolved".into());
+    }
+    rustix::fs::renameat(parent_dir.fd(), name, rustix::fs::CWD, to).map_err(|e| e.to_string())
+}
+
 impl Runner {
     /// The executor's mounts for a step's `--mount`s.
     fn mounts(
@@ -122,28 +152,27 @@ impl Runner {
             match &m.kind {
                 MountKind::Bind => match src_input {
                     Some(FsResult::Context(dir)) => {
-                        let path = crate::executor::rootfs::secure_join(dir, Path::new(&m.source));
-                        if !path.exists() {
-                            return Err(format!(
-                                "RUN --mount source {} is not in the build context",
-                                m.source
-                            ));
-                        }
-                        if m.readonly {
-                            out.push(RunMount::Bind {
-                                source: path,
-                                dest: m.target.clone(),
-                                readonly: true,
-                            });
-                        } else {
-                            // Writable: an overlay on the context, its writes thrown away.
-                            out.push(RunMount::Layers {
-                                lower: vec![path],
-                                subpath: String::new(),
-                                dest: m.target.clone(),
-                                readonly: false,
+                        // Resolved inside the context by the shim when it mounts; checked here
+                        // for the message.
+                        let found = strata_cache::inroot::Root::open(dir)
+                            .and_then(|r| r.resolve(&m.source, true));
+                        if let Err(e) = found {
+                            return Err(if e.is_not_found() {
+                                format!(
+                                    "RUN --mount source {} is not in the build context",
+                                    m.source
+                                )
+                            } else {
+                                format!("RUN --mount source {}: {e}", m.source)
                             });
                         }
+                        // Writable: an overlay on the context, its writes thrown away.
+                        out.push(RunMount::Layers {
+                            lower: vec![dir.clone()],
+                            subpath: m.source.clone(),
+                            dest: m.target.clone(),
+                            readonly: m.readonly,
+                        });
                     }
                     Some(FsResult::Layers(chain)) => out.push(RunMount::Layers {
                         lower: self.dirs(store, chain),
@@ -162,7 +191,7 @@ impl Runner {
                 } => {
                     let base = self.root.join("cachemounts");
                     let name = Digest::of(id.as_bytes()).hex().to_string();
-                    std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
+                    strata_cache::root::private_dir_all(&base).map_err(|e| e.to_string())?;
                     let lock = std::fs::File::create(base.join(format!("{name}.lock")))
                         .map_err(|e| e.to_string())?;
                     use rustix::fs::{FlockOperation, flock};
@@ -191,10 +220,14 @@ impl Runner {
                         // A new cache starts empty, or (`from=`) with that filesystem's `source`.
                         let seeded = match src_input {
                             Some(FsResult::Context(ctx)) => {
-                                let p =
-                                    crate::executor::rootfs::secure_join(ctx, Path::new(&m.source));
-                                crate::executor::native::materialize(&[p], &dir)
-                                    .map_err(|e| format!("seeding the cache mount: {e:#}"))?;
+                                let p = strata_cache::inroot::Root::open(ctx)
+                                    .and_then(|r| r.resolve(&m.source, true))
+                                    .map_err(|e| format!("seeding the cache mount: {e}"))?;
+                                crate::executor::native::materialize(
+                                    &[p.path().to_path_buf()],
+                                    &dir,
+                                )
+                                .map_err(|e| format!("seeding the cache mount: {e:#}"))?;
                                 true
                             }
                             Some(FsResult::Layers(chain)) => {
@@ -206,11 +239,7 @@ impl Runner {
                                 )
                                 .map_err(|e| format!("seeding the cache mount: {e:#}"))
                                 .and_then(|_| {
-                                    let p = crate::executor::rootfs::secure_join(
-                                        &tmp,
-                                        Path::new(&m.source),
-                                    );
-                                    std::fs::rename(&p, &dir).map_err(|e| {
+                                    move_out_of(&tmp, &m.source, &dir).map_err(|e| {
                                         format!("seeding the cache mount from {}: {e}", m.source)
                                     })
                                 });
@@ -376,10 +405,9 @@ impl Runner {
             .map_err(|e| format!("{e:#}"))?;
         let upper = match subdir.filter(|s| !s.is_empty() && *s != "/") {
             Some(s) => {
-                let p = crate::executor::rootfs::secure_join(&work, Path::new(s));
-                if !p.is_dir() {
-                    return Err(format!("{remote}: {s} is not a directory at {commit}"));
-                }
+                let p = dir.path().join("subdir");
+                move_out_of(&work, s, &p)
+                    .map_err(|e| format!("{remote}: {s} is not a directory at {commit}: {e}"))?;
                 p
             }
             None => work.clone(),
@@ -677,7 +705,8 @@ impl OpRunner for Runner {
 /// An exclusive `flock` on `<root>/locks/<key>`, waited for.
 fn lock_key(root: &std::path::Path, key: &Digest) -> Result<std::fs::File, String> {
     let dir = root.join("locks");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    strata_cache::root::private_dir_all(&dir)
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let p = dir.join(key.hex());
     let f = std::fs::File::options()
         .create(true)

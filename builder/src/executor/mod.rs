@@ -4,12 +4,15 @@
 //! - [`spec`]: the OCI runtime spec with Docker's defaults;
 //! - [`rootfs`]: mounts and masked paths, through [`sys::Syscall`];
 //! - [`init`]: the re-executed processes (shim, container init) that do the privileged work;
+//! - [`overlay`]: overlay stacks of layer snapshots (at most 500 lower layers);
 //! - [`user`]: USER resolution against the image's passwd/group files.
 
 pub mod fileop;
 pub mod init;
 pub mod native;
+pub mod overlay;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod sys;
 pub mod user;
@@ -19,6 +22,7 @@ use init::{Layers, Runtime};
 use spec::{Network, ProcessSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use strata_cache::inroot::Root;
 
 /// A container to run.
 #[derive(Debug, Clone)]
@@ -99,15 +103,25 @@ pub fn runtime(name: Option<&str>) -> Result<Runtime> {
     }
 }
 
+/// The most of an image's /etc/passwd or /etc/group read to resolve USER.
+const ETC_FILE_LIMIT: u64 = 16 << 20;
+
 /// The file at `path` in the merged view of `lower` (top first), ignoring whiteouts' details:
-/// the first layer that has it wins.
+/// the first layer that has it wins. Resolved by the kernel inside each layer.
 fn read_from_layers(lower: &[PathBuf], path: &str) -> Option<String> {
     lower
         .iter()
-        .map(|l| rootfs::secure_join(l, Path::new(path)))
-        .find(|p| p.is_file())
-        .and_then(|p| std::fs::read(p).ok())
+        .filter_map(|l| Root::open(l).ok())
+        .find_map(|r| r.read_file(path, ETC_FILE_LIMIT).ok())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Whether something is at `path` (not following its last component) in one of `lower`.
+fn in_layers(lower: &[PathBuf], path: &Path) -> bool {
+    lower
+        .iter()
+        .filter_map(|l| Root::open(l).ok())
+        .any(|r| r.resolve(path, false).is_ok())
 }
 
 /// Writes the bundle of a container under `dir` (which is created): config.json, layers.json,
@@ -244,10 +258,7 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
         let mut p = PathBuf::from("/");
         for c in dest.components().skip(1) {
             p.push(c);
-            let exists = req
-                .lower
-                .iter()
-                .any(|l| std::fs::symlink_metadata(rootfs::secure_join(l, &p)).is_ok());
+            let exists = in_layers(&req.lower, &p);
             if !exists && !stubs.contains(&p) {
                 stubs.push(p.clone());
             }
@@ -383,7 +394,7 @@ impl ContainerDir {
     pub fn create(containers: &Path, id: &str) -> Result<ContainerDir> {
         use rustix::fs::{FlockOperation, flock};
         let dir = containers.join(id);
-        std::fs::create_dir_all(containers)
+        strata_cache::root::private_dir_all(containers)
             .with_context(|| format!("creating {}", containers.display()))?;
         std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let tmp = dir.join("lock.tmp");
@@ -476,49 +487,78 @@ pub fn commit_upper(
     if layers.copied {
         bail!("the copying snapshotter keeps no separate writable layer to commit");
     }
+    remove_stubs(&layers)?;
+    Ok(store.commit_layer(&layers.upper, clamp_mtime)?)
+}
+
+/// Removes from the upper directory the mount points the runtime had to create (empty
+/// directories and files), and the directories copied up only to hold them. The container
+/// may have moved or replaced any of them (a stub's directory renamed, a symlink put in its
+/// place): every path is resolved inside the upper directory with no symlink allowed, and
+/// each removal is an `unlinkat` in the directory found, so nothing outside is touched.
+fn remove_stubs(layers: &Layers) -> Result<()> {
+    use rustix::fs::{AtFlags, FileType};
+    use std::os::unix::fs::MetadataExt;
+    let upper = Root::open(&layers.upper).context("opening the writable layer")?;
     let mut stubs = layers.stubs.clone();
     stubs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let parent_and_name = |p: &Path| -> Option<(strata_cache::inroot::Entry, std::ffi::OsString)> {
+        let name = p.file_name()?.to_os_string();
+        let parent = upper
+            .resolve_no_symlinks(p.parent().unwrap_or(Path::new("/")))
+            .ok()?;
+        Some((parent, name))
+    };
     for s in &stubs {
-        let p = layers.upper.join(s.strip_prefix("/").unwrap_or(s));
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {
-                let _ = std::fs::remove_dir(&p); // only when empty
-            }
-            Ok(m) if m.is_file() && m.len() == 0 => {
-                let _ = std::fs::remove_file(&p);
-            }
-            _ => {}
+        let Some((dir, name)) = parent_and_name(s) else {
+            continue;
+        };
+        let Ok(m) = dir.child_metadata(&name) else {
+            continue;
+        };
+        let kind = FileType::from_raw_mode(m.mode());
+        if kind == FileType::Directory {
+            let _ = rustix::fs::unlinkat(dir.fd(), &name, AtFlags::REMOVEDIR); // only when empty
+        } else if kind == FileType::RegularFile && m.len() == 0 {
+            let _ = rustix::fs::unlinkat(dir.fd(), &name, AtFlags::empty());
         }
     }
     // Directories copied up only because a stub was created in them: empty now, and the same
     // as below (owner, mode).
-    use std::os::unix::fs::MetadataExt;
     for s in &stubs {
         let mut cur = s.parent();
         while let Some(rel) = cur.filter(|r| *r != Path::new("/")) {
-            let up = layers.upper.join(rel.strip_prefix("/").unwrap_or(rel));
-            let Ok(m) = std::fs::symlink_metadata(&up) else {
+            let Some((dir, name)) = parent_and_name(rel) else {
                 break;
             };
-            let empty = std::fs::read_dir(&up).is_ok_and(|mut d| d.next().is_none());
-            let opaque = xattr::get(&up, "trusted.overlay.opaque")
+            let Ok(up) = dir.open_dir(&name) else {
+                break;
+            };
+            let Ok(m) = up.metadata() else {
+                break;
+            };
+            let empty = std::fs::read_dir(up.path()).is_ok_and(|mut d| d.next().is_none());
+            let opaque = xattr::get(up.path().join("."), "trusted.overlay.opaque")
                 .ok()
                 .flatten()
                 .is_some();
             let below = layers
                 .lower
                 .iter()
-                .find_map(|l| std::fs::symlink_metadata(rootfs::secure_join(l, rel)).ok());
+                .filter_map(|l| Root::open(l).ok())
+                .find_map(|r| r.resolve(rel, false).ok().and_then(|e| e.metadata().ok()));
             let same = below.is_some_and(|b| {
                 b.is_dir() && b.mode() == m.mode() && b.uid() == m.uid() && b.gid() == m.gid()
             });
-            if !(m.is_dir() && empty && !opaque && same) || std::fs::remove_dir(&up).is_err() {
+            if !(empty && !opaque && same)
+                || rustix::fs::unlinkat(dir.fd(), &name, AtFlags::REMOVEDIR).is_err()
+            {
                 break;
             }
             cur = rel.parent();
         }
     }
-    Ok(store.commit_layer(&layers.upper, clamp_mtime)?)
+    Ok(())
 }
 
 #[cfg(test)]

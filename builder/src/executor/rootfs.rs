@@ -3,10 +3,10 @@
 //! [`Syscall`], so the sequence is unit-tested with a recording fake.
 
 use super::sys::Syscall;
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MsFlags;
 use oci_spec::runtime::Spec;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 /// Device nodes every container gets (bind-mounted from the host).
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -31,60 +31,6 @@ fn fs_err<'a>(op: &'static str, p: &'a Path) -> impl FnOnce(io::Error) -> Rootfs
         path: p.display().to_string(),
         source,
     }
-}
-
-/// `root` joined with `path`, with every symlink along the way resolved inside `root` (so an
-/// image whose /etc/hosts is a symlink to /evil cannot make a mount land outside its root).
-pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
-    let mut parts: Vec<PathBuf> = Vec::new();
-    let mut todo: Vec<PathBuf> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(PathBuf::from(n)),
-            Component::ParentDir => Some(PathBuf::from("..")),
-            _ => None,
-        })
-        .rev()
-        .collect();
-    let mut links = 0;
-    while let Some(c) = todo.pop() {
-        if c.as_os_str() == ".." {
-            parts.pop();
-            continue;
-        }
-        let mut candidate = root.to_path_buf();
-        for p in &parts {
-            candidate.push(p);
-        }
-        candidate.push(&c);
-        match std::fs::read_link(&candidate) {
-            Ok(target) if links < 40 => {
-                links += 1;
-                if target.is_absolute() {
-                    parts.clear();
-                }
-                for t in target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(PathBuf::from(n)),
-                        Component::ParentDir => Some(PathBuf::from("..")),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                {
-                    todo.push(t);
-                }
-            }
-            _ => parts.push(c),
-        }
-    }
-    let mut out = root.to_path_buf();
-    for p in parts {
-        out.push(p);
-    }
-    out
 }
 
 /// Mount flags and the remaining data string for OCI mount options.
@@ -126,7 +72,6 @@ pub fn setup(spec: &Spec, rootfs: &Path, sys: &dyn Syscall) -> Result<(), Rootfs
         if !dest.is_absolute() {
             return Err(RootfsError::BadDestination(dest.display().to_string()));
         }
-        let target = secure_join(rootfs, dest);
         let options = m.options().clone().unwrap_or_default();
         let (mut flags, data, bind) = parse_options(&options);
         // The built-in runtime has no devices cgroup: /dev is `nodev` (the default devices are
@@ -142,14 +87,13 @@ pub fn setup(spec: &Spec, rootfs: &Path, sys: &dyn Syscall) -> Result<(), Rootfs
             source: e,
         };
         if bind || typ == "bind" {
-            if sys.is_dir(&source) {
-                sys.mkdir_all(&target).map_err(fs_err("create", &target))?;
-            } else {
-                sys.touch(&target).map_err(fs_err("create", &target))?;
-            }
+            let point = sys
+                .mount_point(rootfs, dest, sys.is_dir(&source))
+                .map_err(fs_err("create", dest))?;
+            let target = point.path();
             sys.mount(
                 Some(&source),
-                &target,
+                target,
                 None,
                 MsFlags::MS_BIND | (flags & MsFlags::MS_REC),
                 None,
@@ -157,9 +101,14 @@ pub fn setup(spec: &Spec, rootfs: &Path, sys: &dyn Syscall) -> Result<(), Rootfs
             .map_err(mount_err)?;
             let remount = flags & !MsFlags::MS_REC;
             if !remount.is_empty() {
+                // Resolved again: the descriptor above names the directory the bind mount now
+                // covers, the remount is for the new mount's root.
+                let point = sys
+                    .mount_point(rootfs, dest, sys.is_dir(&source))
+                    .map_err(fs_err("resolve", dest))?;
                 sys.mount(
                     None,
-                    &target,
+                    point.path(),
                     None,
                     MsFlags::MS_BIND | MsFlags::MS_REMOUNT | remount,
                     None,
@@ -170,11 +119,13 @@ pub fn setup(spec: &Spec, rootfs: &Path, sys: &dyn Syscall) -> Result<(), Rootfs
                 })?;
             }
         } else {
-            sys.mkdir_all(&target).map_err(fs_err("create", &target))?;
+            let point = sys
+                .mount_point(rootfs, dest, true)
+                .map_err(fs_err("create", dest))?;
             let d = data.join(",");
             sys.mount(
                 Some(&source),
-                &target,
+                point.path(),
                 Some(&typ),
                 flags,
                 if d.is_empty() { None } else { Some(d.as_str()) },
@@ -182,22 +133,20 @@ pub fn setup(spec: &Spec, rootfs: &Path, sys: &dyn Syscall) -> Result<(), Rootfs
             .map_err(mount_err)?;
         }
     }
-    let dev = secure_join(rootfs, Path::new("/dev"));
     for d in DEVICES {
-        let target = dev.join(d);
-        sys.touch(&target).map_err(fs_err("create", &target))?;
-        sys.mount(
-            Some(&Path::new("/dev").join(d)),
-            &target,
-            None,
-            MsFlags::MS_BIND,
-            None,
-        )
-        .map_err(|e| RootfsError::Mount {
-            target: format!("/dev/{d}"),
-            source: e,
-        })?;
+        let dest = Path::new("/dev").join(d);
+        let point = sys
+            .mount_point(rootfs, &dest, false)
+            .map_err(fs_err("create", &dest))?;
+        sys.mount(Some(&dest), point.path(), None, MsFlags::MS_BIND, None)
+            .map_err(|e| RootfsError::Mount {
+                target: format!("/dev/{d}"),
+                source: e,
+            })?;
     }
+    let dev = sys
+        .mount_point(rootfs, Path::new("/dev"), true)
+        .map_err(fs_err("create", Path::new("/dev")))?;
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -206,8 +155,9 @@ pub fn setup(spec: &Spec, rootfs: &Path, sys: &dyn Syscall) -> Result<(), Rootfs
         ("ptmx", "pts/ptmx"),
         ("core", "/proc/kcore"),
     ] {
-        sys.symlink(Path::new(target), &dev.join(link))
-            .map_err(fs_err("create", &dev.join(link)))?;
+        let at = dev.path().join(link);
+        sys.symlink(Path::new(target), &at)
+            .map_err(fs_err("create", &Path::new("/dev").join(link)))?;
     }
     Ok(())
 }
@@ -278,17 +228,12 @@ pub fn finish(spec: &Spec, sys: &dyn Syscall) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// Detaches the old root if `pivot` failed half-way is not needed: pivot_root either happens or
-/// not. Unmounting helper kept for the shim's cleanup of the overlay.
-pub fn detach(sys: &dyn Syscall, target: &Path) -> io::Result<()> {
-    sys.umount(target, MntFlags::MNT_DETACH)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::spec::{Network, ProcessSpec, build};
     use super::super::sys::{Call, RecordingSyscall};
     use super::*;
+    use std::path::PathBuf;
 
     fn spec() -> Spec {
         build(&ProcessSpec {
@@ -364,17 +309,5 @@ mod tests {
         let calls = sys.calls();
         assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, fstype: Some(t), .. } if target == Path::new("/proc/acpi") && t == "tmpfs")));
         assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/proc/sys") && flags.contains(MsFlags::MS_RDONLY))));
-    }
-
-    #[test]
-    fn secure_join_stays_inside() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        std::fs::create_dir_all(r.join("etc")).unwrap();
-        std::os::unix::fs::symlink("/../../outside", r.join("etc/hosts")).unwrap();
-        std::os::unix::fs::symlink("../../../..", r.join("up")).unwrap();
-        assert_eq!(secure_join(r, Path::new("/etc/hosts")), r.join("outside"));
-        assert_eq!(secure_join(r, Path::new("/up/x")), r.join("x"));
-        assert_eq!(secure_join(r, Path::new("/../../a")), r.join("a"));
     }
 }

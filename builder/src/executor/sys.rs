@@ -4,6 +4,7 @@
 
 use nix::mount::{MntFlags, MsFlags};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -20,12 +21,76 @@ pub trait Syscall {
     /// Makes `new_root` the root: pivot_root with the old root stacked beneath, then detached.
     fn pivot_root(&self, new_root: &Path) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
-    fn mkdir_all(&self, p: &Path) -> io::Result<()>;
-    /// Creates an empty file (a mount point for a file bind mount) if nothing is there.
-    fn touch(&self, p: &Path) -> io::Result<()>;
+    /// The directory (`dir`) or file a mount lands on at `dest` inside `root`, created when
+    /// missing: every component is resolved by the kernel inside `root`, so no symlink in the
+    /// image leads the mount out of it. Mount onto [`MountPoint::path`] while it lives.
+    fn mount_point(&self, root: &Path, dest: &Path, dir: bool) -> io::Result<MountPoint>;
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
     fn is_dir(&self, p: &Path) -> bool;
     fn exists(&self, p: &Path) -> bool;
+}
+
+/// Where a mount lands: for the real calls `/proc/self/fd/N` of the resolved directory or file
+/// (held open), which the kernel maps to exactly that inode.
+#[derive(Debug)]
+pub struct MountPoint {
+    path: PathBuf,
+    _held: Option<strata_cache::inroot::Entry>,
+}
+
+impl MountPoint {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn in_root_err(e: strata_cache::inroot::InRootError) -> io::Error {
+    io::Error::new(e.source.kind(), e.to_string())
+}
+
+/// Creates the file `dest` inside `root` (its parents too) unless something is there, and
+/// resolves it. A dangling symlink at `dest` gets its target created, inside the root.
+fn file_mount_point(
+    root: &strata_cache::inroot::Root,
+    dest: &Path,
+    hops: usize,
+) -> io::Result<strata_cache::inroot::Entry> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    match root.resolve(dest, true) {
+        Ok(e) => return Ok(e),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(in_root_err(e)),
+    }
+    let parent = dest.parent().unwrap_or(Path::new("/"));
+    let name = dest
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{} names no file", dest.display())))?;
+    let dir = root
+        .mkdir_all(parent, 0o755, &mut |_| Ok(()))
+        .map_err(in_root_err)?;
+    if dir.kind_of(name) == Some(FileType::Symlink) {
+        if hops >= 40 {
+            return Err(io::Error::from_raw_os_error(40));
+        }
+        let t = rustix::fs::readlinkat(dir.fd(), name, Vec::new())?;
+        let t = Path::new(std::ffi::OsStr::from_bytes(t.as_bytes()));
+        let next = if t.is_absolute() {
+            t.to_path_buf()
+        } else {
+            parent.join(t)
+        };
+        return file_mount_point(root, &next, hops + 1);
+    }
+    match rustix::fs::openat(
+        dir.fd(),
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    ) {
+        Ok(_) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    root.resolve(dest, true).map_err(in_root_err)
 }
 
 fn nix_err(e: nix::Error) -> io::Error {
@@ -62,23 +127,18 @@ impl Syscall for LinuxSyscall {
         nix::unistd::sethostname(name).map_err(nix_err)
     }
 
-    fn mkdir_all(&self, p: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(p)
-    }
-
-    fn touch(&self, p: &Path) -> io::Result<()> {
-        if std::fs::symlink_metadata(p).is_ok() {
-            return Ok(());
-        }
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(p)
-            .map(drop)
+    fn mount_point(&self, root: &Path, dest: &Path, dir: bool) -> io::Result<MountPoint> {
+        let r = strata_cache::inroot::Root::open(root).map_err(in_root_err)?;
+        let e = if dir {
+            r.mkdir_all(dest, 0o755, &mut |_| Ok(()))
+                .map_err(in_root_err)?
+        } else {
+            file_mount_point(&r, dest, 0)?
+        };
+        Ok(MountPoint {
+            path: e.path().to_path_buf(),
+            _held: Some(e),
+        })
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
@@ -160,11 +220,17 @@ impl Syscall for RecordingSyscall {
     fn sethostname(&self, name: &str) -> io::Result<()> {
         self.push(Call::Hostname(name.to_string()))
     }
-    fn mkdir_all(&self, p: &Path) -> io::Result<()> {
-        self.push(Call::Mkdir(p.to_path_buf()))
-    }
-    fn touch(&self, p: &Path) -> io::Result<()> {
-        self.push(Call::Touch(p.to_path_buf()))
+    fn mount_point(&self, root: &Path, dest: &Path, dir: bool) -> io::Result<MountPoint> {
+        let p = root.join(dest.strip_prefix("/").unwrap_or(dest));
+        self.push(if dir {
+            Call::Mkdir(p.clone())
+        } else {
+            Call::Touch(p.clone())
+        })?;
+        Ok(MountPoint {
+            path: p,
+            _held: None,
+        })
     }
     fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
         self.push(Call::Symlink(target.to_path_buf(), link.to_path_buf()))

@@ -6,20 +6,27 @@
 //! This module only reads and writes directories it is given; the executor runs it inside a
 //! private mount namespace where `root` is the overlay of the step's base layers (so writes land
 //! in the new layer and deletions become whiteouts). Every path inside `root` or a source is
-//! resolved with its symlinks kept inside that directory; symlinks inside copied trees are
-//! copied as symlinks, never followed.
+//! resolved by the kernel inside that directory ([`strata_cache::inroot`]) and the walk goes on
+//! from the descriptors it returns: a directory is entered only as a real directory opened
+//! below the one before, and every file is named by one component below a held directory, so
+//! no symlink (in the destination, a source, or a chain of them) leads outside. Symlinks
+//! inside copied trees are copied as symlinks, never followed.
 
-use crate::executor::rootfs::secure_join;
 use crate::executor::user;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use strata_cache::inroot::{Entry, InRootError, Root};
 use strata_frontend::dockerignore::{PatternMatcher, contains_wildcards, path_match};
 use strata_solver::graph::{Chmod, Chown, FileAction};
 
 mod reuse;
 pub use reuse::{LinkStats, Reuse};
+
+/// The most of /etc/passwd or /etc/group read to resolve `--chown` names.
+const ETC_FILE_LIMIT: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileOpError {
@@ -33,6 +40,8 @@ pub enum FileOpError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    InRoot(#[from] InRootError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -41,6 +50,17 @@ type Result<T> = std::result::Result<T, FileOpError>;
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileOpError + use<> {
     let path = path.to_path_buf();
+    move |source| FileOpError::Io { op, path, source }
+}
+
+/// An error about `name`, a path inside the root as the Dockerfile names it (never the host
+/// path of a descriptor).
+fn io_in(op: &'static str, name: &str) -> impl FnOnce(std::io::Error) -> FileOpError + use<> {
+    let path = PathBuf::from(if name.starts_with('/') {
+        name.to_string()
+    } else {
+        format!("/{name}")
+    });
     move |source| FileOpError::Io { op, path, source }
 }
 
@@ -68,6 +88,8 @@ pub fn apply_reusing(
     actions: &[FileAction],
     mut reuse: Option<&mut Reuse>,
 ) -> Result<()> {
+    let root_dir = Root::open(root)?;
+    let root = &root_dir;
     // Only a lone copy writes each destination path at most once.
     let lone = actions.len() == 1;
     for a in actions {
@@ -97,7 +119,9 @@ pub fn apply_reusing(
                     })?;
                 let c = CopySpec {
                     root,
+                    root_real: root.entry().real_path().ok(),
                     source,
+                    src_root: Root::open(&source.dir)?,
                     ignore: if source.context && !source.ignore.is_empty() {
                         Some(
                             PatternMatcher::new(&source.ignore)
@@ -144,22 +168,28 @@ pub fn apply_reusing(
                     Some(c) => resolve_chown(root, c)?,
                     None => (0, 0),
                 };
-                let target = resolve(root, path);
-                match std::fs::metadata(&target) {
-                    Ok(m) if m.is_dir() => {}
+                match root.resolve(path, true) {
+                    Ok(e) if e.is_dir() => {}
                     Ok(_) => {
                         return Err(FileOpError::Invalid(format!(
                             "mkdir {path}: a file that is not a directory is in the way"
                         )));
                     }
-                    Err(_) => {
-                        if *make_parents {
-                            mkdir_all(root, path, owner)?;
+                    Err(e) if e.is_not_found() => {
+                        let dir = if *make_parents {
+                            mkdir_all(root, path, owner)?
                         } else {
-                            std::fs::create_dir(&target).map_err(io("mkdir", &target))?;
-                        }
-                        set_owner_mode(&target, owner, Some(*mode))?;
+                            let (parent, name) = split(path)?;
+                            let p = resolve_dir(root, &parent)?;
+                            std::fs::create_dir(
+                                p.child(OsStr::new(&name)).map_err(io_in("mkdir", path))?,
+                            )
+                            .map_err(io_in("mkdir", path))?;
+                            p.open_dir(OsStr::new(&name))?
+                        };
+                        set_owner_mode(&here(&dir), owner, Some(*mode))?;
                     }
+                    Err(e) => return Err(e.into()),
                 }
             }
             FileAction::Mkfile {
@@ -173,10 +203,10 @@ pub fn apply_reusing(
                     None => (0, 0),
                 };
                 let (parent, name) = split(path)?;
-                let dir = resolve(root, &parent);
-                let target = dir.join(&name);
-                remove_non_dir(&target)?;
-                std::fs::write(&target, data).map_err(io("write", &target))?;
+                let dir = resolve_dir(root, &parent)?;
+                let target = dir.child(OsStr::new(&name)).map_err(io_in("write", path))?;
+                remove_non_dir(&target, path)?;
+                std::fs::write(&target, data).map_err(io_in("write", path))?;
                 set_owner_mode(&target, owner, Some(*mode))?;
             }
             FileAction::Rm {
@@ -191,16 +221,20 @@ pub fn apply_reusing(
                 };
                 for m in matches {
                     let (parent, name) = split(&m)?;
-                    let target = resolve(root, &parent).join(name);
-                    match std::fs::symlink_metadata(&target) {
-                        Ok(md) if md.is_dir() => std::fs::remove_dir_all(&target),
-                        Ok(_) => std::fs::remove_file(&target),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound && *allow_not_found => {
-                            Ok(())
+                    let dir = match resolve_dir(root, &parent) {
+                        Err(FileOpError::InRoot(e)) if e.is_not_found() && *allow_not_found => {
+                            continue;
                         }
-                        Err(e) => Err(e),
+                        r => r?,
+                    };
+                    let name = OsString::from(name);
+                    if dir.kind_of(&name).is_none() {
+                        if *allow_not_found {
+                            continue;
+                        }
+                        return Err(FileOpError::NotFound(format!("/{m}")));
                     }
-                    .map_err(io("remove", &target))?;
+                    dir.remove_child_all(&name).map_err(io_in("remove", &m))?;
                 }
             }
         }
@@ -208,9 +242,19 @@ pub fn apply_reusing(
     Ok(())
 }
 
-/// `root` joined with an absolute path inside it, symlinks resolved inside `root`.
-fn resolve(root: &Path, path: &str) -> PathBuf {
-    secure_join(root, Path::new(path))
+/// The directory at `path` inside `root` (symlinks followed inside it).
+fn resolve_dir(root: &Root, path: &str) -> Result<Entry> {
+    let e = root.resolve(path, true)?;
+    if !e.is_dir() {
+        return Err(FileOpError::Invalid(format!("{path} is not a directory")));
+    }
+    Ok(e)
+}
+
+/// A directory entry's own path for path-taking calls: `/proc/self/fd/N/.` (the directory
+/// itself, never a symlink's target).
+fn here(e: &Entry) -> PathBuf {
+    e.path().join(".")
 }
 
 /// `(parent, name)` of a path inside a root.
@@ -223,41 +267,30 @@ fn split(path: &str) -> Result<(String, String)> {
     Ok((if p.is_empty() { "/".into() } else { p.into() }, n.into()))
 }
 
-fn remove_non_dir(p: &Path) -> Result<()> {
+/// Removes what is at `p` (one name below a held directory) unless it is a directory.
+fn remove_non_dir(p: &Path, name: &str) -> Result<()> {
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => Err(FileOpError::Invalid(format!(
-            "cannot replace the directory {} with a file",
-            p.display()
+            "cannot replace the directory {name} with a file"
         ))),
-        Ok(_) => std::fs::remove_file(p).map_err(io("remove", p)),
+        Ok(_) => std::fs::remove_file(p).map_err(io_in("remove", name)),
         Err(_) => Ok(()),
     }
 }
 
 /// `mkdir -p` inside `root`: created directories get mode 0755 and `owner`.
-fn mkdir_all(root: &Path, path: &str, owner: (u32, u32)) -> Result<PathBuf> {
-    let mut cur = String::from("/");
-    let mut dir = root.to_path_buf();
-    for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        if !cur.ends_with('/') {
-            cur.push('/');
+fn mkdir_all(root: &Root, path: &str, owner: (u32, u32)) -> Result<Entry> {
+    let mut failed = None;
+    let e = root.mkdir_all(path, 0o755, &mut |e| {
+        if let Err(err) = set_owner_mode(&here(e), owner, Some(0o755)) {
+            failed = Some(err);
         }
-        cur.push_str(c);
-        dir = resolve(root, &cur);
-        match std::fs::metadata(&dir) {
-            Ok(m) if m.is_dir() => continue,
-            Ok(_) => {
-                return Err(FileOpError::Invalid(format!(
-                    "cannot create directory {cur}: a file is in the way"
-                )));
-            }
-            Err(_) => {
-                std::fs::create_dir(&dir).map_err(io("mkdir", &dir))?;
-                set_owner_mode(&dir, owner, Some(0o755))?;
-            }
-        }
+        Ok(())
+    })?;
+    match failed {
+        Some(err) => Err(err),
+        None => Ok(e),
     }
-    Ok(dir)
 }
 
 fn set_owner_mode(p: &Path, owner: (u32, u32), mode: Option<u32>) -> Result<()> {
@@ -271,7 +304,7 @@ fn set_owner_mode(p: &Path, owner: (u32, u32), mode: Option<u32>) -> Result<()> 
 
 /// `--chown=user[:group]`, resolved in the destination's /etc/passwd and /etc/group. A numeric
 /// user without a group also gives the group (as BuildKit does).
-fn resolve_chown(root: &Path, c: &Chown) -> Result<(u32, u32)> {
+fn resolve_chown(root: &Root, c: &Chown) -> Result<(u32, u32)> {
     let uid_num = c.user.parse::<u32>().ok();
     let gid_num = c.group.as_deref().and_then(|g| g.parse::<u32>().ok());
     match (uid_num, c.group.as_deref(), gid_num) {
@@ -279,7 +312,11 @@ fn resolve_chown(root: &Path, c: &Chown) -> Result<(u32, u32)> {
         (Some(u), Some(_), Some(g)) => return Ok((u, g)),
         _ => {}
     }
-    let read = |p: &str| std::fs::read_to_string(resolve(root, p)).unwrap_or_default();
+    let read = |p: &str| {
+        root.read_file(p, ETC_FILE_LIMIT)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
     let spec = match &c.group {
         Some(g) => format!("{}:{g}", c.user),
         None => c.user.clone(),
@@ -291,24 +328,22 @@ fn resolve_chown(root: &Path, c: &Chown) -> Result<(u32, u32)> {
 
 /// Paths (relative to `root`, `/`-separated) matching a wildcard pattern, sorted, one path
 /// component at a time (as Go's filepath.Glob).
-fn glob(root: &Path, pattern: &str, ignore: Option<&PatternMatcher>) -> Result<Vec<String>> {
+fn glob(root: &Root, pattern: &str, ignore: Option<&PatternMatcher>) -> Result<Vec<String>> {
     let mut found = vec![String::new()];
     for comp in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
         let mut next = Vec::new();
         for base in &found {
             if !contains_wildcards(comp) {
                 let p = join_rel(base, comp);
-                if std::fs::symlink_metadata(root.join(&p)).is_ok() {
+                if root.resolve(&p, false).is_ok() {
                     next.push(p);
                 }
                 continue;
             }
-            let dir = if base.is_empty() {
-                root.to_path_buf()
-            } else {
-                secure_join(root, Path::new(base))
+            let Ok(dir) = root.resolve(base, true) else {
+                continue;
             };
-            let Ok(rd) = std::fs::read_dir(&dir) else {
+            let Ok(rd) = std::fs::read_dir(dir.path()) else {
                 continue;
             };
             let mut names: Vec<String> = rd
@@ -341,9 +376,30 @@ fn join_rel(base: &str, name: &str) -> String {
     }
 }
 
+/// A source or destination file: one name below a held directory (the name itself is never
+/// followed by the calls made on it), or a directory held itself.
+#[derive(Clone)]
+enum Item {
+    In { dir: Entry, name: OsString },
+    Dir(Entry),
+}
+
+impl Item {
+    /// The path for calls on the item: `/proc/self/fd/N/name` or `/proc/self/fd/N/.`.
+    fn path(&self) -> Result<PathBuf> {
+        match self {
+            Item::In { dir, name } => dir.child(name).map_err(io("name", Path::new(name))),
+            Item::Dir(d) => Ok(here(d)),
+        }
+    }
+}
+
 struct CopySpec<'a> {
-    root: &'a Path,
+    root: &'a Root,
+    /// The root's host path as the kernel reports it (to tell where a destination is inside).
+    root_real: Option<PathBuf>,
     source: &'a Source,
+    src_root: Root,
     ignore: Option<PatternMatcher>,
     exclude: Option<PatternMatcher>,
     owner: Option<(u32, u32)>,
@@ -353,10 +409,13 @@ struct CopySpec<'a> {
     unpack: bool,
     parents: bool,
     /// Hard links among the copied files: source (dev, inode) → first copy.
-    links: HashMap<(u64, u64), PathBuf>,
+    links: HashMap<(u64, u64), Item>,
     /// Files to link from a previous result instead of copying.
     reuse: Option<&'a mut Reuse>,
 }
+
+/// How many symlinks a named source may lead through when they are followed.
+const MAX_SOURCE_LINKS: usize = 40;
 
 impl CopySpec<'_> {
     fn run(
@@ -374,7 +433,7 @@ impl CopySpec<'_> {
             self.reuse = None;
         }
         let matches: Vec<String> = if wildcard {
-            let m = glob(&self.source.dir, rel, self.ignore.as_ref())?;
+            let m = glob(&self.src_root, rel, self.ignore.as_ref())?;
             if m.is_empty() && !allow_empty_wildcard {
                 return Err(FileOpError::NoMatch(src.to_string()));
             }
@@ -390,15 +449,11 @@ impl CopySpec<'_> {
             || dest.ends_with("/.")
             || matches.len() > 1
             || wildcard
-            || std::fs::metadata(resolve(self.root, dest)).is_ok_and(|m| m.is_dir());
+            || self.root.resolve(dest, true).is_ok_and(|e| e.is_dir());
         for m in matches {
             // The named source: its own symlink is followed (inside the source) when asked.
-            let path = if self.follow_symlinks {
-                secure_join(&self.source.dir, Path::new(&m))
-            } else {
-                self.source.dir.join(&m)
-            };
-            let md = std::fs::symlink_metadata(&path)
+            let item = self.source_item(&m)?;
+            let md = std::fs::symlink_metadata(item.path()?)
                 .map_err(|_| FileOpError::NotFound(format!("\"/{m}\"")))?;
             let name = Path::new(&m)
                 .file_name()
@@ -426,24 +481,81 @@ impl CopySpec<'_> {
                     dest_dir_path
                 };
                 let dir = self.dest_dir(&target, create_dest_path, Some(&md))?;
-                self.copy_dir_contents(&path, &m, &dir)?;
-            } else if md.is_file() && self.unpack && is_archive(&path) {
+                let src_dir = self.open_item_dir(&item)?;
+                self.copy_dir_contents(&src_dir, &m, &dir)?;
+            } else if md.is_file() && self.unpack && is_archive(&item.path()?) {
                 let dir = self.dest_dir(&dest_dir_path, true, None)?;
-                self.extract(&path, &dir)?;
+                self.extract(&item.path()?, &m, &dir)?;
             } else {
                 let name = name.ok_or_else(|| FileOpError::NotFound(src.to_string()))?;
                 let target = if dest_is_dir || self.parents {
                     let dir = self.dest_dir(&dest_dir_path, create_dest_path, None)?;
-                    dir.join(&name)
+                    Item::In {
+                        dir,
+                        name: name.into(),
+                    }
                 } else {
                     let (parent, fname) = split(dest)?;
                     let dir = self.dest_dir(&parent, create_dest_path, None)?;
-                    dir.join(fname)
+                    Item::In {
+                        dir,
+                        name: fname.into(),
+                    }
                 };
-                self.copy_entry(&path, &md, &target)?;
+                self.copy_entry(&item, Path::new(&m), &md, &target)?;
             }
         }
         Ok(())
+    }
+
+    /// The source at `rel`: its parents resolved inside the source, and its own symlink (and
+    /// the ones that leads to) followed inside the source when the copy follows symlinks.
+    fn source_item(&self, rel: &str) -> Result<Item> {
+        let mut path = PathBuf::from(rel);
+        for _ in 0..=MAX_SOURCE_LINKS {
+            let Some((dir, name)) = self
+                .src_root
+                .parent_of(&path)
+                .map_err(|_| FileOpError::NotFound(format!("\"/{rel}\"")))?
+            else {
+                // The source's root itself (or a path ending in `..`): a directory.
+                let e = self
+                    .src_root
+                    .resolve(&path, true)
+                    .map_err(|_| FileOpError::NotFound(format!("\"/{rel}\"")))?;
+                return Ok(Item::Dir(e));
+            };
+            if !self.follow_symlinks || dir.kind_of(&name) != Some(rustix::fs::FileType::Symlink) {
+                return Ok(Item::In { dir, name });
+            }
+            let t = std::fs::read_link(dir.child(&name).map_err(io("name", &path))?)
+                .map_err(io_in("readlink", rel))?;
+            let parent = dir
+                .real_path()
+                .ok()
+                .and_then(|p| {
+                    self.src_root
+                        .entry()
+                        .real_path()
+                        .ok()
+                        .and_then(|r| p.strip_prefix(r).ok().map(Path::to_path_buf))
+                })
+                .unwrap_or_default();
+            path = if t.is_absolute() { t } else { parent.join(t) };
+        }
+        Err(FileOpError::InRoot(InRootError::new(
+            "resolve",
+            rel,
+            std::io::Error::from_raw_os_error(40),
+        )))
+    }
+
+    /// A source item that is a directory, held open.
+    fn open_item_dir(&self, item: &Item) -> Result<Entry> {
+        match item {
+            Item::Dir(d) => Ok(d.clone()),
+            Item::In { dir, name } => Ok(dir.open_dir(name)?),
+        }
     }
 
     fn ignored(&self, rel: &str) -> bool {
@@ -458,15 +570,15 @@ impl CopySpec<'_> {
         dest: &str,
         create: bool,
         like: Option<&std::fs::Metadata>,
-    ) -> Result<PathBuf> {
-        let p = resolve(self.root, dest);
-        match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => return Ok(p),
+    ) -> Result<Entry> {
+        match self.root.resolve(dest, true) {
+            Ok(e) if e.is_dir() => return Ok(e),
             Ok(_) => {
                 return Err(FileOpError::Invalid(format!(
                     "cannot copy to {dest}: it is a file, not a directory"
                 )));
             }
+            Err(e) if !e.is_not_found() => return Err(e.into()),
             Err(_) if !create => {
                 return Err(FileOpError::NotFound(dest.to_string()));
             }
@@ -477,7 +589,7 @@ impl CopySpec<'_> {
         if let Some(m) = like {
             // A directory copied onto a new path takes the source directory's mode.
             let mode = self.mode_for(m.mode() & 0o7777, true);
-            set_owner_mode(&dir, self.owner_for(m), Some(mode))?;
+            set_owner_mode(&here(&dir), self.owner_for(m), Some(mode))?;
         }
         Ok(dir)
     }
@@ -498,27 +610,38 @@ impl CopySpec<'_> {
         }
     }
 
-    fn copy_dir_contents(&mut self, src: &Path, rel: &str, dest: &Path) -> Result<()> {
-        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(src)
-            .map_err(io("list", src))?
+    /// Where `dir` (a destination directory) is inside the root, `/`-separated.
+    fn rel_in_root(&self, dir: &Entry) -> Option<PathBuf> {
+        let real = dir.real_path().ok()?;
+        let root = self.root_real.as_ref()?;
+        real.strip_prefix(root).ok().map(Path::to_path_buf)
+    }
+
+    fn copy_dir_contents(&mut self, src: &Entry, rel: &str, dest: &Entry) -> Result<()> {
+        let mut names: Vec<OsString> = std::fs::read_dir(src.path())
+            .map_err(io_in("list", rel))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<std::result::Result<_, _>>()
-            .map_err(io("list", src))?;
+            .map_err(io_in("list", rel))?;
         names.sort();
         for n in names {
             let name = n.to_string_lossy().into_owned();
             let r = join_rel(rel, &name);
+            let p = src.child(&n).map_err(io_in("list", &r))?;
             if self.ignored(&r) {
                 // An ignored directory may still hold re-included files (`!` patterns).
                 let may = self
                     .ignore
                     .as_ref()
                     .is_some_and(|ig| ig.exclusions() && ig.may_match_below(&r));
-                let p = src.join(&n);
                 if may && std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-                    let sub = dest.join(&n);
-                    self.make_dir_like(&p, &sub)?;
-                    self.copy_dir_contents(&p, &r, &sub)?;
+                    let target = Item::In {
+                        dir: dest.clone(),
+                        name: n.clone(),
+                    };
+                    self.make_dir_like(&p, &target)?;
+                    let (s, d) = (src.open_dir(&n)?, dest.open_dir(&n)?);
+                    self.copy_dir_contents(&s, &r, &d)?;
                 }
                 continue;
             }
@@ -528,41 +651,63 @@ impl CopySpec<'_> {
                     continue;
                 }
             }
-            let p = src.join(&n);
-            let md = std::fs::symlink_metadata(&p).map_err(io("stat", &p))?;
-            let target = dest.join(&n);
+            let md = std::fs::symlink_metadata(&p).map_err(io_in("stat", &r))?;
+            let target = Item::In {
+                dir: dest.clone(),
+                name: n.clone(),
+            };
+            let item = Item::In {
+                dir: src.clone(),
+                name: n.clone(),
+            };
             if md.is_dir() {
                 self.make_dir_like(&p, &target)?;
-                self.copy_dir_contents(&p, &r, &target)?;
-                copy_times(&md, &target)?;
+                let (s, d) = (src.open_dir(&n)?, dest.open_dir(&n)?);
+                self.copy_dir_contents(&s, &r, &d)?;
+                copy_times(&md, &target.path()?)?;
             } else {
-                self.copy_entry(&p, &md, &target)?;
+                self.copy_entry(&item, Path::new(&r), &md, &target)?;
             }
         }
         Ok(())
     }
 
-    fn make_dir_like(&self, src: &Path, target: &Path) -> Result<()> {
+    /// Makes `target` a real directory like the source directory at `src`.
+    fn make_dir_like(&self, src: &Path, target: &Item) -> Result<()> {
         let md = std::fs::symlink_metadata(src).map_err(io("stat", src))?;
-        match std::fs::symlink_metadata(target) {
+        let t = target.path()?;
+        match std::fs::symlink_metadata(&t) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                std::fs::remove_file(target).map_err(io("remove", target))?;
-                std::fs::create_dir(target).map_err(io("mkdir", target))?;
+                std::fs::remove_file(&t).map_err(io("remove", &t))?;
+                std::fs::create_dir(&t).map_err(io("mkdir", &t))?;
             }
-            Err(_) => std::fs::create_dir(target).map_err(io("mkdir", target))?,
+            Err(_) => std::fs::create_dir(&t).map_err(io("mkdir", &t))?,
         }
         let mode = self.mode_for(md.mode() & 0o7777, true);
-        set_owner_mode(target, self.owner_for(&md), Some(mode))?;
-        copy_xattrs(src, target);
+        set_owner_mode(&t, self.owner_for(&md), Some(mode))?;
+        copy_xattrs(src, &t);
         Ok(())
     }
 
-    /// Copies one non-directory entry (file, symlink, device, fifo) to `target`.
-    fn copy_entry(&mut self, src: &Path, md: &std::fs::Metadata, target: &Path) -> Result<()> {
+    /// Copies one entry (file, symlink, device, fifo; a directory with its contents) at `src`
+    /// (`src_rel` inside its source) to `target`.
+    fn copy_entry(
+        &mut self,
+        src: &Item,
+        src_rel: &Path,
+        md: &std::fs::Metadata,
+        target: &Item,
+    ) -> Result<()> {
+        let (sp, tp) = (src.path()?, target.path()?);
         if md.is_dir() {
-            self.make_dir_like(src, target)?;
-            return self.copy_dir_contents(src, "", target);
+            self.make_dir_like(&sp, target)?;
+            let s = self.open_item_dir(src)?;
+            let d = match target {
+                Item::Dir(d) => d.clone(),
+                Item::In { dir, name } => dir.open_dir(name)?,
+            };
+            return self.copy_dir_contents(&s, &src_rel.to_string_lossy(), &d);
         }
         let ft = md.file_type();
         if ft.is_char_device() && md.rdev() == 0 {
@@ -570,31 +715,31 @@ impl CopySpec<'_> {
         }
         if md.is_file() {
             let (mode, owner) = (self.mode_for(md.mode() & 0o7777, false), self.owner_for(md));
-            let src_rel = src.strip_prefix(&self.source.dir).unwrap_or(src);
-            if let Some(r) = self.reuse.as_deref_mut()
-                && r.defer(self.root, src, src_rel, md, target, mode, owner)
+            if let Item::In { dir, name } = target
+                && let Some(rel) = self.rel_in_root(dir).map(|d| d.join(name))
+                && let Some(r) = self.reuse.as_deref_mut()
+                && r.defer(&self.src_root, &sp, src_rel, md, &tp, &rel, mode, owner)
             {
                 return Ok(());
             }
         }
-        remove_non_dir(target)?;
+        remove_non_dir(&tp, &src_rel.to_string_lossy())?;
         if md.is_file() && md.nlink() > 1 {
             if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
-                return std::fs::hard_link(first, target).map_err(io("link", target));
+                return std::fs::hard_link(first.path()?, &tp).map_err(io("link", &tp));
             }
-            self.links
-                .insert((md.dev(), md.ino()), target.to_path_buf());
+            self.links.insert((md.dev(), md.ino()), target.clone());
         }
         if ft.is_symlink() {
-            let t = std::fs::read_link(src).map_err(io("readlink", src))?;
-            std::os::unix::fs::symlink(&t, target).map_err(io("symlink", target))?;
+            let t = std::fs::read_link(&sp).map_err(io("readlink", &sp))?;
+            std::os::unix::fs::symlink(&t, &tp).map_err(io("symlink", &tp))?;
             let (u, g) = self.owner_for(md);
-            std::os::unix::fs::lchown(target, Some(u), Some(g)).map_err(io("chown", target))?;
+            std::os::unix::fs::lchown(&tp, Some(u), Some(g)).map_err(io("chown", &tp))?;
             // A symlink keeps its time too (as BuildKit's copy does, through lutimes).
-            return copy_times(md, target);
+            return copy_times(md, &tp);
         }
         if md.is_file() {
-            copy_file(src, target)?;
+            copy_file(&sp, &tp)?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let kind = if ft.is_fifo() {
                 rustix::fs::FileType::Fifo
@@ -605,34 +750,34 @@ impl CopySpec<'_> {
             };
             rustix::fs::mknodat(
                 rustix::fs::CWD,
-                target,
+                &tp,
                 kind,
                 rustix::fs::Mode::from_raw_mode(md.mode() & 0o7777),
                 md.rdev(),
             )
             .map_err(|e| FileOpError::Io {
                 op: "mknod",
-                path: target.to_path_buf(),
+                path: tp.clone(),
                 source: e.into(),
             })?;
         } else {
             return Ok(()); // sockets are not copied
         }
         let mode = self.mode_for(md.mode() & 0o7777, false);
-        set_owner_mode(target, self.owner_for(md), Some(mode))?;
-        copy_xattrs(src, target);
-        copy_times(md, target)
+        set_owner_mode(&tp, self.owner_for(md), Some(mode))?;
+        copy_xattrs(&sp, &tp);
+        copy_times(md, &tp)
     }
 
-    fn extract(&self, archive: &Path, dest: &Path) -> Result<()> {
-        let f = std::fs::File::open(archive).map_err(io("open", archive))?;
-        let r = strata_cache::unpack::decompress(f).map_err(io("decompress", archive))?;
+    fn extract(&self, archive: &Path, name: &str, dest: &Entry) -> Result<()> {
+        let f = std::fs::File::open(archive).map_err(io_in("open", name))?;
+        let r = strata_cache::unpack::decompress(f).map_err(io_in("decompress", name))?;
         let opts = strata_cache::unpack::UnpackOptions {
             whiteouts: strata_cache::unpack::Whiteouts::Apply,
             ..Default::default()
         };
-        strata_cache::unpack::unpack(r, dest, &strata_cache::sys::RealFs, &opts)
-            .map_err(|e| FileOpError::Invalid(format!("extracting {}: {e}", archive.display())))?;
+        strata_cache::unpack::unpack(r, &here(dest), &strata_cache::sys::RealFs, &opts)
+            .map_err(|e| FileOpError::Invalid(format!("extracting /{name}: {e}")))?;
         Ok(())
     }
 }

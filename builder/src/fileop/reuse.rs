@@ -25,21 +25,24 @@
 //! first copy).
 
 use super::{Result, carried_xattrs, copy_file, copy_times, copy_xattrs, io, set_owner_mode};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use strata_cache::inroot::Root;
 
 /// One file left out of the copy, to be linked.
 struct Deferred {
     /// Relative to the root (and so to the upper directory).
     rel: PathBuf,
-    /// The file to link: the previous result's, or the source's own in its snapshot.
-    prev: PathBuf,
+    /// The file to link: the previous result's, or the source's own in its snapshot (the
+    /// snapshot, and the path inside it).
+    prev: (PathBuf, PathBuf),
     /// `prev` is the source itself: nothing to compare.
     same_inode: bool,
-    /// The source, copied instead if its bytes differ or the link can't be made.
-    src: PathBuf,
+    /// The source (its root, and the path inside it), copied instead if its bytes differ or
+    /// the link can't be made.
+    src: (Root, PathBuf),
     md: std::fs::Metadata,
     mode: u32,
     owner: (u32, u32),
@@ -61,10 +64,14 @@ enum Origin {
     Layers(Vec<PathBuf>),
 }
 
-/// Snapshot files to link instead of copying.
+/// Snapshot files to link instead of copying. Every path inside a snapshot or the upper
+/// directory is resolved by the kernel with no symlink allowed on the way
+/// ([`Root::resolve_no_symlinks`]): a candidate behind one is copied, never linked.
 pub struct Reuse {
     origin: Origin,
     upper: PathBuf,
+    /// The snapshots opened as roots, by path.
+    roots: HashMap<PathBuf, Option<Root>>,
     clamp: Option<i64>,
     deferred: Vec<Deferred>,
     /// Directories (relative) known to exist in the upper directory.
@@ -72,9 +79,6 @@ pub struct Reuse {
     /// Inodes already chosen (device, inode): two paths linked to one inode would be a hard
     /// link pair in the new layer, which a full copy of two separate files does not make.
     chosen: HashSet<(u64, u64)>,
-    /// Directories of a snapshot (snapshot, relative path) already seen to be real directories
-    /// all the way down (no symlink that would lead elsewhere).
-    real_dirs: HashSet<PathBuf>,
 }
 
 impl Reuse {
@@ -95,10 +99,10 @@ impl Reuse {
             origin,
             upper,
             clamp,
+            roots: HashMap::new(),
             deferred: Vec::new(),
             upper_dirs: HashSet::new(),
             chosen: HashSet::new(),
-            real_dirs: HashSet::new(),
         }
     }
 
@@ -115,27 +119,26 @@ impl Reuse {
         self.deferred.len()
     }
 
-    /// Whether the copy of the regular file `src` (metadata `md`, at `src_rel` in its source)
-    /// to `target` (inside `root`), with `mode` and `owner`, may be a link (everything but the
-    /// bytes of a previous result matches). If so, it is recorded, [`Reuse::link`] makes it,
-    /// and the caller must not create `target`.
+    /// Whether the copy of the regular file `src` (a path naming it below a held directory;
+    /// metadata `md`, at `src_rel` in `src_root`) to `target` (likewise; `rel` inside the
+    /// root), with `mode` and `owner`, may be a link (everything but the bytes of a previous
+    /// result matches). If so, it is recorded, [`Reuse::link`] makes it, and the caller must
+    /// not create `target`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn defer(
         &mut self,
-        root: &Path,
+        src_root: &Root,
         src: &Path,
         src_rel: &Path,
         md: &std::fs::Metadata,
         target: &Path,
+        rel: &Path,
         mode: u32,
         owner: (u32, u32),
     ) -> bool {
         if md.nlink() > 1 || self.clamp.is_some_and(|e| newer_than(md, e)) {
             return false;
         }
-        let Ok(rel) = target.strip_prefix(root) else {
-            return false;
-        };
         // Nothing there now (a file replacing one of the base's is copied), and its directory
         // already in the upper directory (the overlay copies a base directory up only when
         // something is created in it).
@@ -144,43 +147,65 @@ impl Reuse {
         }
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         if !self.upper_dirs.contains(&parent) {
-            if !std::fs::symlink_metadata(self.upper.join(&parent)).is_ok_and(|m| m.is_dir()) {
+            let upper = self.upper.clone();
+            let Some(up) = self.root(&upper) else {
+                return false;
+            };
+            if !up.resolve_no_symlinks(&parent).is_ok_and(|e| e.is_dir()) {
                 return false;
             }
             self.upper_dirs.insert(parent);
         }
         let found = match &self.origin {
             Origin::Previous(prev) => {
-                if !real_dirs(&mut self.real_dirs, prev, rel) {
+                let prev = prev.clone();
+                let Some(root) = self.root(&prev) else {
                     return false;
-                }
-                let prev = prev.join(rel);
-                std::fs::symlink_metadata(&prev).ok().and_then(|pm| {
+                };
+                let Some((_parent, pp)) = real_path_in(&root, rel) else {
+                    return false;
+                };
+                std::fs::symlink_metadata(&pp).ok().and_then(|pm| {
                     let same = pm.is_file()
                         && pm.len() == md.len()
                         && pm.mtime() == md.mtime()
                         && pm.mtime_nsec() == md.mtime_nsec()
                         && pm.mode() & 0o7777 == mode & 0o7777
                         && (pm.uid(), pm.gid()) == owner
-                        && xattrs(src).is_some_and(|a| xattrs(&prev).is_some_and(|b| a == b));
-                    (same && self.chosen.insert((pm.dev(), pm.ino()))).then_some((prev, false))
+                        && xattrs(src).is_some_and(|a| xattrs(&pp).is_some_and(|b| a == b));
+                    (same && self.chosen.insert((pm.dev(), pm.ino()))).then_some((
+                        prev.clone(),
+                        rel.to_path_buf(),
+                        false,
+                    ))
                 })
             }
             Origin::Layers(layers) => {
                 // The source's own file: in the topmost layer that has the path (the one an
                 // overlay of them shows), the same inode as the one read, kept as it is.
+                let layers = layers.clone();
                 let mut own = None;
-                for l in layers {
-                    if !real_dirs(&mut self.real_dirs, l, src_rel) {
+                for l in &layers {
+                    let Some(root) = self.root(l) else {
                         return false;
-                    }
-                    let p = l.join(src_rel);
-                    if let Ok(m) = std::fs::symlink_metadata(&p) {
-                        own = Some((p, m));
-                        break;
+                    };
+                    match root.resolve_no_symlinks(src_rel) {
+                        Ok(e) => {
+                            let Some(held) = real_path_in(&root, src_rel) else {
+                                return false;
+                            };
+                            match e.metadata() {
+                                Ok(m) => own = Some((l.clone(), held, m)),
+                                Err(_) => return false,
+                            }
+                            break;
+                        }
+                        Err(e) if e.is_not_found() => continue,
+                        // A symlink on the way (or any other surprise): copy it.
+                        Err(_) => return false,
                     }
                 }
-                own.and_then(|(p, pm)| {
+                own.and_then(|(l, (_parent, p), pm)| {
                     let same = pm.is_file()
                         && pm.ino() == md.ino()
                         && pm.len() == md.len()
@@ -189,23 +214,31 @@ impl Reuse {
                         && pm.mode() & 0o7777 == mode & 0o7777
                         && (pm.uid(), pm.gid()) == owner
                         && no_xattrs(&p);
-                    same.then_some((p, true))
+                    same.then_some((l, src_rel.to_path_buf(), true))
                 })
             }
         };
-        let Some((prev, same_inode)) = found else {
+        let Some((snap, snap_rel, same_inode)) = found else {
             return false;
         };
         self.deferred.push(Deferred {
             rel: rel.to_path_buf(),
-            prev,
+            prev: (snap, snap_rel),
             same_inode,
-            src: src.to_path_buf(),
+            src: (src_root.clone(), src_rel.to_path_buf()),
             md: md.clone(),
             mode,
             owner,
         });
         true
+    }
+
+    /// The snapshot (or upper directory) at `path` as a root, opened once.
+    fn root(&mut self, path: &Path) -> Option<Root> {
+        self.roots
+            .entry(path.to_path_buf())
+            .or_insert_with(|| Root::open(path).ok())
+            .clone()
     }
 
     /// Makes the recorded files in the upper directory (the overlay must be gone): a link if
@@ -233,52 +266,55 @@ impl Reuse {
     }
 
     fn link_dir(&self, dir: &Path, files: &[&Deferred]) -> Result<LinkStats> {
-        let dir = self.upper.join(dir);
-        let before = std::fs::symlink_metadata(&dir).map_err(io("stat", &dir))?;
+        let upper = Root::open(&self.upper)?;
+        let held = upper.resolve_no_symlinks(dir)?;
+        let dir_path = held.path().join(".");
+        let before = std::fs::symlink_metadata(&dir_path).map_err(io("stat", dir))?;
         let mut stats = LinkStats::default();
         let mut bufs = (vec![0u8; 128 * 1024], vec![0u8; 128 * 1024]);
         for d in files {
-            let target = self.upper.join(&d.rel);
-            if (d.same_inode || same_bytes(&d.src, &d.prev, &mut bufs))
-                && std::fs::hard_link(&d.prev, &target).is_ok()
+            let Some(name) = d.rel.file_name() else {
+                continue;
+            };
+            let target = held.child(name).map_err(io("link", &d.rel))?;
+            let src = real_path_in(&d.src.0, &d.src.1);
+            let Some((_src_dir, src)) = src else {
+                return Err(super::FileOpError::NotFound(format!(
+                    "\"/{}\"",
+                    d.src.1.display()
+                )));
+            };
+            let prev = Root::open(&d.prev.0)
+                .ok()
+                .and_then(|r| real_path_in(&r, &d.prev.1).map(|p| (r, p)));
+            if let Some((_root, (_dir, prev))) = &prev
+                && (d.same_inode || same_bytes(&src, prev, &mut bufs))
+                && std::fs::hard_link(prev, &target).is_ok()
             {
                 stats.linked += 1;
                 continue;
             }
-            copy_file(&d.src, &target)?;
+            copy_file(&src, &target)?;
             set_owner_mode(&target, d.owner, Some(d.mode))?;
-            copy_xattrs(&d.src, &target);
+            copy_xattrs(&src, &target);
             copy_times(&d.md, &target)?;
             stats.copied += 1;
         }
-        copy_times(&before, &dir)?;
+        copy_times(&before, &dir_path)?;
         Ok(stats)
     }
 }
 
-/// Whether every directory above `rel` in `base` is a real directory or missing, never a
-/// symlink (which `base.join(rel)` would follow out of `base`). `seen` caches directories
-/// found real.
-fn real_dirs(seen: &mut HashSet<PathBuf>, base: &Path, rel: &Path) -> bool {
-    let Some(parent) = rel.parent() else {
-        return true;
-    };
-    let mut dir = base.to_path_buf();
-    for c in parent.components() {
-        dir.push(c);
-        if seen.contains(&dir) {
-            continue;
-        }
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {
-                seen.insert(dir.clone());
-            }
-            Ok(_) => return false,
-            // Missing: nothing below it either.
-            Err(_) => return true,
-        }
-    }
-    true
+/// The path naming `rel` below its parent directory in `root`, with no symlink on the way,
+/// and the parent held open (the path is valid while it lives); `None` when there is a
+/// symlink, or nothing there.
+fn real_path_in(root: &Root, rel: &Path) -> Option<(strata_cache::inroot::Entry, PathBuf)> {
+    let name = rel.file_name()?;
+    let parent = root
+        .resolve_no_symlinks(rel.parent().unwrap_or(Path::new("")))
+        .ok()?;
+    let p = parent.child(name).ok()?;
+    Some((parent, p))
 }
 
 fn newer_than(md: &std::fs::Metadata, epoch: i64) -> bool {
