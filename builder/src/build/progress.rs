@@ -51,6 +51,31 @@ pub struct Progress {
 /// How many log lines a step keeps for error messages.
 pub const TAIL: usize = 10;
 
+/// The longest log line: longer output without a newline is split into lines of this size
+/// (BuildKit's progress also hands logs on in bounded chunks).
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// The length of the longest prefix of `b` that does not end inside a UTF-8 sequence (all of
+/// it when its end is not a cut sequence).
+fn utf8_prefix(b: &[u8]) -> usize {
+    // The last lead byte among the final three, if its sequence is cut short.
+    for back in 1..=3.min(b.len()) {
+        let i = b.len() - back;
+        let c = b[i];
+        if c & 0xC0 == 0x80 {
+            continue;
+        }
+        let need = match c {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if need > back && i > 0 { i } else { b.len() };
+    }
+    b.len()
+}
+
 fn rfc3339_nano(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let base = crate::timefmt::rfc3339(d.as_secs() as i64);
@@ -179,32 +204,48 @@ impl Progress {
         });
     }
 
-    /// Output of a running step.
+    /// Output of a running step: split into lines at newlines and every [`MAX_LINE`] bytes
+    /// (a longer line is shown as several), each byte looked at once, so a step printing
+    /// one endless line costs time in proportion to what it prints and memory bounded by
+    /// [`MAX_LINE`] for the partial line and [`TAIL`] lines.
     pub fn log(&self, id: &str, data: &[u8]) {
         let mode = self.mode;
         self.with(|st| {
-            let Some(v) = st.vertices.get_mut(id) else {
+            let State { out, vertices, .. } = st;
+            let Some(v) = vertices.get_mut(id) else {
                 return;
             };
             let elapsed = v.started.map(|(i, _)| i.elapsed()).unwrap_or_default();
-            v.partial.extend_from_slice(data);
-            let mut lines = Vec::new();
-            while let Some(pos) = v.partial.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = v.partial.drain(..=pos).collect();
-                let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-                v.tail.push(text.clone());
-                if v.tail.len() > TAIL {
-                    v.tail.remove(0);
-                }
-                lines.push(text);
-            }
             let n = v.number;
-            match mode {
-                Mode::Plain => {
-                    for l in lines {
-                        let _ = writeln!(st.out, "#{n} {:.3} {l}", elapsed.as_secs_f64());
+            if !data.is_empty() && v.partial.capacity() < MAX_LINE {
+                v.partial.reserve_exact(MAX_LINE - v.partial.len());
+            }
+            let mut rest = data;
+            while !rest.is_empty() {
+                let room = MAX_LINE - v.partial.len();
+                let window = &rest[..rest.len().min(room)];
+                let line = match window.iter().position(|b| *b == b'\n') {
+                    Some(pos) => {
+                        v.partial.extend_from_slice(&window[..pos]);
+                        rest = &rest[pos + 1..];
+                        Self::take_line(v, v.partial.len())
                     }
+                    None => {
+                        v.partial.extend_from_slice(window);
+                        rest = &rest[window.len()..];
+                        if v.partial.len() < MAX_LINE {
+                            continue;
+                        }
+                        // A full chunk ends where its last whole character ends.
+                        let cut = utf8_prefix(&v.partial);
+                        Self::take_line(v, cut)
+                    }
+                };
+                if mode == Mode::Plain {
+                    let _ = writeln!(out, "#{n} {:.3} {line}", elapsed.as_secs_f64());
                 }
+            }
+            match mode {
                 Mode::RawJson => {
                     let j = serde_json::json!({ "logs": [{
                         "vertex": id,
@@ -215,9 +256,21 @@ impl Progress {
                     Self::json(st, j);
                 }
                 Mode::Tty => Self::draw(st, false),
-                Mode::Quiet => {}
+                Mode::Plain | Mode::Quiet => {}
             }
         });
+    }
+
+    /// The first `len` bytes of the partial line as a line of its own (kept in the tail);
+    /// the rest stays partial.
+    fn take_line(v: &mut Vertex, len: usize) -> String {
+        let text = String::from_utf8_lossy(&v.partial[..len]).into_owned();
+        v.partial.drain(..len);
+        v.tail.push(text.clone());
+        if v.tail.len() > TAIL {
+            v.tail.remove(0);
+        }
+        text
     }
 
     fn flush_partial(v: &mut Vertex) -> Option<String> {
@@ -429,6 +482,83 @@ mod tests {
         assert_eq!(v[1]["logs"][0]["data"], "b3V0Cg==");
         assert_eq!(v[2]["vertexes"][0]["error"], "exit code: 1");
         assert!(v[2]["vertexes"][0]["completed"].is_string());
+    }
+
+    /// Counts what is written and remembers only the longest line.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<(usize, usize, usize)>>);
+    impl Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let mut g = self.0.lock().unwrap();
+            for c in b {
+                if *c == b'\n' {
+                    g.0 += 1;
+                    g.2 = g.2.max(g.1);
+                    g.1 = 0;
+                } else {
+                    g.1 += 1;
+                }
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_40_mb_line_is_split_into_bounded_chunks() {
+        const SIZE: usize = 40_000_000;
+        for piece in [4096, 64 * 1024, SIZE] {
+            let out = Lines::default();
+            let p = Progress::new(Mode::Plain, Box::new(out.clone()));
+            p.start("v", "RUN yes", &[]);
+            let data = vec![b'y'; piece];
+            let mut sent = 0;
+            while sent < SIZE {
+                let n = piece.min(SIZE - sent);
+                p.log("v", &data[..n]);
+                sent += n;
+                p.with(|st| {
+                    let v = &st.vertices["v"];
+                    // Memory held: at most one chunk partial, TAIL chunks kept.
+                    assert!(v.partial.len() < MAX_LINE);
+                    assert!(v.partial.capacity() <= MAX_LINE);
+                    assert!(v.tail.len() <= TAIL);
+                    assert!(v.tail.iter().all(|l| l.len() <= MAX_LINE));
+                });
+            }
+            p.done("v", None);
+            let (lines, _, longest) = *out.0.lock().unwrap();
+            // One output line per chunk (the rest flushed at the end), plus start and DONE.
+            let chunks = SIZE.div_ceil(MAX_LINE);
+            assert_eq!(lines, 1 + chunks + 2, "piece {piece}");
+            assert!(longest <= MAX_LINE + 32, "{longest}");
+        }
+    }
+
+    #[test]
+    fn chunks_end_on_whole_characters() {
+        let b = Buf::default();
+        let p = Progress::new(Mode::Plain, Box::new(b.clone()));
+        p.start("v", "RUN x", &[]);
+        // 'é' is two bytes: the 16 KiB boundary falls inside one of them.
+        let sent = format!("a{}\n", "é".repeat(MAX_LINE));
+        p.log("v", sent.as_bytes());
+        p.done("v", None);
+        let t = text(&b);
+        assert!(!t.contains('\u{FFFD}'), "a character was cut");
+        let body: String = t
+            .lines()
+            .filter(|l| l.starts_with("#1 0."))
+            .map(|l| l.split_once(' ').unwrap().1.split_once(' ').unwrap().1)
+            .collect();
+        assert_eq!(format!("{body}\n"), sent);
+        assert_eq!(utf8_prefix(b"ab\xc3"), 2);
+        assert_eq!(utf8_prefix(b"ab\xc3\xa9"), 4);
+        assert_eq!(utf8_prefix(b"a\xe2\x82"), 1);
+        assert_eq!(utf8_prefix(b"a\xf0\x9f\x98"), 1);
+        assert_eq!(utf8_prefix(b"\xff\xff"), 2);
     }
 
     #[test]
