@@ -446,50 +446,28 @@ fn apply_capabilities(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// The seccomp filter of the spec, compiled with seccompiler: the listed system calls fail
-/// with their errno; creating user namespaces through clone fails with EPERM; clone3 answers
-/// ENOSYS so libc falls back to clone (as Docker's profile does).
+/// The seccomp filter, when the spec has one: Docker's default profile
+/// ([`super::seccomp`]) for the capabilities of the spec's bounding set, compiled for this
+/// architecture. What it does not allow fails with EPERM; clone3 without CAP_SYS_ADMIN
+/// answers ENOSYS so libc falls back to clone.
 fn apply_seccomp(spec: &Spec) -> Result<()> {
-    let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
+    if spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .is_none()
+    {
         return Ok(());
-    };
-    let mut denied: Vec<String> = Vec::new();
-    for rule in sc.syscalls().clone().unwrap_or_default() {
-        denied.extend(rule.names().iter().cloned());
     }
-    // seccompiler matches a rule when all its conditions hold; express "clone with any namespace
-    // flag" as one rule per flag bit.
-    let target = arch()?;
-    // Names this seccompiler does not know on this architecture are left out.
-    let mut rules: Vec<serde_json::Value> = denied
-        .iter()
-        .filter(|n| {
-            let probe = serde_json::json!({"p": {"mismatch_action": "allow", "match_action": {"errno": 1}, "filter": [{"syscall": n}]}});
-            seccompiler::compile_from_json(probe.to_string().as_bytes(), target).is_ok()
-        })
-        .map(|n| serde_json::json!({"syscall": n}))
-        .collect();
-    for bit in [
-        0x0002_0000u64,
-        0x0200_0000,
-        0x0400_0000,
-        0x0800_0000,
-        0x1000_0000,
-        0x2000_0000,
-        0x4000_0000,
-    ] {
-        rules.push(serde_json::json!({"syscall": "clone", "args": [{"index": 0, "type": "qword", "op": {"masked_eq": bit}, "val": bit}]}));
-    }
-    let main = serde_json::json!({
-        "main": {"mismatch_action": "allow", "match_action": {"errno": 1}, "filter": rules},
-        "clone3": {"mismatch_action": "allow", "match_action": {"errno": 38}, "filter": [{"syscall": "clone3"}]},
-    });
-    let progs = seccompiler::compile_from_json(main.to_string().as_bytes(), target)
-        .context("compiling the seccomp filter")?;
-    for name in ["clone3", "main"] {
-        if let Some(p) = progs.get(name) {
-            install_filter(p).with_context(|| format!("installing the seccomp filter ({name})"))?;
-        }
+    let caps = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default();
+    let progs = super::seccomp::filters(&caps, arch()?).context("compiling the seccomp filter")?;
+    for p in &progs {
+        install_filter(p).context("installing the seccomp filter")?;
     }
     Ok(())
 }

@@ -4,9 +4,9 @@
 
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccompAction,
-    LinuxSeccompBuilder, LinuxSyscallBuilder, Mount, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -52,62 +52,6 @@ pub const READONLY_PATHS: [&str; 6] = [
     "/proc/sys",
     "/proc/sysrq-trigger",
     "/sys/devices/virtual/powercap",
-];
-
-/// System calls Docker's default seccomp profile refuses to a container without extra
-/// capabilities (its allowlist leaves them out, or allows them only with CAP_SYS_ADMIN and
-/// friends, which containers do not have). They fail with EPERM.
-pub const SECCOMP_DENIED: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "fanotify_init",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "get_kernel_syms",
-    "get_mempolicy",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "move_pages",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "pivot_root",
-    "quotactl",
-    "quotactl_fd",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setns",
-    "settimeofday",
-    "swapoff",
-    "swapon",
-    "sysfs",
-    "syslog",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "vhangup",
 ];
 
 /// Network mode of a process.
@@ -317,20 +261,10 @@ pub fn build(p: &ProcessSpec) -> Result<Spec, oci_spec::OciSpecError> {
             READONLY_PATHS.iter().map(|s| s.to_string()).collect()
         });
     if !p.privileged {
-        let deny = LinuxSyscallBuilder::default()
-            .names(
-                SECCOMP_DENIED
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .action(LinuxSeccompAction::ScmpActErrno)
-            .errno_ret(1u32)
-            .build()?;
-        let seccomp = LinuxSeccompBuilder::default()
-            .default_action(LinuxSeccompAction::ScmpActAllow)
-            .syscalls(vec![deny])
-            .build()?;
+        // Docker's default profile for these capabilities: an allowlist, everything else EPERM.
+        let seccomp = super::seccomp::native_arch()
+            .and_then(|arch| super::seccomp::oci_section(&caps, arch))
+            .map_err(|e| oci_spec::OciSpecError::Other(e.to_string()))?;
         linux = linux.seccomp(seccomp);
     }
     SpecBuilder::default()
@@ -441,7 +375,19 @@ mod tests {
                 .unwrap()
                 .contains(&serde_json::json!("/proc/kcore"))
         );
-        assert_eq!(j["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        // An allowlist (Docker's default profile): what it does not name fails with EPERM.
+        let sc = &j["linux"]["seccomp"];
+        assert_eq!(sc["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(sc["defaultErrnoRet"], 1);
+        let named = |name: &str| {
+            sc["syscalls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["names"].as_array().unwrap().iter().any(|n| n == name))
+        };
+        assert!(named("read") && named("execve"));
+        assert!(!named("io_uring_setup") && !named("mount"));
         assert_eq!(j["root"]["path"], "rootfs");
         let mut host = p();
         host.network = Network::Host;

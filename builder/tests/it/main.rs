@@ -8,4 +8,5 @@ mod limits;
 mod parse_oracle;
 mod registry;
 mod sandbox;
+mod seccomp;
 mod support;
