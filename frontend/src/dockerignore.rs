@@ -68,12 +68,178 @@ enum MatchType {
     Regex,
 }
 
+/// One element of a compiled pattern: what patternmatcher's regex says, element by element.
+/// Eight bytes each, so a pattern costs memory in proportion to its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    /// One character.
+    Lit(char),
+    /// `*`: `[^/]*`.
+    Star,
+    /// `?`: `[^/]`.
+    One,
+    /// `**/`, or `**` inside a pattern: `(.*/)?`.
+    DirStar,
+    /// `**` at the end of a pattern with wildcards before it: `.*`.
+    AnyStar,
+    /// `[…]`: the pattern's class with this index.
+    Class(u32),
+}
+
+/// A character class: its ranges (inclusive) and whether it is negated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Class {
+    negated: bool,
+    ranges: Box<[(char, char)]>,
+}
+
+impl Class {
+    fn matches(&self, c: char) -> bool {
+        self.ranges.iter().any(|(lo, hi)| *lo <= c && c <= *hi) != self.negated
+    }
+}
+
+/// How a pattern that is not a plain exact, prefix or suffix match is matched.
+#[derive(Debug)]
+enum Glob {
+    /// Wildcards, `**` and classes, matched by [`glob_match`]: no regex.
+    Tokens {
+        toks: Box<[Tok]>,
+        classes: Box<[Class]>,
+    },
+    /// Regex syntax patternmatcher passes through (`\d`-style escapes, POSIX classes, `^`):
+    /// the regex is built when first needed.
+    Regex {
+        source: Box<str>,
+        compiled: std::sync::OnceLock<Option<regex::Regex>>,
+    },
+}
+
+impl Clone for Glob {
+    fn clone(&self) -> Self {
+        match self {
+            Glob::Tokens { toks, classes } => Glob::Tokens {
+                toks: toks.clone(),
+                classes: classes.clone(),
+            },
+            Glob::Regex { source, .. } => Glob::Regex {
+                source: source.clone(),
+                compiled: std::sync::OnceLock::new(),
+            },
+        }
+    }
+}
+
+/// The largest compiled regex a pattern may make (its NFA; patterns are short).
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+fn build_regex(source: &str) -> Option<regex::Regex> {
+    regex::RegexBuilder::new(source)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .ok()
+}
+
+impl Glob {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Glob::Tokens { toks, classes } => glob_match(toks, classes, path),
+            Glob::Regex { source, compiled } => compiled
+                .get_or_init(|| build_regex(source))
+                .as_ref()
+                .is_some_and(|r| r.is_match(path)),
+        }
+    }
+
+    /// Heap bytes this glob holds.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Glob::Tokens { toks, classes } => {
+                std::mem::size_of_val::<[Tok]>(toks)
+                    + std::mem::size_of_val::<[Class]>(classes)
+                    + classes
+                        .iter()
+                        .map(|c| std::mem::size_of_val::<[(char, char)]>(&c.ranges))
+                        .sum::<usize>()
+            }
+            Glob::Regex { source, .. } => source.len(),
+        }
+    }
+}
+
+/// Whether `toks` match all of `s`, as the anchored regex they stand for would: a set of
+/// positions walked over `s` once (time: tokens × characters; memory: twice the tokens).
+fn glob_match(toks: &[Tok], classes: &[Class], s: &str) -> bool {
+    let n = toks.len();
+    // State i < n+1: before token i; state n+1+i: inside the `.*` of DirStar token i.
+    let states = 2 * (n + 1);
+    let mut cur = vec![false; states];
+    let mut next = vec![false; states];
+    fn enter(set: &mut [bool], toks: &[Tok], mut i: usize) {
+        // A star may match nothing: entering it enters what follows too.
+        while !set[i] {
+            set[i] = true;
+            match toks.get(i) {
+                Some(Tok::Star | Tok::AnyStar | Tok::DirStar) => i += 1,
+                _ => break,
+            }
+        }
+    }
+    enter(&mut cur, toks, 0);
+    for c in s.chars() {
+        next.fill(false);
+        let mut alive = false;
+        for st in 0..states {
+            if !cur[st] {
+                continue;
+            }
+            alive = true;
+            if st > n {
+                // Inside `(.*/)?`: any character but a newline; after a '/', what follows.
+                let i = st - n - 1;
+                if c != '\n' {
+                    next[st] = true;
+                    if c == '/' {
+                        enter(&mut next, toks, i + 1);
+                    }
+                }
+                continue;
+            }
+            let Some(t) = toks.get(st) else {
+                continue;
+            };
+            match *t {
+                Tok::Lit(x) if c == x => enter(&mut next, toks, st + 1),
+                Tok::One if c != '/' => enter(&mut next, toks, st + 1),
+                Tok::Star if c != '/' => enter(&mut next, toks, st),
+                Tok::AnyStar if c != '\n' => enter(&mut next, toks, st),
+                Tok::DirStar if c != '\n' => {
+                    next[n + 1 + st] = true;
+                    if c == '/' {
+                        enter(&mut next, toks, st + 1);
+                    }
+                }
+                Tok::Class(k) if classes.get(k as usize).is_some_and(|cl| cl.matches(c)) => {
+                    enter(&mut next, toks, st + 1)
+                }
+                _ => {}
+            }
+        }
+        if !alive {
+            return false;
+        }
+        std::mem::swap(&mut cur, &mut next);
+    }
+    cur[n]
+}
+
 #[derive(Debug, Clone)]
 struct Pattern {
     cleaned: String,
     exclusion: bool,
     kind: MatchType,
-    regex: Option<regex::Regex>,
+    glob: Option<Glob>,
 }
 
 impl Pattern {
@@ -85,20 +251,69 @@ impl Pattern {
                 let suffix = &self.cleaned[2..];
                 path.ends_with(suffix) || (suffix.starts_with('/') && path == &suffix[1..])
             }
-            MatchType::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(path)),
+            MatchType::Regex => self.glob.as_ref().is_some_and(|g| g.matches(path)),
         }
     }
 }
 
+/// One item of a class as patternmatcher writes it into its regex: a character, escaped
+/// (`\-`) or not (a bare `-` may make a range).
+#[derive(Clone, Copy)]
+struct ClassAtom {
+    c: char,
+    escaped: bool,
+}
+
+/// The ranges of a class body, read as Go's and Rust's regex parsers read it: `a-b` is a
+/// range unless the `-` is followed by the end or another bare `-`; `None` when a range is
+/// reversed (the regex would not compile).
+fn class_ranges(atoms: &[ClassAtom]) -> Option<Vec<(char, char)>> {
+    let bare_dash = |a: Option<&ClassAtom>| a.is_some_and(|a| a.c == '-' && !a.escaped);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < atoms.len() {
+        let lo = atoms[i].c;
+        if bare_dash(atoms.get(i + 1)) && i + 2 < atoms.len() && !bare_dash(atoms.get(i + 2)) {
+            let hi = atoms[i + 2].c;
+            if lo > hi {
+                return None;
+            }
+            out.push((lo, hi));
+            i += 3;
+        } else {
+            out.push((lo, lo));
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 /// Compiles a cleaned pattern as patternmatcher does (fast paths for exact, prefix and suffix
-/// patterns, a regex otherwise).
-fn compile(pattern: &str) -> Result<(MatchType, Option<regex::Regex>), IgnoreError> {
+/// patterns, its regex otherwise): the regex is kept as tokens, or as regex source for the
+/// regex syntax tokens do not cover.
+fn compile(pattern: &str) -> Result<(MatchType, Option<Glob>), IgnoreError> {
+    compile_with_source(pattern).map(|(kind, glob, _)| (kind, glob))
+}
+
+/// [`compile`], with patternmatcher's regex source for the pattern.
+fn compile_with_source(pattern: &str) -> Result<(MatchType, Option<Glob>, String), IgnoreError> {
     let chars: Vec<char> = pattern.chars().collect();
     let mut re = String::from("^");
+    let mut toks: Vec<Tok> = Vec::new();
+    let mut classes: Vec<Class> = Vec::new();
+    // The class being read: negated, atoms.
+    let mut class: Option<(bool, Vec<ClassAtom>)> = None;
+    // Regex syntax tokens do not cover: the regex is used.
+    let mut needs_regex = false;
     let mut kind = MatchType::Exact;
     let mut in_class = false;
     let mut i = 0;
     let mut iteration = 0;
+    let push_char =
+        |toks: &mut Vec<Tok>, class: &mut Option<(bool, Vec<ClassAtom>)>, c, escaped| match class {
+            Some((_, atoms)) => atoms.push(ClassAtom { c, escaped }),
+            None => toks.push(Tok::Lit(c)),
+        };
     while i < chars.len() {
         let ch = chars[i];
         i += 1;
@@ -113,10 +328,12 @@ fn compile(pattern: &str) -> Result<(MatchType, Option<regex::Regex>), IgnoreErr
                         kind = MatchType::Prefix;
                     } else {
                         re.push_str(".*");
+                        toks.push(Tok::AnyStar);
                         kind = MatchType::Regex;
                     }
                 } else {
                     re.push_str("(.*/)?");
+                    toks.push(Tok::DirStar);
                     kind = MatchType::Regex;
                 }
                 if iteration == 0 {
@@ -124,14 +341,17 @@ fn compile(pattern: &str) -> Result<(MatchType, Option<regex::Regex>), IgnoreErr
                 }
             } else {
                 re.push_str("[^/]*");
+                toks.push(Tok::Star);
                 kind = MatchType::Regex;
             }
         } else if ch == '?' && !in_class {
             re.push_str("[^/]");
+            toks.push(Tok::One);
             kind = MatchType::Regex;
         } else if ".+()|{}$".contains(ch) {
             re.push('\\');
             re.push(ch);
+            push_char(&mut toks, &mut class, ch, true);
         } else if ch == '\\' {
             match chars.get(i) {
                 Some(&n) => {
@@ -139,25 +359,54 @@ fn compile(pattern: &str) -> Result<(MatchType, Option<regex::Regex>), IgnoreErr
                     re.push('\\');
                     re.push(n);
                     kind = MatchType::Regex;
+                    if n.is_ascii_punctuation() {
+                        push_char(&mut toks, &mut class, n, true);
+                    } else {
+                        // `\d`, `\n`, `\pL`…: regex escapes.
+                        needs_regex = true;
+                    }
                 }
-                None => re.push('\\'),
+                None => {
+                    re.push('\\');
+                    needs_regex = true;
+                }
             }
         } else if ch == '[' && !in_class {
             in_class = true;
             re.push('[');
             kind = MatchType::Regex;
+            let mut negated = false;
             // A leading ']' or '^]' is literal inside a Go class.
             if chars.get(i) == Some(&'^') {
                 re.push('^');
+                negated = true;
                 i += 1;
             }
+            let mut atoms = Vec::new();
             if chars.get(i) == Some(&']') {
                 re.push_str("\\]");
+                atoms.push(ClassAtom {
+                    c: ']',
+                    escaped: true,
+                });
                 i += 1;
             }
+            class = Some((negated, atoms));
         } else if ch == ']' && in_class {
             in_class = false;
             re.push(']');
+            if let Some((negated, atoms)) = class.take() {
+                match class_ranges(&atoms) {
+                    Some(ranges) => {
+                        toks.push(Tok::Class(classes.len() as u32));
+                        classes.push(Class {
+                            negated,
+                            ranges: ranges.into_boxed_slice(),
+                        });
+                    }
+                    None => needs_regex = true,
+                }
+            }
         } else if in_class && matches!(ch, '&' | '~' | '[' | '-') {
             // Rust's regex gives these meanings inside classes that Go's RE2 does not
             // (intersections, differences, nested classes): keep them literal, except a
@@ -168,30 +417,57 @@ fn compile(pattern: &str) -> Result<(MatchType, Option<regex::Regex>), IgnoreErr
                 && !re.ends_with('-');
             if ch == '[' && chars.get(i) == Some(&':') {
                 re.push('[');
+                // A POSIX class (`[[:alpha:]]`).
+                needs_regex = true;
             } else if is_range {
                 re.push('-');
+                push_char(&mut toks, &mut class, '-', false);
             } else {
                 re.push('\\');
                 re.push(ch);
+                push_char(&mut toks, &mut class, ch, true);
             }
         } else if ch == '[' || ch == ']' {
             re.push('\\');
             re.push(ch);
+            toks.push(Tok::Lit(ch));
             kind = MatchType::Regex;
         } else {
             re.push(ch);
+            if ch == '^' && !in_class {
+                // An anchor in the regex.
+                needs_regex = true;
+            }
+            push_char(&mut toks, &mut class, ch, false);
         }
         iteration += 1;
     }
-    if kind != MatchType::Regex {
-        return Ok((kind, None));
-    }
     re.push('$');
-    let r = regex::RegexBuilder::new(&re)
-        .size_limit(1 << 22)
-        .build()
-        .map_err(|_| IgnoreError::BadPattern(pattern.to_string()))?;
-    Ok((kind, Some(r)))
+    if kind != MatchType::Regex {
+        return Ok((kind, None, re));
+    }
+    if in_class || needs_regex {
+        // Checked now (and dropped), built again when a path is matched.
+        if build_regex(&re).is_none() {
+            return Err(IgnoreError::BadPattern(pattern.to_string()));
+        }
+        return Ok((
+            kind,
+            Some(Glob::Regex {
+                source: re.clone().into_boxed_str(),
+                compiled: std::sync::OnceLock::new(),
+            }),
+            re,
+        ));
+    }
+    Ok((
+        kind,
+        Some(Glob::Tokens {
+            toks: toks.into_boxed_slice(),
+            classes: classes.into_boxed_slice(),
+        }),
+        re,
+    ))
 }
 
 /// Parent results carried down a directory walk (one bit per pattern).
@@ -227,18 +503,39 @@ impl PatternMatcher {
                 p = rest.to_string();
             }
             path_match(&p, ".").map_err(|_| IgnoreError::BadPattern(p.clone()))?;
-            let (kind, regex) = compile(&p)?;
+            let (kind, glob) = compile(&p)?;
+            p.shrink_to_fit();
             out.push(Pattern {
                 cleaned: p,
                 exclusion,
                 kind,
-                regex,
+                glob,
             });
         }
         Ok(PatternMatcher {
             patterns: out,
             exclusions,
         })
+    }
+
+    /// Heap bytes the compiled patterns hold (a regex not built yet holds only its source).
+    pub fn heap_bytes(&self) -> usize {
+        self.patterns.capacity() * std::mem::size_of::<Pattern>()
+            + self
+                .patterns
+                .iter()
+                .map(|p| p.cleaned.capacity() + p.glob.as_ref().map_or(0, Glob::heap_bytes))
+                .sum::<usize>()
+    }
+
+    /// How many patterns are matched with a regex that has been built.
+    pub fn regexes_built(&self) -> usize {
+        self.patterns
+            .iter()
+            .filter(|p| {
+                matches!(&p.glob, Some(Glob::Regex { compiled, .. }) if compiled.get().is_some())
+            })
+            .count()
     }
 
     /// Whether any pattern is an exception (`!pattern`).

@@ -141,6 +141,70 @@ fn bad_patterns() {
 }
 
 #[test]
+fn classes_and_escapes_match_as_the_regex_does() {
+    let cases: &[(&str, &str, bool)] = &[
+        ("a[\\]]c", "a]c", true),
+        ("a[^\\]b]c", "a]c", false),
+        ("a[^\\]b]c", "a/c", true),
+        ("a[^b]c", "a\nc", true),
+        ("a[x\\-z]c", "ayc", false),
+        ("a[x\\-z]c", "a-c", true),
+        ("a\\*c", "a*c", true),
+        ("a\\*c", "abc", false),
+        ("[a-c][0-9]", "b7", true),
+        ("a\\dz", "a5z", true),
+        ("x*^y", "xa^y", false),
+        ("^*y", "ay", true),
+    ];
+    for (p, path, want) in cases {
+        let got = PatternMatcher::new(&[p]).unwrap().matches(path).unwrap();
+        assert_eq!(got, *want, "pattern {p:?} path {path:?}");
+    }
+    assert!(PatternMatcher::new(&["a[z-a]"]).is_err());
+}
+
+#[test]
+fn common_patterns_build_no_regex_and_cost_their_length() {
+    let patterns: Vec<String> = (0..100_000)
+        .map(|i| match i % 5 {
+            0 => format!("dir{i}/**/*.log"),
+            1 => format!("*.tmp{i}"),
+            2 => format!("build/{i}/obj?/[a-f]*.o"),
+            3 => format!("!keep{i}/**"),
+            _ => format!("**/cache{i}/*"),
+        })
+        .collect();
+    let text: usize = patterns.iter().map(String::len).sum();
+    let pm = PatternMatcher::new(&patterns).unwrap();
+    assert_eq!(pm.regexes_built(), 0);
+    assert!(m(&["build/1/obj?/[a-f]*.o"], "build/1/objx/cafe.o"));
+    assert!(pm.matches("dir0/x/y.log").unwrap());
+    assert!(!pm.matches("dir0/x/y.txt").unwrap());
+    assert!(pm.matches("a/cache4/file").unwrap());
+    assert_eq!(pm.regexes_built(), 0);
+    // A regex costs about 15 KB; a pattern now costs a few bytes per character.
+    let bytes = pm.heap_bytes();
+    assert!(
+        bytes < 12 * text + 100_000 * 96,
+        "{bytes} bytes for {text} bytes of patterns"
+    );
+}
+
+proptest! {
+    #[test]
+    fn tokens_agree_with_patternmatchers_regex(
+        p in "[ab/*?.\\[\\]^!-]{1,12}",
+        path in "[ab/.\\[\\]^!\n-]{0,12}",
+    ) {
+        if let Ok((MatchType::Regex, Some(glob @ Glob::Tokens { .. }), re)) = compile_with_source(&p) {
+            if let Ok(r) = regex::Regex::new(&re) {
+                prop_assert_eq!(glob.matches(&path), r.is_match(&path), "pattern {:?} regex {:?} path {:?}", p, re, path);
+            }
+        }
+    }
+}
+
+#[test]
 fn ignore_file_reading() {
     let f = "\u{feff}# comment\n  # indented is a pattern\n\nnode_modules\n!  keep.md \n/abs/../x/\n./a/./b\r\n!\n";
     let lines = read_ignore_file(f.as_bytes()).unwrap();
