@@ -6,6 +6,8 @@
 //! - `snapshots/<diff_id hex>`: each layer unpacked once, with overlay whiteouts, shared by every
 //!   image (and container) that uses it;
 //! - `tmp/`: writes in progress.
+//!
+//! The root and these directories are private to their owner ([`crate::root`]).
 
 use crate::digest::Digest;
 use crate::metadata::{ImageRecord, LayerRecord, Metadata, MetadataError};
@@ -29,6 +31,8 @@ pub enum ImageError {
     Metadata(#[from] MetadataError),
     #[error(transparent)]
     Unpack(#[from] UnpackError),
+    #[error(transparent)]
+    Root(#[from] crate::root::RootError),
     #[error("image config {digest}: {reason}")]
     BadConfig { digest: Digest, reason: String },
     #[error("no such image: {0}")]
@@ -155,12 +159,11 @@ impl<R: Read> Read for Tee<R> {
 
 impl ImageStore {
     pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
-        let snaps = root.join("snapshots");
-        std::fs::create_dir_all(&snaps).map_err(|source| ImageError::Io {
-            op: "create",
-            path: snaps,
-            source,
-        })?;
+        // The root and its data directories: 0700, so no other user reaches a layer's
+        // setuid files or device nodes.
+        for w in crate::root::prepare(root)? {
+            tracing::warn!("{w}");
+        }
         Ok(ImageStore {
             root: root.to_path_buf(),
             content: ContentStore::open(root)?,

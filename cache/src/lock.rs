@@ -13,7 +13,7 @@ pub struct RootLock {
 }
 
 fn open(root: &Path) -> io::Result<File> {
-    std::fs::create_dir_all(root)?;
+    crate::root::create_root(root)?;
     File::options()
         .create(true)
         .truncate(false)

@@ -71,7 +71,7 @@ impl ContentStore {
         let blobs = root.join("blobs/sha256");
         let tmp = root.join("tmp");
         for d in [&blobs, &tmp] {
-            fs::create_dir_all(d).map_err(io_err("create", d))?;
+            crate::root::private_dir_all(d).map_err(io_err("create", d))?;
         }
         Ok(ContentStore { blobs, tmp })
     }

@@ -194,7 +194,7 @@ impl Imported {
             if dir.exists() {
                 continue;
             }
-            std::fs::create_dir_all(root.join("cachemounts"))?;
+            strata_cache::root::private_dir_all(&root.join("cachemounts"))?;
             let tmp = self.fetch_blob(store, desc)?;
             let r = strata_cache::unpack::decompress(std::fs::File::open(tmp.path())?)?;
             let opts = strata_cache::unpack::UnpackOptions {

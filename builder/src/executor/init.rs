@@ -95,23 +95,8 @@ pub(crate) fn mount_layers_ro(lower: &[PathBuf], target: &Path) -> Result<()> {
             )
             .context("binding a layer");
     }
-    let data = format!(
-        "lowerdir={}",
-        lower
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":")
-    );
-    LinuxSyscall
-        .mount(
-            Some(Path::new("overlay")),
-            target,
-            Some("overlay"),
-            MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
-            Some(&data),
-        )
-        .context("mounting read-only layers")
+    super::overlay::check_depth(lower.len())?;
+    super::overlay::mount_stack(lower, None, target).context("mounting read-only layers")
 }
 
 /// Mounts the extra filesystems of a step (in the shim's private namespace).
@@ -187,53 +172,15 @@ pub fn overlay_data(l: &Layers) -> String {
     )
 }
 
+/// Mounts the layers with a writable layer on top (`l.upper`), `nodev`.
 pub(crate) fn mount_overlay(l: &Layers, target: &Path) -> Result<()> {
-    let data = overlay_data(l);
-    if data.len() < 4000 {
-        return LinuxSyscall
-            .mount(
-                Some(Path::new("overlay")),
-                target,
-                Some("overlay"),
-                MsFlags::MS_NODEV,
-                Some(&data),
-            )
-            .with_context(|| {
-                format!(
-                    "mounting the overlay root filesystem at {}",
-                    target.display()
-                )
-            });
-    }
-    // Too long for one page of mount options: the new mount API takes one lower layer at a
-    // time (`lowerdir+`).
-    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
-    let fs =
-        rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).context("fsopen overlay")?;
-    for d in &l.lower {
-        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", d)
-            .with_context(|| format!("overlay lowerdir+ {}", d.display()))?;
-    }
-    rustix::mount::fsconfig_set_string(&fs, "upperdir", &l.upper).context("overlay upperdir")?;
-    rustix::mount::fsconfig_set_string(&fs, "workdir", &l.work).context("overlay workdir")?;
-    rustix::mount::fsconfig_set_string(&fs, "redirect_dir", "off")
-        .context("overlay redirect_dir")?;
-    rustix::mount::fsconfig_create(&fs).context("creating the overlay")?;
-    let m = rustix::mount::fsmount(
-        &fs,
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::MOUNT_ATTR_NODEV,
-    )
-    .context("fsmount")?;
-    rustix::mount::move_mount(
-        &m,
-        "",
-        rustix::fs::CWD,
-        target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .context("attaching the overlay")?;
-    Ok(())
+    super::overlay::check_depth(l.lower.len())?;
+    super::overlay::mount_stack(&l.lower, Some((&l.upper, &l.work)), target).with_context(|| {
+        format!(
+            "mounting the overlay root filesystem at {}",
+            target.display()
+        )
+    })
 }
 
 fn load_spec(bundle: &Path) -> Result<Spec> {

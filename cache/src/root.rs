@@ -1,0 +1,189 @@
+//! The state root's permissions: the root and every directory in it that holds image data
+//! (layer snapshots with their setuid files and device nodes, blobs, containers, cache mounts,
+//! writes in progress) are private to their owner, mode 0700. They are made with that mode by
+//! `mkdir` (never widened by the umask, never made open and narrowed later), and [`prepare`]
+//! narrows roots an earlier strata made 0755 when this user owns them.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The mode of the state root and of its directories that hold image data.
+pub const PRIVATE_MODE: u32 = 0o700;
+
+/// The directories of a state root that hold image data (made by [`prepare`]).
+pub const PRIVATE_DIRS: &[&str] = &[
+    "blobs",
+    "blobs/sha256",
+    "snapshots",
+    "containers",
+    "cachemounts",
+    "tmp",
+    "locks",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RootError + 'a {
+    move |source| RootError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Makes one directory with mode 0700; an existing directory is left as it is. A umask can
+/// only take bits away from `mkdir`'s mode; bits it took from the owner are given back (the
+/// directory was never more open than 0700).
+fn mkdir_private(dir: &Path) -> io::Result<()> {
+    match std::fs::DirBuilder::new().mode(PRIVATE_MODE).create(dir) {
+        Ok(()) => {
+            let m = std::fs::symlink_metadata(dir)?;
+            if m.mode() & 0o7777 != PRIVATE_MODE {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_MODE))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `dir` and every missing directory above it with mode 0700, for directories inside
+/// the state root (whose parents are private too).
+pub fn private_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        private_dir_all(parent)?;
+    }
+    mkdir_private(dir)
+}
+
+/// Creates the state root itself: its missing parents as usual, the root with mode 0700.
+pub fn create_root(root: &Path) -> io::Result<()> {
+    if root.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = root.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    mkdir_private(root)
+}
+
+/// Narrows `dir` to 0700 when this user owns it and others may enter it. Returns a warning
+/// when it is open to others and owned by someone else (left as it is).
+fn narrow(dir: &Path, euid: u32) -> Result<Option<String>, RootError> {
+    let m = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("inspect", dir)(e)),
+    };
+    if !m.is_dir() || m.mode() & 0o7777 == PRIVATE_MODE {
+        return Ok(None);
+    }
+    if m.uid() != euid {
+        if m.mode() & 0o077 == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(format!(
+            "{} is owned by uid {} and has mode {:o}: other users can reach the layers in it; make it mode 700",
+            dir.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        )));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_MODE))
+        .map_err(io_err("make private", dir))?;
+    Ok(None)
+}
+
+/// Makes `root` ready for use: creates it and its [`PRIVATE_DIRS`] with mode 0700, and narrows
+/// to 0700 those an earlier strata made more open, when this user owns them. A root owned by
+/// someone else is left as it is; the warnings say what is still open.
+pub fn prepare(root: &Path) -> Result<Vec<String>, RootError> {
+    create_root(root).map_err(io_err("create the state root", root))?;
+    let euid = rustix::process::geteuid().as_raw();
+    let mut warnings = Vec::new();
+    if let Some(w) = narrow(root, euid)? {
+        warnings.push(w);
+    }
+    for d in PRIVATE_DIRS {
+        let p = root.join(d);
+        private_dir_all(&p).map_err(io_err("create", &p))?;
+        if let Some(w) = narrow(&p, euid)? {
+            warnings.push(w);
+        }
+    }
+    Ok(warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_new_root_and_its_data_directories_are_private() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("parent/root");
+        assert!(prepare(&root).unwrap().is_empty());
+        assert_eq!(mode(&root), 0o700);
+        for dir in PRIVATE_DIRS {
+            assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
+        }
+        // The parents are made as usual, not private.
+        assert_ne!(mode(&d.path().join("parent")), 0o700);
+    }
+
+    #[test]
+    fn an_open_root_of_this_user_is_narrowed() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        for dir in ["", "snapshots", "blobs/sha256", "tmp"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+            std::fs::set_permissions(root.join(dir), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        assert!(prepare(&root).unwrap().is_empty());
+        for dir in ["", "snapshots", "blobs", "blobs/sha256", "tmp"] {
+            assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
+        }
+    }
+
+    #[test]
+    fn a_root_of_another_user_is_left_open_with_a_warning() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping: changing a directory's owner needs root");
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+        let w = prepare(&root).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("owned by uid 65534"), "{w:?}");
+        assert_eq!(mode(&root), 0o755);
+        // What is missing in it is still made private.
+        assert_eq!(mode(&root.join("snapshots")), 0o700);
+    }
+}
