@@ -53,6 +53,11 @@ fn bool_opt(k: &str, v: &str) -> Result<bool> {
 /// `type=local,dest=PATH`, as in buildx; `-` means a tar on standard output).
 pub fn parse_output(s: &str) -> Result<OutputSpec> {
     if !s.contains('=') {
+        if s.trim().is_empty() {
+            bail!(
+                "--output {s:?}: the destination is empty; give a directory (-o DIR or type=local,dest=DIR), a file (type=tar|oci|docker,dest=FILE) or - for standard output"
+            );
+        }
         let output = if s == "-" {
             Output::Tar { dest: "-".into() }
         } else {
@@ -65,8 +70,15 @@ pub fn parse_output(s: &str) -> Result<OutputSpec> {
     }
     let mut kv: BTreeMap<String, String> = BTreeMap::new();
     let mut annotations = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
     for part in s.split(',') {
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        if !seen.insert(k.trim()) {
+            bail!(
+                "--output {s}: {} is given more than once; give each option once",
+                k.trim()
+            );
+        }
         if let Some(a) = k.strip_prefix("annotation.") {
             annotations.insert(a.to_string(), v.to_string());
         } else {
@@ -154,6 +166,9 @@ pub fn parse_output(s: &str) -> Result<OutputSpec> {
 
 /// A tar destination: a file (written beside and renamed into place) or standard output.
 fn tar_dest(dest: &str) -> Result<(Dest, Option<(tempfile::NamedTempFile, PathBuf)>)> {
+    if dest.trim().is_empty() {
+        bail!("the destination is empty: give a file, or - for standard output");
+    }
     if dest == "-" {
         if std::io::stdout().is_terminal() {
             bail!("refusing to write an archive to a terminal: give dest=FILE or redirect stdout");
@@ -401,5 +416,30 @@ mod tests {
         ] {
             assert!(parse_output(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn empty_destinations_are_refused() {
+        let e = |s: &str| format!("{:#}", parse_output(s).unwrap_err());
+        assert!(e("").contains("the destination is empty"), "{}", e(""));
+        assert!(e("  ").contains("the destination is empty"));
+        for ty in ["local", "tar", "oci", "docker"] {
+            let msg = e(&format!("type={ty}"));
+            assert!(msg.contains(&format!("type={ty} needs dest=PATH")), "{msg}");
+            let msg = e(&format!("type={ty},dest="));
+            assert!(msg.contains(&format!("type={ty} needs dest=PATH")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn repeated_keys_are_refused() {
+        let msg = format!(
+            "{:#}",
+            parse_output("type=local,dest=A,dest=B").unwrap_err()
+        );
+        assert!(msg.contains("dest is given more than once"), "{msg}");
+        assert!(parse_output("type=oci,type=tar,dest=x").is_err());
+        assert!(parse_output("type=image,annotation.a=1,annotation.a=2").is_err());
+        assert!(parse_output("type=image,annotation.a=1,annotation.b=2").is_ok());
     }
 }

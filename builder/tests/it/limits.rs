@@ -219,3 +219,41 @@ fn dockerignore_must_be_a_regular_file_within_its_limit() {
     let out = strata(&["check", &s(ctx.path())]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn output_with_an_empty_destination_is_refused() {
+    let ctx = context("FROM scratch\n");
+    let cwd = tempfile::tempdir().unwrap();
+    for o in [
+        "",
+        "type=local",
+        "type=local,dest=",
+        "type=tar,dest=",
+        "type=oci",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["build", "-o", o, &s(ctx.path())])
+            .current_dir(cwd.path())
+            .env("STRATA_ROOT", std::env::temp_dir().join("strata-test-root"))
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(0), "-o {o:?}");
+        let e = stderr(&out);
+        assert!(
+            e.contains("the destination is empty") || e.contains("needs dest=PATH"),
+            "-o {o:?}: {e}"
+        );
+        assert_eq!(
+            std::fs::read_dir(cwd.path()).unwrap().count(),
+            0,
+            "-o {o:?}"
+        );
+    }
+}
+
+#[test]
+fn output_with_a_repeated_key_is_refused() {
+    let ctx = context("FROM scratch\n");
+    let out = strata(&["build", "-o", "type=local,dest=A,dest=B", &s(ctx.path())]);
+    fails_with(&out, "dest is given more than once");
+}
