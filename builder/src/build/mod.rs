@@ -63,6 +63,8 @@ pub struct BuildRequest {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `--allow security.insecure`.
     pub allow_insecure: bool,
+    /// `--allow network.host` (or `--network host`): RUN --network=host may run.
+    pub allow_network_host: bool,
 }
 
 /// What a build produced.
@@ -136,6 +138,7 @@ pub fn build(
     let target = lowered.target;
     let graph = Arc::new(lowered.graph.clone());
     let needed = graph.ancestors(target);
+    check_entitlements(req, &graph, &needed)?;
     // 2. Keys.
     let mut meta =
         strata_cache::metadata::Metadata::open(&req.root).map_err(anyhow::Error::from)?;
@@ -434,6 +437,43 @@ pub fn build(
 
 /// BuildKit's failure report: the step and its last output, then the Dockerfile lines around
 /// it with the failing ones marked, then the error.
+/// Every step the target needs, cached or not, may only ask for the entitlements the build
+/// was given (BuildKit checks them when it loads the graph, before anything runs).
+fn check_entitlements(
+    req: &BuildRequest,
+    graph: &strata_solver::graph::BuildGraph,
+    needed: &[OpId],
+) -> Result<(), BuildError> {
+    use strata_solver::graph::SecurityMode;
+    for id in needed {
+        let op = graph.op(*id);
+        let OpKind::Exec(e) = &op.kind else {
+            continue;
+        };
+        let missing = if e.network == NetworkMode::Host && !req.allow_network_host {
+            Some(("network.host", "RUN --network=host"))
+        } else if e.security == SecurityMode::Insecure && !req.allow_insecure {
+            Some(("security.insecure", "RUN --security=insecure"))
+        } else {
+            None
+        };
+        if let Some((entitlement, what)) = missing {
+            return Err(BuildError::Step {
+                report: failure_report(
+                    &op.name,
+                    op.location.as_ref(),
+                    &req.dockerfile,
+                    &[],
+                    &format!(
+                        "{entitlement} is not allowed: {what} needs the {entitlement} entitlement; build with --allow {entitlement}"
+                    ),
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub fn failure_report(
     name: &str,
     loc: Option<&strata_solver::graph::SourceLocation>,

@@ -255,9 +255,10 @@ pub struct BuildArgs {
     /// Only print the image ID (same as --progress quiet)
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Network for RUN steps that do not choose one
-    #[arg(long, value_enum, default_value = "host")]
-    pub network: NetworkArg,
+    /// Network for RUN steps that do not choose one (default: the host's); `host` given
+    /// here also grants the network.host entitlement, as buildx does
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkArg>,
     /// Set metadata on the image (K=V); may be repeated
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
@@ -291,7 +292,8 @@ pub struct BuildArgs {
     /// An SSH agent for RUN --mount=type=ssh: default or ID=SOCKET (default: $SSH_AUTH_SOCK)
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
-    /// Entitlements: security.insecure (lets RUN --security=insecure run privileged)
+    /// Entitlements: security.insecure (lets RUN --security=insecure run privileged),
+    /// network.host (lets RUN --network=host use the host's network)
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
 }

@@ -196,8 +196,8 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         // Tagged by the image output, below.
         tags: vec![],
         network: match a.network {
-            NetworkArg::Host => NetworkMode::Host,
-            NetworkArg::None => NetworkMode::None,
+            Some(NetworkArg::Host) | None => NetworkMode::Host,
+            Some(NetworkArg::None) => NetworkMode::None,
         },
         runtime: executor::runtime(g.runtime.as_deref())?,
         max_parallelism: a.max_parallelism,
@@ -213,6 +213,9 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
             }
             a.allow.iter().any(|e| e == "security.insecure")
         },
+        // As buildx: asking for the host's network with --network host grants it.
+        allow_network_host: a.allow.iter().any(|e| e == "network.host")
+            || a.network == Some(NetworkArg::Host),
         cache_from: a
             .cache_from
             .iter()

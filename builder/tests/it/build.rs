@@ -1161,7 +1161,7 @@ fn per_step_network_and_copy_parents_exclude_chmod() {
          COPY --exclude=*.log src/b /e/\n\
          COPY --chmod=u=rwx,go=r src/a/x.txt /m/x.txt\n",
     );
-    ok(&fx.build(&["-t", "nc"]));
+    ok(&fx.build(&["--allow", "network.host", "-t", "nc"]));
     assert_eq!(fx.run("nc", "cat /net-none"), "lo\n");
     let host_ifaces = std::fs::read_dir("/sys/class/net").unwrap().count();
     assert_eq!(

@@ -257,3 +257,103 @@ fn output_with_a_repeated_key_is_refused() {
     let out = strata(&["build", "-o", "type=local,dest=A,dest=B", &s(ctx.path())]);
     fails_with(&out, "dest is given more than once");
 }
+
+#[test]
+fn run_network_host_needs_the_network_host_entitlement() {
+    let ctx = context("FROM scratch\nRUN --network=host true\n");
+    let out = strata(&["build", "--network", "none", &s(ctx.path())]);
+    fails_with(
+        &out,
+        "network.host is not allowed: RUN --network=host needs the network.host entitlement; build with --allow network.host",
+    );
+    assert!(stderr(&out).contains("Dockerfile:2"), "{}", stderr(&out));
+    let out = strata(&["build", &s(ctx.path())]);
+    fails_with(&out, "network.host is not allowed");
+    // Granted: the step gets past the check (and fails on an empty image, or without root).
+    for grant in [&["--allow", "network.host"][..], &["--network", "host"][..]] {
+        let mut args = vec!["build"];
+        args.extend_from_slice(grant);
+        let d = s(ctx.path());
+        args.push(&d);
+        let out = strata(&args);
+        assert!(
+            !stderr(&out).contains("is not allowed"),
+            "{grant:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn run_security_insecure_is_refused_before_anything_runs() {
+    let ctx = context("FROM scratch\nRUN true\nRUN --security=insecure true\n");
+    let out = strata(&["build", "--progress", "plain", &s(ctx.path())]);
+    fails_with(&out, "security.insecure is not allowed");
+    assert!(stderr(&out).contains("Dockerfile:3"), "{}", stderr(&out));
+    // Not even the first step ran.
+    assert!(!stderr(&out).contains("[2/3] RUN true"), "{}", stderr(&out));
+}
+
+/// A state root with busybox imported, for the end-to-end cases (`None`: skipped here).
+fn busybox_root(name: &str) -> Option<(tempfile::TempDir, String)> {
+    let tar = busybox_tar(&format!("strata-limits-{name}"))?;
+    let root = tempfile::tempdir().unwrap();
+    let r = s(root.path());
+    let out = strata_in(&r, &["import", &s(&tar), "busybox"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    Some((root, r))
+}
+
+fn strata_in(root: &str, args: &[&str], cwd: Option<&Path>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c.args(args).env("STRATA_ROOT", root).stdin(Stdio::null());
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn cached_run_network_host_still_needs_the_entitlement() {
+    let Some((_root, r)) = busybox_root("nethost") else {
+        return;
+    };
+    let ctx = context("FROM busybox\nRUN --network=host echo hi > /f\n");
+    let c = s(ctx.path());
+    let out = strata_in(&r, &["build", "--allow", "network.host", &c], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = strata_in(&r, &["build", &c], None);
+    fails_with(&out, "network.host is not allowed");
+}
+
+#[test]
+fn secret_with_a_directory_id_leaves_nothing_in_the_layer() {
+    let Some((_root, r)) = busybox_root("secretid") else {
+        return;
+    };
+    let ctx = context(
+        "FROM busybox\nRUN --mount=type=secret,id=aws/creds,required cp /run/secrets/creds /copy\n",
+    );
+    std::fs::write(ctx.path().join("creds.txt"), "s3cr3t").unwrap();
+    let secret = format!("id=aws/creds,src={}", s(&ctx.path().join("creds.txt")));
+    let out = strata_in(
+        &r,
+        &["build", "--secret", &secret, "-t", "sec", &s(ctx.path())],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = strata_in(
+        &r,
+        &[
+            "run",
+            "sec",
+            "sh",
+            "-c",
+            "cat /copy; ls -A /run/secrets 2>&1; ls -A /run 2>&1",
+        ],
+        None,
+    );
+    let o = stdout(&out);
+    assert!(o.starts_with("s3cr3t"), "{o}{}", stderr(&out));
+    assert!(!o.contains("creds\n"), "a mount stub was committed: {o}");
+}
