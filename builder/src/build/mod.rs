@@ -435,8 +435,6 @@ pub fn build(
     })
 }
 
-/// BuildKit's failure report: the step and its last output, then the Dockerfile lines around
-/// it with the failing ones marked, then the error.
 /// Every step the target needs, cached or not, may only ask for the entitlements the build
 /// was given (BuildKit checks them when it loads the graph, before anything runs).
 fn check_entitlements(
@@ -474,6 +472,8 @@ fn check_entitlements(
     Ok(())
 }
 
+/// BuildKit's failure report: the step and its last output, then the Dockerfile lines around
+/// it with the failing ones marked, then the error.
 pub fn failure_report(
     name: &str,
     loc: Option<&strata_solver::graph::SourceLocation>,
