@@ -21,7 +21,15 @@ pub enum ReferenceError {
     Uppercase(String),
     #[error("invalid reference format: {0:?}")]
     Invalid(String),
+    #[error(
+        "invalid reference format: repository name must not be more than {NAME_MAX} characters ({0} given)"
+    )]
+    NameTooLong(usize),
 }
+
+/// The longest repository name (`domain/path`, normalized), as in Docker's
+/// distribution/reference (`NameTotalLengthMax`).
+pub const NAME_MAX: usize = 255;
 
 fn valid_path_component(c: &str) -> bool {
     // [a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*
@@ -144,6 +152,10 @@ impl Reference {
         if domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c == '@') {
             return Err(ReferenceError::Invalid(s.into()));
         }
+        let name_len = domain.len() + 1 + path.len();
+        if name_len > NAME_MAX {
+            return Err(ReferenceError::NameTooLong(name_len));
+        }
         let tag = if tag.is_none() && digest.is_none() {
             Some("latest".to_string())
         } else {
@@ -216,5 +228,21 @@ mod tests {
         assert!(n("busybox@sha256:zz").starts_with("ERR"));
         assert!(n("busybox:").starts_with("ERR"));
         assert!(n("-x").starts_with("ERR"));
+    }
+
+    #[test]
+    fn repository_names_are_at_most_255_characters() {
+        // docker.io/library/ is 18 characters of the normalized name.
+        let fits = "a".repeat(NAME_MAX - 18);
+        assert_eq!(n(&fits), format!("docker.io/library/{fits}:latest"));
+        let long = "a".repeat(NAME_MAX - 17);
+        assert_eq!(
+            Reference::parse(&long),
+            Err(ReferenceError::NameTooLong(NAME_MAX + 1))
+        );
+        assert!(n(&format!("{}:v1", "b".repeat(300))).contains("must not be more than 255"));
+        assert!(n(&format!("ghcr.io/{}", "c".repeat(300))).starts_with("ERR"));
+        // The tag does not count.
+        assert!(!n(&format!("{fits}:{}", "t".repeat(128))).starts_with("ERR"));
     }
 }

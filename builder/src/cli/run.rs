@@ -40,6 +40,12 @@ impl Drop for RawMode {
 }
 
 pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
+    // As docker: every -e variable needs a name (checked before anything is looked up).
+    if let Some(e) = a.env.iter().find(|e| e.is_empty() || e.starts_with('=')) {
+        anyhow::bail!(
+            "invalid environment variable: {e:?}: the name is empty; write -e NAME=VALUE"
+        );
+    }
     let store = open_store(g)?;
     let _lock = strata_cache::lock::RootLock::shared(&g.root).context("locking the state root")?;
     let img = find(&store, &a.image)?;

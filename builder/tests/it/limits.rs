@@ -357,3 +357,24 @@ fn secret_with_a_directory_id_leaves_nothing_in_the_layer() {
     assert!(o.starts_with("s3cr3t"), "{o}{}", stderr(&out));
     assert!(!o.contains("creds\n"), "a mount stub was committed: {o}");
 }
+
+#[test]
+fn run_refuses_an_environment_variable_without_a_name() {
+    for e in ["=x", "="] {
+        let out = strata(&["run", "-e", e, "busybox", "true"]);
+        fails_with(&out, "invalid environment variable");
+        assert!(
+            stderr(&out).contains("the name is empty"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn repository_names_longer_than_255_characters_are_refused() {
+    let ctx = context("FROM scratch\n");
+    let tag = "a".repeat(300);
+    let out = strata(&["build", "-t", &tag, &s(ctx.path())]);
+    fails_with(&out, "repository name must not be more than 255 characters");
+}
