@@ -26,6 +26,8 @@ pub struct Usage {
     pub cache_only_bytes: u64,
     pub layers: usize,
     pub layer_bytes: u64,
+    /// Writes in progress or left by a killed strata (`<root>/tmp`).
+    pub tmp: crate::store::TmpUsage,
 }
 
 pub fn usage(store: &ImageStore) -> Result<Usage, ImageError> {
@@ -49,6 +51,7 @@ pub fn usage(store: &ImageStore) -> Result<Usage, ImageError> {
         cache_entries: cache.len(),
         layers: layers.len(),
         layer_bytes: layers.iter().map(|l| l.size).sum(),
+        tmp: store.content.tmp_usage()?,
         ..Usage::default()
     };
     for (d, who) in &users {
@@ -82,7 +85,10 @@ pub struct PruneReport {
     pub entries: usize,
     pub images: usize,
     pub layers: usize,
+    /// Bytes of the layers removed.
     pub bytes: u64,
+    /// Leftovers of interrupted writes removed from `<root>/tmp`.
+    pub tmp: crate::store::TmpCleaned,
 }
 
 pub fn prune(
@@ -171,8 +177,9 @@ pub fn prune(
             report.bytes += l.size;
         }
     }
-    // Leftovers of interrupted blob writes (nothing writes now: the root lock is ours).
-    let _ = store.content.clean_tmp(std::time::Duration::ZERO);
+    // Leftovers of interrupted writes: every entry no live process holds (whoever writes
+    // holds the root lock too, so none is about to be locked).
+    report.tmp = store.content.clean_tmp(std::time::Duration::ZERO)?;
     // Per-key lock files of builds (none runs: the caller holds the root lock exclusively).
     let _ = std::fs::remove_dir_all(store.root().join("locks"));
     Ok(report)

@@ -4,6 +4,10 @@
 //! A blob is written to a temporary file in `<root>/tmp`, hashed while it is written, fsynced,
 //! checked against the expected digest and renamed into place, so a reader never sees a partial
 //! blob and a crash leaves at most an orphan in `tmp/` (removed by [`ContentStore::clean_tmp`]).
+//!
+//! Several strata processes share one root, so a temporary file is held with an exclusive
+//! `flock` by the process writing it for as long as it is open: an entry of `tmp/` that can be
+//! locked has no live writer.
 
 use crate::digest::Digest;
 use sha2::{Digest as _, Sha256};
@@ -40,6 +44,59 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sto
 pub struct ContentStore {
     blobs: PathBuf,
     tmp: PathBuf,
+}
+
+/// Entries of `tmp/` and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TmpUsage {
+    pub entries: usize,
+    pub bytes: u64,
+    /// Of those, the entries no live process holds, and their bytes.
+    pub unheld_entries: usize,
+    pub unheld_bytes: u64,
+}
+
+/// What [`ContentStore::clean_tmp`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TmpCleaned {
+    pub entries: usize,
+    pub bytes: u64,
+}
+
+/// An entry of `tmp/`, opened and locked when no one else holds it (`None`: a live process
+/// holds it). Symbolic links are not opened (there is nothing to hold).
+fn try_hold(path: &Path, meta: &fs::Metadata) -> Option<Option<File>> {
+    use rustix::fs::{FlockOperation, flock};
+    if meta.file_type().is_symlink() {
+        return Some(None);
+    }
+    let Ok(f) = File::open(path) else {
+        return Some(None);
+    };
+    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Some(Some(f)),
+        Err(_) => None,
+    }
+}
+
+/// The bytes of a file, or of every file below a directory.
+fn tree_bytes(path: &Path, meta: &fs::Metadata) -> u64 {
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    let mut n = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                n += m.len();
+            }
+        }
+    }
+    n
 }
 
 /// What was written.
@@ -108,12 +165,23 @@ impl ContentStore {
         fs::read(&p).map_err(|_| StoreError::NotFound(d.clone()))
     }
 
-    /// A temporary file in the store's `tmp/`, removed when dropped unless persisted.
+    /// A temporary file in the store's `tmp/`, removed when dropped unless persisted, and
+    /// locked (`flock`) while it is open, so no other process takes it for a leftover.
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
-        tempfile::Builder::new()
+        use rustix::fs::{FlockOperation, flock};
+        let f = tempfile::Builder::new()
             .prefix("ingest-")
             .tempfile_in(&self.tmp)
-            .map_err(io_err("create temporary file in", &self.tmp))
+            .map_err(io_err("create temporary file in", &self.tmp))?;
+        // Blocks only while a cleaner looks at it (it leaves young entries alone).
+        flock(f.as_file(), FlockOperation::LockExclusive)
+            .map_err(|e| io_err("lock", f.path())(e.into()))?;
+        Ok(f)
+    }
+
+    /// The directory of writes in progress.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
     }
 
     /// Stores everything `r` yields. With `expected`, the content must hash to it (nothing is
@@ -220,24 +288,89 @@ impl ContentStore {
         Ok(out)
     }
 
-    /// Removes leftovers of interrupted writes (temporary files older than `min_age`).
-    pub fn clean_tmp(&self, min_age: std::time::Duration) -> Result<usize, StoreError> {
-        let mut n = 0;
+    /// Removes what killed strata processes left in `tmp/`: entries no live process holds and
+    /// unchanged for a minute (a writer that has not locked its new file yet is younger).
+    pub fn clean_leftovers(&self) -> TmpCleaned {
+        match self.clean_tmp(std::time::Duration::from_secs(60)) {
+            Ok(done) => {
+                if done.entries > 0 {
+                    tracing::debug!(
+                        "removed {} leftover temporary files ({} bytes)",
+                        done.entries,
+                        done.bytes
+                    );
+                }
+                done
+            }
+            Err(e) => {
+                tracing::warn!("cleaning {}: {e}", self.tmp.display());
+                TmpCleaned::default()
+            }
+        }
+    }
+
+    /// What `tmp/` holds: every entry, and those no live process holds.
+    pub fn tmp_usage(&self) -> Result<TmpUsage, StoreError> {
+        let mut u = TmpUsage::default();
+        for e in fs::read_dir(&self.tmp)
+            .map_err(io_err("list", &self.tmp))?
+            .flatten()
+        {
+            let path = e.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let bytes = tree_bytes(&path, &meta);
+            u.entries += 1;
+            u.bytes += bytes;
+            if try_hold(&path, &meta).is_some() {
+                u.unheld_entries += 1;
+                u.unheld_bytes += bytes;
+            }
+        }
+        Ok(u)
+    }
+
+    /// Removes leftovers of interrupted writes: entries of `tmp/` no live process holds (see
+    /// [`ContentStore::temp_file`]) and last modified at least `min_age` ago (an entry an older
+    /// strata is writing without a lock keeps changing).
+    pub fn clean_tmp(&self, min_age: std::time::Duration) -> Result<TmpCleaned, StoreError> {
+        let mut done = TmpCleaned::default();
         let now = std::time::SystemTime::now();
         for e in fs::read_dir(&self.tmp)
             .map_err(io_err("list", &self.tmp))?
             .flatten()
         {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
+            let path = e.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let old = meta
+                .modified()
                 .map(|t| now.duration_since(t).unwrap_or_default() >= min_age)
                 .unwrap_or(false);
-            if old && fs::remove_file(e.path()).is_ok() {
-                n += 1;
+            if !old {
+                continue;
+            }
+            // Held while it is removed, so no one can take it up meanwhile.
+            let Some(_held) = try_hold(&path, &meta) else {
+                continue;
+            };
+            let bytes = tree_bytes(&path, &meta);
+            let removed = if meta.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {
+                    done.entries += 1;
+                    done.bytes += bytes;
+                }
+                Err(e) => tracing::warn!("could not remove {}: {e}", path.display()),
             }
         }
-        Ok(n)
+        Ok(done)
     }
 }
 
@@ -279,6 +412,59 @@ mod tests {
         ));
         assert!(s.ingest(&big[..], None, Some(1000)).is_ok());
         assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    fn age(p: &Path, secs: u64) {
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+        File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    #[test]
+    fn leftovers_in_tmp_go_unless_held_or_young() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ContentStore::open(dir.path()).unwrap();
+        let tmp = dir.path().join("tmp");
+        let min = std::time::Duration::from_secs(60);
+        // A killed writer's file, old: removed, its bytes counted.
+        fs::write(tmp.join("ingest-dead"), vec![1u8; 5000]).unwrap();
+        age(&tmp.join("ingest-dead"), 120);
+        // A killed writer's directory, old.
+        fs::create_dir(tmp.join("dir-dead")).unwrap();
+        fs::write(tmp.join("dir-dead/f"), vec![2u8; 300]).unwrap();
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        File::open(tmp.join("dir-dead"))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        // Young and unheld: may be a writer that has not locked it yet.
+        fs::write(tmp.join("ingest-young"), b"abc").unwrap();
+        // A live writer's file, old: kept.
+        let live = s.temp_file().unwrap();
+        io::Write::write_all(&mut live.as_file(), &[3u8; 700]).unwrap();
+        age(live.path(), 120);
+        let u = s.tmp_usage().unwrap();
+        assert_eq!((u.entries, u.bytes), (4, 5000 + 300 + 3 + 700));
+        assert_eq!((u.unheld_entries, u.unheld_bytes), (3, 5000 + 300 + 3));
+        let done = s.clean_tmp(min).unwrap();
+        assert_eq!(
+            done,
+            TmpCleaned {
+                entries: 2,
+                bytes: 5300
+            }
+        );
+        assert!(live.path().exists());
+        assert!(tmp.join("ingest-young").exists());
+        // Without an age limit, only what someone holds stays.
+        assert_eq!(s.clean_tmp(std::time::Duration::ZERO).unwrap().entries, 1);
+        assert!(live.path().exists());
+        drop(live);
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
     }
 
     #[test]

@@ -107,10 +107,7 @@ pub fn build(
     let _lock = strata_cache::lock::RootLock::shared(&req.root)
         .map_err(|e| anyhow::anyhow!("locking the state root: {e}"))?;
     crate::executor::clean_stale_containers(&req.root.join("containers"));
-    // Blob writes a killed strata left (an hour old: no live write is that stale).
-    let _ = store
-        .content
-        .clean_tmp(std::time::Duration::from_secs(3600));
+    store.content.clean_leftovers();
     // 1. Lower.
     let resolver = resolver::StoreResolver::new(&store);
     let (lowered, diags) = lower(&req.dockerfile, &req.opts, &resolver);

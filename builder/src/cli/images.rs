@@ -19,8 +19,16 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Opens the store and removes what killed strata processes left in `<root>/tmp`.
 pub fn open_store(g: &Global) -> Result<ImageStore> {
-    std::fs::create_dir_all(&g.root)
+    let store = open_store_as_found(g)?;
+    store.content.clean_leftovers();
+    Ok(store)
+}
+
+/// Opens the store and leaves `<root>/tmp` as it is (`du` shows it, `prune` reports it).
+fn open_store_as_found(g: &Global) -> Result<ImageStore> {
+    strata_cache::root::create_root(&g.root)
         .with_context(|| format!("creating the state root {}", g.root.display()))?;
     ImageStore::open(&g.root)
         .with_context(|| format!("opening the image store in {}", g.root.display()))
@@ -322,7 +330,7 @@ pub fn parse_duration(s: &str) -> Result<i64> {
 }
 
 pub fn du(g: &Global) -> Result<i32> {
-    let store = open_store(g)?;
+    let store = open_store_as_found(g)?;
     let u = strata_cache::gc::usage(&store)?;
     println!(
         "{:<15} {:>7} {:>10} {:>12}",
@@ -355,6 +363,13 @@ pub fn du(g: &Global) -> Result<i32> {
         u.layers,
         human_size(u.layer_bytes),
         human_size(u.layer_bytes.saturating_sub(u.image_bytes))
+    );
+    println!(
+        "{:<15} {:>7} {:>10} {:>12}",
+        "Temporary",
+        u.tmp.entries,
+        human_size(u.tmp.bytes),
+        human_size(u.tmp.unheld_bytes)
     );
     Ok(0)
 }
@@ -391,14 +406,24 @@ pub fn prune(g: &Global, a: &super::args::PruneArgs) -> Result<i32> {
         keep_storage: a.keep_storage.as_deref().map(parse_size).transpose()?,
         until_secs: until,
     };
-    let mut store = open_store(g)?;
+    let mut store = open_store_as_found(g)?;
     let _lock = exclusive_lock(g)?;
     let r = strata_cache::gc::prune(&mut store, &opts, now())?;
     println!(
         "Removed {} build cache entries, {} untagged images, {} layers",
         r.entries, r.images, r.layers
     );
-    println!("Total reclaimed space: {}", human_size(r.bytes));
+    if r.tmp.entries > 0 {
+        println!(
+            "Removed {} leftover temporary files ({})",
+            r.tmp.entries,
+            human_size(r.tmp.bytes)
+        );
+    }
+    println!(
+        "Total reclaimed space: {}",
+        human_size(r.bytes + r.tmp.bytes)
+    );
     Ok(0)
 }
 

@@ -10,3 +10,4 @@ mod registry;
 mod sandbox;
 mod seccomp;
 mod support;
+mod state_root;
