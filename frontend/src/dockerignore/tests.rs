@@ -196,10 +196,10 @@ proptest! {
         p in "[ab/*?.\\[\\]^!-]{1,12}",
         path in "[ab/.\\[\\]^!\n-]{0,12}",
     ) {
-        if let Ok((MatchType::Regex, Some(glob @ Glob::Tokens { .. }), re)) = compile_with_source(&p) {
-            if let Ok(r) = regex::Regex::new(&re) {
-                prop_assert_eq!(glob.matches(&path), r.is_match(&path), "pattern {:?} regex {:?} path {:?}", p, re, path);
-            }
+        if let Ok((MatchType::Regex, Some(glob @ Glob::Tokens { .. }), re)) = compile_with_source(&p)
+            && let Ok(r) = regex::Regex::new(&re)
+        {
+            prop_assert_eq!(glob.matches(&path), r.is_match(&path), "pattern {:?} regex {:?} path {:?}", p, re, path);
         }
     }
 }
