@@ -13,7 +13,7 @@ use crate::digest::Digest;
 use crate::metadata::{ImageRecord, LayerRecord, Metadata, MetadataError};
 use crate::store::{ContentStore, StoreError};
 use crate::sys::FsOps;
-use crate::unpack::{UnpackError, UnpackOptions, decompress, unpack_new};
+use crate::unpack::{UnpackError, UnpackOptions, decompress, unpack_new_in};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
@@ -272,7 +272,16 @@ impl ImageStore {
         let dir = self.snapshot_dir(&diff_id);
         if !dir.exists() {
             let blob = self.content.open_blob(&diff_id)?;
-            match unpack_new(blob, &dir, fs, opts) {
+            // Unpacked in tmp/ (held, so a killed import's half is found and removed there),
+            // unless tmp/ is on another filesystem than snapshots/ (a rename cannot cross).
+            use std::os::unix::fs::MetadataExt;
+            let snaps = self.root.join("snapshots");
+            let tmp = self.content.tmp_dir();
+            let scratch = match (std::fs::metadata(tmp), std::fs::metadata(&snaps)) {
+                (Ok(t), Ok(s)) if t.dev() == s.dev() => tmp.to_path_buf(),
+                _ => snaps,
+            };
+            match unpack_new_in(blob, &dir, &scratch, fs, opts) {
                 Ok(_) => {}
                 Err(UnpackError::Dest { .. }) if dir.exists() => {}
                 Err(e) => {

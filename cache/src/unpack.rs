@@ -650,12 +650,35 @@ pub fn unpack_new(
     opts: &UnpackOptions,
 ) -> Result<UnpackStats, UnpackError> {
     let parent = dest.parent().unwrap_or(Path::new("."));
+    unpack_new_in(r, dest, parent, fs, opts)
+}
+
+/// [`unpack_new`] with the temporary directory in `scratch` (on the same filesystem as
+/// `dest`), held with an exclusive `flock` until it is renamed, so another process can tell
+/// an unpack in progress from the remains of a killed one.
+pub fn unpack_new_in(
+    r: impl Read,
+    dest: &Path,
+    scratch: &Path,
+    fs: &dyn FsOps,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats, UnpackError> {
     let tmp = tempfile::Builder::new()
         .prefix(".unpack-")
-        .tempdir_in(parent)
+        .tempdir_in(scratch)
         .map_err(|e| UnpackError::Dest {
             op: "create temporary directory in",
-            path: parent.to_path_buf(),
+            path: scratch.to_path_buf(),
+            source: e,
+        })?;
+    let _held = std::fs::File::open(tmp.path())
+        .and_then(|d| {
+            rustix::fs::flock(&d, rustix::fs::FlockOperation::LockExclusive)?;
+            Ok(d)
+        })
+        .map_err(|e| UnpackError::Dest {
+            op: "lock",
+            path: tmp.path().to_path_buf(),
             source: e,
         })?;
     let stats = unpack(r, tmp.path(), fs, opts)?;

@@ -425,3 +425,74 @@ fn the_next_strata_removes_old_leftovers_nobody_holds() {
     assert!(young.exists());
     assert!(live.exists());
 }
+
+#[test]
+fn an_import_killed_while_unpacking_leaves_its_half_in_tmp_for_prune() {
+    let dir = test_dir("tmp-unpack");
+    let root = dir.join("root");
+    // Many small files: unpacking them takes long enough to be caught half way.
+    let layer = dir.join("many.tar");
+    let mut b = tar::Builder::new(std::io::BufWriter::new(
+        std::fs::File::create(&layer).unwrap(),
+    ));
+    for i in 0..40_000 {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(100);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, format!("d{}/f{i}", i % 100), &[b'x'; 100][..])
+            .unwrap();
+    }
+    b.into_inner().unwrap().flush().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["import", &layer.to_string_lossy(), "many"])
+        .env("STRATA_ROOT", &root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp = root.join("tmp");
+    let unpacking = || {
+        std::fs::read_dir(&tmp)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().starts_with(".unpack-")
+                    && std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_some())
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !unpacking() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it was seen unpacking"
+        );
+        assert!(Instant::now() < deadline, "no unpack in progress in tmp/");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Nothing half-made among the snapshots; the half is in tmp/, which du counts.
+    let snaps: Vec<_> = std::fs::read_dir(root.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(snaps.is_empty(), "{snaps:?}");
+    let du = du_tmp(&root);
+    assert_eq!(du[0], "1", "{du:?}");
+    assert_eq!(du[1], du[2], "{du:?}");
+    assert_ne!(du[1], "0B", "{du:?}");
+    let out = strata_in(&root, &["prune"]);
+    ok(&out);
+    assert!(
+        stdout(&out).contains(&format!("Removed 1 leftover temporary files ({})", du[1])),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
