@@ -168,24 +168,48 @@ pub fn read_secret(
         SecretSource::File(p) => open_regular(p)
             .and_then(|f| read_file(f, SECRET_LIMIT))
             .map_err(|e| format!("secret {id}: {}: {e}", p.display())),
-        SecretSource::Env(v) => {
-            let value = std::env::var_os(v)
-                .ok_or_else(|| format!("secret {id}: the environment variable {v} is not set"))?
-                .into_encoded_bytes();
-            if value.len() as u64 > SECRET_LIMIT {
-                return Err(format!(
-                    "secret {id}: the environment variable {v} is larger than {}, the limit for a secret",
-                    human(SECRET_LIMIT)
-                ));
-            }
-            Ok(value)
-        }
+        SecretSource::Env(v) => env_secret(id, v, std::env::var_os(v)),
     }
+}
+
+/// The value of the environment variable `var` for the secret `id`, if it is set and within
+/// the limit.
+fn env_secret(id: &str, var: &str, value: Option<std::ffi::OsString>) -> Result<Vec<u8>, String> {
+    let value = value
+        .ok_or_else(|| format!("secret {id}: the environment variable {var} is not set"))?
+        .into_encoded_bytes();
+    if value.len() as u64 > SECRET_LIMIT {
+        return Err(format!(
+            "secret {id}: the environment variable {var} is larger than the limit of {}",
+            human(SECRET_LIMIT)
+        ));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_secret_over_500_kib_is_refused() {
+        let big = std::ffi::OsString::from("x".repeat(SECRET_LIMIT as usize + 1));
+        let e = env_secret("tok", "TOK", Some(big)).unwrap_err();
+        assert_eq!(
+            e,
+            "secret tok: the environment variable TOK is larger than the limit of 500 KiB"
+        );
+        let max = std::ffi::OsString::from("x".repeat(SECRET_LIMIT as usize));
+        assert_eq!(
+            env_secret("tok", "TOK", Some(max)).unwrap().len(),
+            500 * 1024
+        );
+        assert!(
+            env_secret("tok", "TOK", None)
+                .unwrap_err()
+                .contains("is not set")
+        );
+    }
 
     #[test]
     fn dev_zero_is_refused_before_reading() {
