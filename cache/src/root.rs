@@ -84,10 +84,11 @@ pub fn create_root(root: &Path) -> io::Result<()> {
     mkdir_private(root)
 }
 
-/// Narrows `dir` to 0700 when this user owns it and others may enter it. Returns a warning
-/// when it is open to others and owned by someone else (left as it is).
+/// Narrows `dir` (or the directory a symlink there leads to) to 0700 when this user owns it and
+/// it is not 0700. Returns a warning when it is open to others and owned by someone else (left
+/// as it is).
 fn narrow(dir: &Path, euid: u32) -> Result<Option<String>, RootError> {
-    let m = match std::fs::symlink_metadata(dir) {
+    let m = match std::fs::metadata(dir) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("inspect", dir)(e)),
@@ -165,6 +166,19 @@ mod tests {
         for dir in ["", "snapshots", "blobs", "blobs/sha256", "tmp"] {
             assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
         }
+    }
+
+    #[test]
+    fn a_root_reached_through_a_symlink_is_narrowed() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = d.path().join("root");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(prepare(&link).unwrap().is_empty());
+        assert_eq!(mode(&real), 0o700);
+        assert_eq!(mode(&real.join("snapshots")), 0o700);
     }
 
     #[test]
