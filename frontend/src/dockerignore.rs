@@ -174,8 +174,16 @@ fn glob_match(toks: &[Tok], classes: &[Class], s: &str) -> bool {
     let n = toks.len();
     // State i < n+1: before token i; state n+1+i: inside the `.*` of DirStar token i.
     let states = 2 * (n + 1);
-    let mut cur = vec![false; states];
-    let mut next = vec![false; states];
+    // On the stack for patterns of up to 31 tokens (nearly all), else on the heap.
+    let (mut stack_a, mut stack_b) = ([false; 64], [false; 64]);
+    let (mut heap_a, mut heap_b) = (Vec::new(), Vec::new());
+    let (mut cur, mut next): (&mut [bool], &mut [bool]) = if states <= 64 {
+        (&mut stack_a[..states], &mut stack_b[..states])
+    } else {
+        heap_a.resize(states, false);
+        heap_b.resize(states, false);
+        (&mut heap_a[..], &mut heap_b[..])
+    };
     fn enter(set: &mut [bool], toks: &[Tok], mut i: usize) {
         // A star may match nothing: entering it enters what follows too.
         while !set[i] {
@@ -186,7 +194,7 @@ fn glob_match(toks: &[Tok], classes: &[Class], s: &str) -> bool {
             }
         }
     }
-    enter(&mut cur, toks, 0);
+    enter(cur, toks, 0);
     for c in s.chars() {
         next.fill(false);
         let mut alive = false;
@@ -201,7 +209,7 @@ fn glob_match(toks: &[Tok], classes: &[Class], s: &str) -> bool {
                 if c != '\n' {
                     next[st] = true;
                     if c == '/' {
-                        enter(&mut next, toks, i + 1);
+                        enter(next, toks, i + 1);
                     }
                 }
                 continue;
@@ -210,18 +218,18 @@ fn glob_match(toks: &[Tok], classes: &[Class], s: &str) -> bool {
                 continue;
             };
             match *t {
-                Tok::Lit(x) if c == x => enter(&mut next, toks, st + 1),
-                Tok::One if c != '/' => enter(&mut next, toks, st + 1),
-                Tok::Star if c != '/' => enter(&mut next, toks, st),
-                Tok::AnyStar if c != '\n' => enter(&mut next, toks, st),
+                Tok::Lit(x) if c == x => enter(next, toks, st + 1),
+                Tok::One if c != '/' => enter(next, toks, st + 1),
+                Tok::Star if c != '/' => enter(next, toks, st),
+                Tok::AnyStar if c != '\n' => enter(next, toks, st),
                 Tok::DirStar if c != '\n' => {
                     next[n + 1 + st] = true;
                     if c == '/' {
-                        enter(&mut next, toks, st + 1);
+                        enter(next, toks, st + 1);
                     }
                 }
                 Tok::Class(k) if classes.get(k as usize).is_some_and(|cl| cl.matches(c)) => {
-                    enter(&mut next, toks, st + 1)
+                    enter(next, toks, st + 1)
                 }
                 _ => {}
             }

@@ -161,6 +161,19 @@ fn classes_and_escapes_match_as_the_regex_does() {
         assert_eq!(got, *want, "pattern {p:?} path {path:?}");
     }
     assert!(PatternMatcher::new(&["a[z-a]"]).is_err());
+    // Long patterns (their states on the heap) match as the regex does.
+    let long = format!("{}**/[a-c]*", "d?/".repeat(20));
+    let (_, glob, re) = compile_with_source(&long).unwrap();
+    let (glob, r) = (glob.unwrap(), regex::Regex::new(&re).unwrap());
+    for path in [
+        format!("{}x/y/b1", "dx/".repeat(20)),
+        format!("{}b", "dx/".repeat(20)),
+        format!("{}x/y/z", "dx/".repeat(20)),
+        format!("{}b", "dx/".repeat(19)),
+    ] {
+        assert_eq!(glob.matches(&path), r.is_match(&path), "{path}");
+    }
+    assert!(glob.matches(&format!("{}x/b", "dx/".repeat(20))));
 }
 
 #[test]
