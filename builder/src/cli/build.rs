@@ -115,6 +115,9 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         }
         opts.labels.insert(k.to_string(), v.to_string());
     }
+    // Secrets and agents are checked before anything is pulled or run.
+    let secrets = parse_secrets(&a.secrets)?;
+    let ssh = parse_ssh(&a.ssh)?;
     let tags = a
         .tags
         .iter()
@@ -203,8 +206,8 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         max_parallelism: a.max_parallelism,
         strata_exe: std::env::current_exe().context("finding the strata binary")?,
         registry: Some(Arc::new(super::registry::client(g)?)),
-        secrets: parse_secrets(&a.secrets)?,
-        ssh: parse_ssh(&a.ssh)?,
+        secrets,
+        ssh,
         allow_insecure: {
             for e in &a.allow {
                 if e != "security.insecure" && e != "network.host" {
