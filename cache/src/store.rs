@@ -64,10 +64,11 @@ pub struct TmpCleaned {
 }
 
 /// An entry of `tmp/`, opened and locked when no one else holds it (`None`: a live process
-/// holds it). Symbolic links are not opened (there is nothing to hold).
+/// holds it). Only files and directories are opened (strata writes nothing else there, and
+/// opening a FIFO would wait for a writer).
 fn try_hold(path: &Path, meta: &fs::Metadata) -> Option<Option<File>> {
     use rustix::fs::{FlockOperation, flock};
-    if meta.file_type().is_symlink() {
+    if !(meta.is_file() || meta.is_dir()) {
         return Some(None);
     }
     let Ok(f) = File::open(path) else {
@@ -460,8 +461,17 @@ mod tests {
         );
         assert!(live.path().exists());
         assert!(tmp.join("ingest-young").exists());
-        // Without an age limit, only what someone holds stays.
-        assert_eq!(s.clean_tmp(std::time::Duration::ZERO).unwrap().entries, 1);
+        // Without an age limit, only what someone holds stays (a FIFO is removed, not
+        // opened: that would wait for a writer).
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            tmp.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(s.clean_tmp(std::time::Duration::ZERO).unwrap().entries, 2);
         assert!(live.path().exists());
         drop(live);
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
