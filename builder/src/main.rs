@@ -3,6 +3,11 @@
 use clap::Parser;
 
 fn main() {
+    // Descriptors strata inherited (a caller's `exec 7</etc/shadow`) reach none of its children.
+    if let Err(e) = strata::executor::init::cloexec_inherited_fds() {
+        eprintln!("strata: marking inherited file descriptors close-on-exec: {e}");
+        std::process::exit(2);
+    }
     let cli = strata::cli::args::Cli::parse();
     let filter = if cli.global.debug { "debug" } else { "warn" };
     tracing_subscriber::fmt()

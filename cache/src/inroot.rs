@@ -22,13 +22,13 @@ const MAX_LINK_HOPS: usize = 40;
 
 /// An error, with the path inside the root it is about.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {path}: {}", describe(.source))]
+#[error("{op} {path}: {}", describe(.cause))]
 pub struct InRootError {
     pub op: &'static str,
     /// The path as named inside the root (never the host path).
     pub path: String,
-    #[source]
-    pub source: io::Error,
+    /// What the kernel said (its text is already part of this error's message).
+    pub cause: io::Error,
 }
 
 fn describe(e: &io::Error) -> String {
@@ -42,16 +42,16 @@ fn describe(e: &io::Error) -> String {
 }
 
 impl InRootError {
-    pub fn new(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> InRootError {
+    pub fn new(op: &'static str, path: impl AsRef<Path>, cause: io::Error) -> InRootError {
         InRootError {
             op,
             path: display(path.as_ref()),
-            source,
+            cause,
         }
     }
 
     pub fn is_not_found(&self) -> bool {
-        self.source.kind() == io::ErrorKind::NotFound
+        self.cause.kind() == io::ErrorKind::NotFound
     }
 }
 
@@ -108,7 +108,7 @@ impl Root {
         .map_err(|e| InRootError {
             op: "open",
             path: dir.display().to_string(),
-            source: e.into(),
+            cause: e.into(),
         })?;
         Ok(Root { fd: Arc::new(fd) })
     }
@@ -278,7 +278,7 @@ impl Root {
                     Ok(()) => {
                         let e = cur
                             .open_dir(name)
-                            .map_err(|e| InRootError::new("open directory", &prefix, e.source))?;
+                            .map_err(|e| InRootError::new("open directory", &prefix, e.cause))?;
                         created(&e)?;
                     }
                     Err(rustix::io::Errno::EXIST) => {}
@@ -414,7 +414,7 @@ impl Entry {
         match self.kind_of(name) {
             None => Ok(()),
             Some(FileType::Directory) => {
-                let sub = self.open_dir(name).map_err(|e| e.source)?;
+                let sub = self.open_dir(name).map_err(|e| e.cause)?;
                 let names: Vec<OsString> = std::fs::read_dir(sub.path())?
                     .map(|e| e.map(|e| e.file_name()))
                     .collect::<io::Result<_>>()?;
@@ -484,15 +484,12 @@ mod tests {
         symlink("/", root.join("l42")).unwrap();
         let r = Root::open(&root).unwrap();
         let err = r.resolve("/l1/etc/passwd", true).unwrap_err();
-        assert_eq!(err.source.raw_os_error(), Some(40), "{err}");
+        assert_eq!(err.cause.raw_os_error(), Some(40), "{err}");
         assert!(err.to_string().contains("too many levels"), "{err}");
         // A loop, too.
         symlink("/loop", root.join("loop")).unwrap();
         assert_eq!(
-            r.resolve("/loop/x", true)
-                .unwrap_err()
-                .source
-                .raw_os_error(),
+            r.resolve("/loop/x", true).unwrap_err().cause.raw_os_error(),
             Some(40)
         );
         assert!(r.mkdir_all("/l1/new", 0o755, &mut |_| Ok(())).is_err());
@@ -539,7 +536,7 @@ mod tests {
         let (_d, root) = tree();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join("fifo"),
+            root.join("fifo"),
             FileType::Fifo,
             Mode::from_raw_mode(0o644),
             0,

@@ -519,6 +519,9 @@ impl Runner {
             return Err("cancelled".into());
         }
         if code != 0 {
+            if let Some(why) = executor::init::setup_error(container.path()) {
+                return Err(format!("the step's container could not start: {why}"));
+            }
             return Err(format!(
                 "process \"{}\" did not complete successfully: exit code: {code}",
                 e.args.join(" ")

@@ -102,9 +102,13 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
                 Some(p) => crate::executor::init::Runtime::External(p),
                 None => crate::executor::init::Runtime::Builtin,
             };
-            crate::executor::init::shim(&a.bundle, &rt, &a.id)
+            crate::executor::init::shim(&a.bundle, &rt, &a.id).inspect_err(|e| {
+                crate::executor::init::report_setup_error(&a.bundle, e);
+            })
         }
-        CommandArgs::Init(a) => crate::executor::init::init(&a.bundle),
+        CommandArgs::Init(a) => crate::executor::init::init(&a.bundle).inspect_err(|e| {
+            crate::executor::init::report_setup_error(&a.bundle, e);
+        }),
         CommandArgs::FileOp(a) => crate::executor::fileop::child(&a.bundle).map(|_| 0),
         CommandArgs::Graph(g) => {
             let df = config::load_dockerfile(&g.frontend)?;

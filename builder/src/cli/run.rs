@@ -5,7 +5,7 @@ use super::args::{NetworkArg, RunArgs};
 use super::config::Global;
 use super::images::{find, open_store};
 use crate::executor::{self, RunRequest, spec::Network};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 fn strings(v: &serde_json::Value) -> Option<Vec<String>> {
     v.as_array().map(|a| {
@@ -130,7 +130,20 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     let dir = container.path();
     let raw = if a.tty { RawMode::enable() } else { None };
     let result = executor::prepare_bundle(dir, &req)
-        .and_then(|_| executor::run_bundle(dir, &id, &runtime))
+        .and_then(|_| {
+            let stdio = if a.tty {
+                executor::Stdio::Terminal
+            } else {
+                executor::Stdio::Pipes {
+                    stdin: a.interactive,
+                }
+            };
+            let code = executor::run_bundle(dir, &id, &runtime, stdio)?;
+            match executor::init::setup_error(dir) {
+                Some(why) if code != 0 => bail!("the container could not start: {why}"),
+                _ => Ok(code),
+            }
+        })
         .with_context(|| format!("running {}", a.image));
     drop(raw);
     result

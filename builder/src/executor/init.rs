@@ -118,14 +118,18 @@ fn mount_extra(extra: &[ExtraFs]) -> Result<()> {
                 &e.root,
             )?,
         }
-        let inside = rootfs::secure_join(&e.root, &e.subpath);
+        // The path asked for, resolved by the kernel inside the mounted stack and bound from
+        // its descriptor: no symlink in the stage leads the mount out of it.
+        let inside = strata_cache::inroot::Root::open(&e.root)
+            .and_then(|r| r.resolve(&e.subpath, true))
+            .with_context(|| format!("RUN --mount source {}", e.subpath.display()))?;
         if inside.is_dir() {
             std::fs::create_dir_all(&e.src)?;
         } else {
             std::fs::write(&e.src, b"")?;
         }
         LinuxSyscall
-            .mount(Some(&inside), &e.src, None, MsFlags::MS_BIND, None)
+            .mount(Some(inside.path()), &e.src, None, MsFlags::MS_BIND, None)
             .with_context(|| format!("binding {} of a mounted stage", e.subpath.display()))?;
     }
     Ok(())
@@ -259,8 +263,9 @@ pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
             nix::sched::unshare(flags).context("creating the container's namespaces")?;
             let exe = std::env::current_exe().context("finding the strata binary")?;
             let mut cmd = Command::new(exe);
-            cmd.arg("__init").arg(bundle);
-            unblock_signals_in_child(&mut cmd, false);
+            // The init is PID 1 of the container: it gets none of strata's environment.
+            cmd.arg("__init").arg(bundle).env_clear();
+            unblock_signals_in_child(&mut cmd, Start::Helper);
             let mut child = cmd.spawn().context("starting the container init")?;
             let status = child.wait().context("waiting for the container")?;
             Ok(status.code().unwrap_or_else(|| {
@@ -278,7 +283,8 @@ fn external(bin: &Path, bundle: &Path, id: &str) -> Result<i32> {
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGCHLD);
     mask.thread_block().context("blocking signals")?;
-    let sfd = SignalFd::new(&mask).context("signalfd")?;
+    let sfd = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
+        .context("signalfd")?;
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
         .context("setting the parent-death signal")?;
     if nix::unistd::getppid() == Pid::from_raw(1) {
@@ -286,7 +292,7 @@ fn external(bin: &Path, bundle: &Path, id: &str) -> Result<i32> {
     }
     let mut cmd = Command::new(bin);
     cmd.args(["run", "--bundle"]).arg(bundle).arg(id);
-    unblock_signals_in_child(&mut cmd, false);
+    unblock_signals_in_child(&mut cmd, Start::Helper);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("running {}", bin.display()))?;
@@ -419,20 +425,56 @@ fn apply_seccomp(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// Marks every descriptor from 3 up close-on-exec (`close_range` with `CLOSE_RANGE_CLOEXEC`):
+/// whatever strata inherited or opened without the flag stays out of every process it starts.
+#[allow(unsafe_code)]
+pub fn cloexec_inherited_fds() -> std::io::Result<()> {
+    // SAFETY: close_range takes no pointers; with CLOSE_RANGE_CLOEXEC it closes nothing, it
+    // only sets a flag on descriptors, so no descriptor owned elsewhere in the process becomes
+    // invalid. It is async-signal-safe, so it may also run between fork and exec.
+    let rc = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            nix::libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a child starts, beyond its command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// strata's own helpers (the init, an external runtime): signals unblocked.
+    Helper,
+    /// The container's command: also every descriptor but 0–2 closed at exec and a session of
+    /// its own, so it has no controlling terminal (no TIOCSTI into the caller's terminal).
+    Workload,
+    /// The container's command on a pseudo-terminal: a session of its own with the pty on
+    /// stdin as its controlling terminal.
+    WorkloadWithTty,
+}
+
 /// The processes strata starts must not inherit the signals it blocks for itself.
 #[allow(unsafe_code)]
-fn unblock_signals_in_child(cmd: &mut Command, controlling_tty: bool) {
+fn unblock_signals_in_child(cmd: &mut Command, start: Start) {
     // SAFETY: the closure runs in the child between fork and exec and only makes
-    // async-signal-safe system calls (sigprocmask, setsid, ioctl); it allocates nothing and
-    // takes no lock.
+    // async-signal-safe system calls (sigprocmask, close_range, setsid, ioctl); it allocates
+    // nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
             SigSet::empty()
                 .thread_set_mask()
                 .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
-            if controlling_tty {
-                // A session of its own, with the pty on stdin as its controlling terminal.
+            if start != Start::Helper {
+                cloexec_inherited_fds()?;
                 rustix::process::setsid()?;
+            }
+            if start == Start::WorkloadWithTty {
                 rustix::process::ioctl_tiocsctty(std::io::stdin())?;
             }
             Ok(())
@@ -550,9 +592,46 @@ fn apply_rlimits(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// Where the init says why the container could not start (see [`report_setup_error`]); opened
+/// before pivot_root, so it stays reachable after it.
+static SETUP_ERROR: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// The name of the file in a bundle that says why its container could not start: written by
+/// the shim or the init when they fail before or instead of running the command, so a failure
+/// to set the container up is never taken for the command's own exit status.
+pub const SETUP_ERROR_FILE: &str = "setup-error";
+
+/// Records why the shim or the init of `bundle` failed.
+pub fn report_setup_error(bundle: &Path, e: &anyhow::Error) {
+    use std::io::Write;
+    let msg = format!("{e:#}");
+    match SETUP_ERROR.get() {
+        Some(mut f) => {
+            let _ = f.write_all(msg.as_bytes());
+        }
+        None => {
+            let _ = std::fs::write(bundle.join(SETUP_ERROR_FILE), msg);
+        }
+    }
+}
+
+/// Why the container of `bundle` could not start, if its shim or init said so.
+pub fn setup_error(bundle: &Path) -> Option<String> {
+    std::fs::read_to_string(bundle.join(SETUP_ERROR_FILE))
+        .ok()
+        .filter(|m| !m.trim().is_empty())
+}
+
 /// Stage 2: PID 1 of the container.
 pub fn init(bundle: &Path) -> Result<i32> {
     die_with_parent()?;
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(bundle.join(SETUP_ERROR_FILE))
+    {
+        let _ = SETUP_ERROR.set(f);
+    }
     let spec = load_spec(bundle)?;
     let sys = LinuxSyscall;
     let rootfs_path = bundle.join("rootfs");
@@ -628,7 +707,8 @@ pub fn init(bundle: &Path) -> Result<i32> {
     let mut mask = forwarded();
     mask.add(Signal::SIGCHLD);
     mask.thread_block().context("blocking signals")?;
-    let sfd = SignalFd::new(&mask).context("signalfd")?;
+    let sfd = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
+        .context("signalfd")?;
 
     // The filter first: installing it needs CAP_SYS_ADMIN (no_new_privs stays off, as in
     // Docker), which the capabilities below drop.
@@ -649,6 +729,12 @@ pub fn init(bundle: &Path) -> Result<i32> {
     nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid())).context("setting the user")?;
     // A change of credentials clears the parent-death signal: set it again.
     die_with_parent()?;
+    // The init holds what the workload must not reach (secrets read for the environment, the
+    // caller's terminal): not dumpable, so the workload, even as root, can neither ptrace it
+    // nor read its /proc/1/{environ,mem,fd} (that needs CAP_SYS_PTRACE, which no container
+    // without --security=insecure has).
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("making the init non-dumpable")?;
     let path = env
         .iter()
         .find(|(k, _)| k == "PATH")
@@ -675,10 +761,16 @@ pub fn init(bundle: &Path) -> Result<i32> {
         .stderr(std::process::Stdio::from(slave));
         Some(master)
     } else {
-        cmd.process_group(0);
         None
     };
-    unblock_signals_in_child(&mut cmd, pty.is_some());
+    unblock_signals_in_child(
+        &mut cmd,
+        if pty.is_some() {
+            Start::WorkloadWithTty
+        } else {
+            Start::Workload
+        },
+    );
     let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
     let workload = Pid::from_raw(child.id() as i32);
     drop(child);

@@ -290,29 +290,100 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     Ok(())
 }
 
-/// Runs a prepared bundle through the shim; returns the process's exit code (128+N when killed
-/// by signal N).
-pub fn run_bundle(dir: &Path, id: &str, runtime: &Runtime) -> Result<i32> {
-    let exe = std::env::current_exe().context("finding the strata binary")?;
-    run_bundle_with(&exe, dir, id, runtime)
+/// How a container's standard input and output connect to strata's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdio {
+    /// `-t`: the init relays strata's terminal to a pseudo-terminal of the container's own.
+    Terminal,
+    /// Pipes that strata relays: the container never holds strata's own descriptors (a
+    /// terminal among them). Standard input is relayed when `stdin` is set (`-i`), else empty.
+    Pipes { stdin: bool },
 }
 
-/// [`run_bundle`] with an explicit strata binary (for callers that are not strata itself).
-pub fn run_bundle_with(strata: &Path, dir: &Path, id: &str, runtime: &Runtime) -> Result<i32> {
-    if !rustix::process::geteuid().is_root() {
-        bail!("running containers needs root (namespaces and overlay mounts); run strata as root");
-    }
+/// Runs a prepared bundle through the shim; returns the process's exit code (128+N when killed
+/// by signal N).
+pub fn run_bundle(dir: &Path, id: &str, runtime: &Runtime, stdio: Stdio) -> Result<i32> {
+    let exe = std::env::current_exe().context("finding the strata binary")?;
+    run_bundle_with(&exe, dir, id, runtime, stdio)
+}
+
+/// The shim's command: strata's environment stays out of it (and so of the container's init),
+/// but for the log filter.
+fn shim_command(strata: &Path, dir: &Path, id: &str, runtime: &Runtime) -> Command {
     let mut cmd = Command::new(strata);
-    cmd.arg("__shim").arg(dir).arg("--id").arg(id);
+    cmd.arg("__shim").arg(dir).arg("--id").arg(id).env_clear();
+    if let Some(filter) = std::env::var_os("STRATA_LOG") {
+        cmd.env("STRATA_LOG", filter);
+    }
     if let Runtime::External(p) = runtime {
         cmd.arg("--runtime-path").arg(p);
     }
+    cmd
+}
+
+/// [`run_bundle`] with an explicit strata binary (for callers that are not strata itself).
+pub fn run_bundle_with(
+    strata: &Path,
+    dir: &Path,
+    id: &str,
+    runtime: &Runtime,
+    stdio: Stdio,
+) -> Result<i32> {
+    use std::process::Stdio as S;
+    if !rustix::process::geteuid().is_root() {
+        bail!("running containers needs root (namespaces and overlay mounts); run strata as root");
+    }
+    let mut cmd = shim_command(strata, dir, id, runtime);
+    if let Stdio::Pipes { stdin } = stdio {
+        cmd.stdin(if stdin { S::piped() } else { S::null() })
+            .stdout(S::piped())
+            .stderr(S::piped());
+    }
     let mut child = cmd.spawn().context("starting the container shim")?;
     let _ = std::fs::write(dir.join("shim.pid"), child.id().to_string());
-    let status = child.wait().context("waiting for the container")?;
+    let (input, out, err) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let status = std::thread::scope(|s| {
+        if let Some(mut to) = input {
+            // Not joined: a read of strata's standard input may block after the container is
+            // gone; the thread ends with strata.
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to);
+            });
+        }
+        let relays: Vec<_> = [
+            out.map(|o| s.spawn(move || relay_to(o, std::io::stdout()))),
+            err.map(|e| s.spawn(move || relay_to(e, std::io::stderr()))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let status = child.wait();
+        for r in relays {
+            let _ = r.join();
+        }
+        status
+    })
+    .context("waiting for the container")?;
     Ok(status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
     }))
+}
+
+/// Copies a container's output pipe to strata's own output as it arrives.
+fn relay_to(mut from: impl std::io::Read, mut to: impl std::io::Write) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).and_then(|_| to.flush()).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
 }
 
 /// [`run_bundle_with`], with the process's standard output and error (one pipe, in the order
@@ -330,11 +401,7 @@ pub fn run_bundle_logged(
         bail!("running containers needs root (namespaces and overlay mounts); run strata as root");
     }
     let (mut reader, writer) = std::io::pipe().context("creating the output pipe")?;
-    let mut cmd = Command::new(strata);
-    cmd.arg("__shim").arg(dir).arg("--id").arg(id);
-    if let Runtime::External(p) = runtime {
-        cmd.arg("--runtime-path").arg(p);
-    }
+    let mut cmd = shim_command(strata, dir, id, runtime);
     cmd.stdin(std::process::Stdio::null())
         .stdout(writer.try_clone().context("duplicating the output pipe")?)
         .stderr(writer);

@@ -13,9 +13,9 @@ pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tt
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("mount {target}: {source}")]
+    #[error("mount {target}")]
     Mount { target: String, source: io::Error },
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Fs {
         op: &'static str,
         path: String,

@@ -45,7 +45,7 @@ impl MountPoint {
 }
 
 fn in_root_err(e: strata_cache::inroot::InRootError) -> io::Error {
-    io::Error::new(e.source.kind(), e.to_string())
+    io::Error::new(e.cause.kind(), e.to_string())
 }
 
 /// Creates the file `dest` inside `root` (its parents too) unless something is there, and

@@ -251,6 +251,15 @@ fn resolve_dir(root: &Root, path: &str) -> Result<Entry> {
     Ok(e)
 }
 
+/// An I/O error about a descriptor's path, said of `name` (the path inside the source or
+/// root) instead.
+fn rename(e: FileOpError, name: &str) -> FileOpError {
+    match e {
+        FileOpError::Io { op, source, .. } => io_in(op, name)(source),
+        e => e,
+    }
+}
+
 /// A directory entry's own path for path-taking calls: `/proc/self/fd/N/.` (the directory
 /// itself, never a symlink's target).
 fn here(e: &Entry) -> PathBuf {
@@ -513,16 +522,16 @@ impl CopySpec<'_> {
     fn source_item(&self, rel: &str) -> Result<Item> {
         let mut path = PathBuf::from(rel);
         for _ in 0..=MAX_SOURCE_LINKS {
-            let Some((dir, name)) = self
-                .src_root
-                .parent_of(&path)
-                .map_err(|_| FileOpError::NotFound(format!("\"/{rel}\"")))?
-            else {
+            let not_found = |e: InRootError| {
+                if e.is_not_found() {
+                    FileOpError::NotFound(format!("\"/{rel}\""))
+                } else {
+                    FileOpError::InRoot(InRootError::new(e.op, rel, e.cause))
+                }
+            };
+            let Some((dir, name)) = self.src_root.parent_of(&path).map_err(not_found)? else {
                 // The source's root itself (or a path ending in `..`): a directory.
-                let e = self
-                    .src_root
-                    .resolve(&path, true)
-                    .map_err(|_| FileOpError::NotFound(format!("\"/{rel}\"")))?;
+                let e = self.src_root.resolve(&path, true).map_err(not_found)?;
                 return Ok(Item::Dir(e));
             };
             if !self.follow_symlinks || dir.kind_of(&name) != Some(rustix::fs::FileType::Symlink) {
@@ -639,7 +648,7 @@ impl CopySpec<'_> {
                         dir: dest.clone(),
                         name: n.clone(),
                     };
-                    self.make_dir_like(&p, &target)?;
+                    self.make_dir_like(&p, &target, &r)?;
                     let (s, d) = (src.open_dir(&n)?, dest.open_dir(&n)?);
                     self.copy_dir_contents(&s, &r, &d)?;
                 }
@@ -661,10 +670,10 @@ impl CopySpec<'_> {
                 name: n.clone(),
             };
             if md.is_dir() {
-                self.make_dir_like(&p, &target)?;
+                self.make_dir_like(&p, &target, &r)?;
                 let (s, d) = (src.open_dir(&n)?, dest.open_dir(&n)?);
                 self.copy_dir_contents(&s, &r, &d)?;
-                copy_times(&md, &target.path()?)?;
+                copy_times(&md, &target.path()?).map_err(|e| rename(e, &r))?;
             } else {
                 self.copy_entry(&item, Path::new(&r), &md, &target)?;
             }
@@ -673,19 +682,19 @@ impl CopySpec<'_> {
     }
 
     /// Makes `target` a real directory like the source directory at `src`.
-    fn make_dir_like(&self, src: &Path, target: &Item) -> Result<()> {
-        let md = std::fs::symlink_metadata(src).map_err(io("stat", src))?;
+    fn make_dir_like(&self, src: &Path, target: &Item, name: &str) -> Result<()> {
+        let md = std::fs::symlink_metadata(src).map_err(io_in("stat", name))?;
         let t = target.path()?;
         match std::fs::symlink_metadata(&t) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                std::fs::remove_file(&t).map_err(io("remove", &t))?;
-                std::fs::create_dir(&t).map_err(io("mkdir", &t))?;
+                std::fs::remove_file(&t).map_err(io_in("remove", name))?;
+                std::fs::create_dir(&t).map_err(io_in("mkdir", name))?;
             }
-            Err(_) => std::fs::create_dir(&t).map_err(io("mkdir", &t))?,
+            Err(_) => std::fs::create_dir(&t).map_err(io_in("mkdir", name))?,
         }
         let mode = self.mode_for(md.mode() & 0o7777, true);
-        set_owner_mode(&t, self.owner_for(&md), Some(mode))?;
+        set_owner_mode(&t, self.owner_for(&md), Some(mode)).map_err(|e| rename(e, name))?;
         copy_xattrs(src, &t);
         Ok(())
     }
@@ -700,8 +709,10 @@ impl CopySpec<'_> {
         target: &Item,
     ) -> Result<()> {
         let (sp, tp) = (src.path()?, target.path()?);
+        let name = src_rel.to_string_lossy().into_owned();
+        let name = name.as_str();
         if md.is_dir() {
-            self.make_dir_like(&sp, target)?;
+            self.make_dir_like(&sp, target, name)?;
             let s = self.open_item_dir(src)?;
             let d = match target {
                 Item::Dir(d) => d.clone(),
@@ -723,23 +734,23 @@ impl CopySpec<'_> {
                 return Ok(());
             }
         }
-        remove_non_dir(&tp, &src_rel.to_string_lossy())?;
+        remove_non_dir(&tp, name)?;
         if md.is_file() && md.nlink() > 1 {
             if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
-                return std::fs::hard_link(first.path()?, &tp).map_err(io("link", &tp));
+                return std::fs::hard_link(first.path()?, &tp).map_err(io_in("link", name));
             }
             self.links.insert((md.dev(), md.ino()), target.clone());
         }
         if ft.is_symlink() {
-            let t = std::fs::read_link(&sp).map_err(io("readlink", &sp))?;
-            std::os::unix::fs::symlink(&t, &tp).map_err(io("symlink", &tp))?;
+            let t = std::fs::read_link(&sp).map_err(io_in("readlink", name))?;
+            std::os::unix::fs::symlink(&t, &tp).map_err(io_in("symlink", name))?;
             let (u, g) = self.owner_for(md);
-            std::os::unix::fs::lchown(&tp, Some(u), Some(g)).map_err(io("chown", &tp))?;
+            std::os::unix::fs::lchown(&tp, Some(u), Some(g)).map_err(io_in("chown", name))?;
             // A symlink keeps its time too (as BuildKit's copy does, through lutimes).
-            return copy_times(md, &tp);
+            return copy_times(md, &tp).map_err(|e| rename(e, name));
         }
         if md.is_file() {
-            copy_file(&sp, &tp)?;
+            copy_file(&sp, &tp).map_err(|e| rename(e, name))?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let kind = if ft.is_fifo() {
                 rustix::fs::FileType::Fifo
@@ -755,18 +766,14 @@ impl CopySpec<'_> {
                 rustix::fs::Mode::from_raw_mode(md.mode() & 0o7777),
                 md.rdev(),
             )
-            .map_err(|e| FileOpError::Io {
-                op: "mknod",
-                path: tp.clone(),
-                source: e.into(),
-            })?;
+            .map_err(|e| io_in("mknod", name)(e.into()))?;
         } else {
             return Ok(()); // sockets are not copied
         }
         let mode = self.mode_for(md.mode() & 0o7777, false);
-        set_owner_mode(&tp, self.owner_for(md), Some(mode))?;
+        set_owner_mode(&tp, self.owner_for(md), Some(mode)).map_err(|e| rename(e, name))?;
         copy_xattrs(&sp, &tp);
-        copy_times(md, &tp)
+        copy_times(md, &tp).map_err(|e| rename(e, name))
     }
 
     fn extract(&self, archive: &Path, name: &str, dest: &Entry) -> Result<()> {

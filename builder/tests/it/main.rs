@@ -2,6 +2,7 @@
 
 mod build;
 mod cli;
+mod escape;
 mod export;
 mod images;
 mod limits;
@@ -9,5 +10,5 @@ mod parse_oracle;
 mod registry;
 mod sandbox;
 mod seccomp;
-mod support;
 mod state_root;
+mod support;

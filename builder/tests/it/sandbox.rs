@@ -667,6 +667,7 @@ fn the_writable_layer_becomes_a_snapshot() {
         &bundle,
         "test-commit",
         &strata::executor::init::Runtime::Builtin,
+        strata::executor::Stdio::Pipes { stdin: false },
     )
     .unwrap();
     assert_eq!(code, 0);
