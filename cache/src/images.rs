@@ -160,9 +160,14 @@ impl<R: Read> Read for Tee<R> {
 impl ImageStore {
     pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
         // The root and its data directories: 0700, so no other user reaches a layer's
-        // setuid files or device nodes.
-        for w in crate::root::prepare(root)? {
-            tracing::warn!("{w}");
+        // setuid files or device nodes. What is left open is said once per process (a build
+        // opens the store for every step).
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let warnings = crate::root::prepare(root)?;
+        if !warnings.is_empty() && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
         }
         Ok(ImageStore {
             root: root.to_path_buf(),

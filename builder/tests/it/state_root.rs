@@ -496,3 +496,32 @@ fn an_import_killed_while_unpacking_leaves_its_half_in_tmp_for_prune() {
     );
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
+
+#[test]
+fn a_root_of_another_user_is_left_as_it_is_with_one_warning() {
+    let Some(tar) = base_tar() else { return };
+    let dir = test_dir("foreign");
+    let (root, ctx) = (dir.join("root"), dir.join("ctx"));
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+    ok(&strata_in(
+        &root,
+        &["import", &tar.to_string_lossy(), "busybox"],
+    ));
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo a > /a\nRUN echo b > /b\nCOPY Dockerfile /\n",
+    )
+    .unwrap();
+    // A build opens the store for every step: the warning comes once.
+    let out = build(&root, &ctx, &[]);
+    ok(&out);
+    let warning = "is owned by uid 65534 and has mode 755";
+    assert_eq!(stderr(&out).matches(warning).count(), 1, "{}", stderr(&out));
+    assert_eq!(mode(&root), 0o755);
+    assert_eq!(std::fs::metadata(&root).unwrap().uid(), 65534);
+    // What strata made in it is private all the same.
+    assert_eq!(mode(&root.join("snapshots")), 0o700);
+}
