@@ -344,6 +344,9 @@ impl Runner {
         .map_err(|e| format!("{e:#}"))?;
         let upper = dir.path().join("upper");
         std::fs::create_dir(&upper).map_err(|e| e.to_string())?;
+        if filename.is_empty() || filename == "." || filename == ".." || filename.contains('/') {
+            return Err(format!("ADD {url}: {filename:?} is not a file name"));
+        }
         let file = upper.join(filename);
         let pre = self
             .prefetched

@@ -35,6 +35,15 @@ fn print_diagnostics(
 }
 
 /// Runs a parsed command line; returns the exit code.
+/// A shim's or init's failure goes to the bundle for the strata that runs the container to
+/// report (once, with its context); printed here only when it could not be recorded.
+fn setup_failure(bundle: &std::path::Path, r: Result<i32>) -> Result<i32> {
+    match r {
+        Err(e) if crate::executor::init::report_setup_error(bundle, &e) => Ok(2),
+        r => r,
+    }
+}
+
 pub fn run(cli: args::Cli) -> Result<ExitCode> {
     let global = config::Global::from_args(&cli.global)?;
     let stdout = std::io::stdout();
@@ -102,13 +111,12 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
                 Some(p) => crate::executor::init::Runtime::External(p),
                 None => crate::executor::init::Runtime::Builtin,
             };
-            crate::executor::init::shim(&a.bundle, &rt, &a.id).inspect_err(|e| {
-                crate::executor::init::report_setup_error(&a.bundle, e);
-            })
+            setup_failure(
+                &a.bundle,
+                crate::executor::init::shim(&a.bundle, &rt, &a.id),
+            )
         }
-        CommandArgs::Init(a) => crate::executor::init::init(&a.bundle).inspect_err(|e| {
-            crate::executor::init::report_setup_error(&a.bundle, e);
-        }),
+        CommandArgs::Init(a) => setup_failure(&a.bundle, crate::executor::init::init(&a.bundle)),
         CommandArgs::FileOp(a) => crate::executor::fileop::child(&a.bundle).map(|_| 0),
         CommandArgs::Graph(g) => {
             let df = config::load_dockerfile(&g.frontend)?;

@@ -165,17 +165,6 @@ fn forwarded() -> SigSet {
     s
 }
 
-/// `overlay` mount data for the layers (lowerdir is top first).
-pub fn overlay_data(l: &Layers) -> String {
-    let lower: Vec<String> = l.lower.iter().map(|p| p.display().to_string()).collect();
-    format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
-        lower.join(":"),
-        l.upper.display(),
-        l.work.display()
-    )
-}
-
 /// Mounts the layers with a writable layer on top (`l.upper`), `nodev`.
 pub(crate) fn mount_overlay(l: &Layers, target: &Path) -> Result<()> {
     super::overlay::check_depth(l.lower.len())?;
@@ -290,17 +279,31 @@ fn external(bin: &Path, bundle: &Path, id: &str) -> Result<i32> {
     if nix::unistd::getppid() == Pid::from_raw(1) {
         bail!("strata exited before the container started");
     }
+    // The runtime writes the container's pid there once it has made the container: a runtime
+    // that exits without it never started the command, and its status is its own.
+    let pid_file = bundle.join("runtime.pid");
     let mut cmd = Command::new(bin);
-    cmd.args(["run", "--bundle"]).arg(bundle).arg(id);
+    cmd.args(["run", "--bundle"])
+        .arg(bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(id);
     unblock_signals_in_child(&mut cmd, Start::Helper);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("running {}", bin.display()))?;
     loop {
         if let Some(status) = child.try_wait().context("waiting for the runtime")? {
-            return Ok(status.code().unwrap_or_else(|| {
+            let code = status.code().unwrap_or_else(|| {
                 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-            }));
+            });
+            if code != 0 && !pid_file.exists() {
+                bail!(
+                    "the runtime {} exited with status {code} before it started the container",
+                    bin.display()
+                );
+            }
+            return Ok(code);
         }
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,
@@ -601,17 +604,14 @@ static SETUP_ERROR: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::ne
 /// to set the container up is never taken for the command's own exit status.
 pub const SETUP_ERROR_FILE: &str = "setup-error";
 
-/// Records why the shim or the init of `bundle` failed.
-pub fn report_setup_error(bundle: &Path, e: &anyhow::Error) {
+/// Records why the shim or the init of `bundle` failed; false when it could not (the caller
+/// then prints the error itself).
+pub fn report_setup_error(bundle: &Path, e: &anyhow::Error) -> bool {
     use std::io::Write;
     let msg = format!("{e:#}");
     match SETUP_ERROR.get() {
-        Some(mut f) => {
-            let _ = f.write_all(msg.as_bytes());
-        }
-        None => {
-            let _ = std::fs::write(bundle.join(SETUP_ERROR_FILE), msg);
-        }
+        Some(mut f) => f.write_all(msg.as_bytes()).is_ok(),
+        None => std::fs::write(bundle.join(SETUP_ERROR_FILE), msg).is_ok(),
     }
 }
 

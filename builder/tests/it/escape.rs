@@ -540,6 +540,7 @@ fn random_hostile_trees_never_reach_the_host() {
         "FROM evil\nRUN --mount=type=bind,source=f,target=@P@ true",
         "FROM evil\nRUN --mount=type=cache,target=@P@ sh -c 'touch @P@/MARK; true'",
         "FROM evil\nRUN --mount=type=tmpfs,target=@P@ true",
+        "FROM busybox\nRUN --mount=type=cache,id=c@P@,from=evil,source=@P@,target=/c sh -c 'cat /c/secret; touch /c/MARK; true'",
         "FROM evil\nRUN --mount=type=secret,id=s,target=@P@ true",
         "FROM evil\nCOPY f @P@",
         "FROM evil\nCOPY f @P@/",
@@ -598,4 +599,27 @@ fn random_hostile_trees_never_reach_the_host() {
     eprintln!(
         "{cases} hostile cases on {trees} trees (seed {seed:#x}): the host was never reached"
     );
+}
+
+#[test]
+fn a_container_that_cannot_start_says_why_once() {
+    let Some(fx) = Fx::new("escape-setup") else {
+        return;
+    };
+    let out = fx.strata(&["run", "--runtime", "/bin/false", "busybox", "true"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("the runtime /bin/false exited with status 1 before it started the container")
+            .count(),
+        1,
+        "{err}"
+    );
+    let out = fx.strata(&["run", "busybox", "/no/such/program"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("the container could not start: starting /no/such/program"));
+    // The command's own status is its own.
+    let out = fx.strata(&["run", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }

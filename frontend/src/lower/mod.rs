@@ -2121,6 +2121,7 @@ impl<'a> Lowerer<'a> {
                 let file = file
                     .rsplit('/')
                     .find(|s| !s.is_empty())
+                    .filter(|s| *s != "." && *s != "..")
                     .unwrap_or("__unnamed__")
                     .to_string();
                 let op = Op {
