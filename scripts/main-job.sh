@@ -6,6 +6,11 @@
 # sample (`strata build`: three stages, RUN steps in the sandbox, COPY --from between stages),
 # runs the image it made, and builds it again to show every step answered by the cache.
 set -euo pipefail
+# Root is needed (apt packages, namespaces, overlay mounts): a user re-runs this through sudo,
+# keeping the PATH that finds the Rust toolchain.
+if [[ $(id -u) -ne 0 ]]; then
+  exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME env "HOME=$HOME" "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 out=${STRATA_JOB_DIR:-target/main-job}

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: formatting, clippy, unit, integration and conformance tests.
 set -euo pipefail
+# Root is needed (apt packages, namespaces, overlay mounts): a user re-runs this through sudo,
+# keeping the PATH that finds the Rust toolchain.
+if [[ $(id -u) -ne 0 ]]; then
+  exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME env "HOME=$HOME" "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all --check
