@@ -21,11 +21,17 @@ struct StdinContext {
     dockerfile: Option<String>,
 }
 
-/// `-`: a tar of the context (plain or compressed), or a lone Dockerfile.
+/// How much of standard input is looked at to tell a context tar from a Dockerfile.
+const STDIN_HEAD: u64 = 1 << 20;
+
+/// `-`: a tar of the context (plain or compressed), streamed into a directory (never held in
+/// memory), or a lone Dockerfile (read with the Dockerfile's bound).
 fn stdin_context(root: &std::path::Path) -> Result<StdinContext> {
-    let mut data = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut data)
+    let mut stdin = std::io::stdin().lock();
+    let mut head = Vec::new();
+    (&mut stdin)
+        .take(STDIN_HEAD)
+        .read_to_end(&mut head)
         .context("reading the build context from standard input")?;
     let dir = executor::ContainerDir::create(
         &root.join("containers"),
@@ -35,16 +41,17 @@ fn stdin_context(root: &std::path::Path) -> Result<StdinContext> {
     // Beside the lock file, not with it: the context is a directory of its own.
     std::fs::create_dir(dir.path().join("context"))?;
     let is_tar = {
-        let mut r = strata_cache::unpack::decompress(&data[..])?;
+        let mut r = strata_cache::unpack::decompress(&head[..])?;
         let mut block = [0u8; 512];
         r.read_exact(&mut block).is_ok() && &block[257..262] == b"ustar"
     };
+    let all = std::io::Read::chain(&head[..], stdin);
     if is_tar {
         let opts = strata_cache::unpack::UnpackOptions {
             whiteouts: strata_cache::unpack::Whiteouts::Apply,
             ..Default::default()
         };
-        let r = strata_cache::unpack::decompress(&data[..])?;
+        let r = strata_cache::unpack::decompress(all)?;
         strata_cache::unpack::unpack(
             r,
             &dir.path().join("context"),
@@ -57,12 +64,10 @@ fn stdin_context(root: &std::path::Path) -> Result<StdinContext> {
             dockerfile: None,
         })
     } else {
-        if data.len() as u64 > crate::bounded::DOCKERFILE_LIMIT {
-            bail!(
-                "the Dockerfile on standard input is larger than {}, the limit for a Dockerfile",
-                crate::bounded::human(crate::bounded::DOCKERFILE_LIMIT)
-            );
-        }
+        let data =
+            crate::bounded::read_limited(all, crate::bounded::DOCKERFILE_LIMIT).map_err(|e| {
+                anyhow::anyhow!("the Dockerfile on standard input: {e} for a Dockerfile")
+            })?;
         Ok(StdinContext {
             dir,
             dockerfile: Some(String::from_utf8_lossy(&data).into_owned()),

@@ -406,13 +406,25 @@ fn apply_capabilities(spec: &Spec) -> Result<()> {
 /// ([`super::seccomp`]) for the capabilities of the spec's bounding set, compiled for this
 /// architecture. What it does not allow fails with EPERM; clone3 without CAP_SYS_ADMIN
 /// answers ENOSYS so libc falls back to clone.
-fn apply_seccomp(spec: &Spec) -> Result<()> {
+/// The name of the file in a bundle that holds the seccomp programs, compiled by the strata
+/// that prepared the bundle.
+pub const SECCOMP_FILE: &str = "seccomp.bpf";
+
+/// Installs the container's seccomp filter: `compiled` (the bundle's programs) when given, else
+/// compiled here from the profile.
+fn apply_seccomp(spec: &Spec, compiled: Option<Vec<seccompiler::BpfProgram>>) -> Result<()> {
     if spec
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
         .is_none()
     {
+        return Ok(());
+    }
+    if let Some(progs) = compiled {
+        for p in &progs {
+            install_filter(p).context("installing the seccomp filter")?;
+        }
         return Ok(());
     }
     let caps = spec
@@ -651,6 +663,14 @@ pub fn init(bundle: &Path) -> Result<i32> {
         }
         Err(_) => vec![],
     };
+    // Read before pivot_root, like the secrets.
+    let compiled_seccomp = match std::fs::read(bundle.join(SECCOMP_FILE)) {
+        Ok(b) => Some(
+            super::seccomp::read_programs(&b)
+                .with_context(|| format!("{SECCOMP_FILE} in the bundle is not well formed"))?,
+        ),
+        Err(_) => None,
+    };
     rootfs::setup(&spec, &rootfs_path, &sys).context("preparing the root filesystem")?;
     let namespaces = spec
         .linux()
@@ -712,7 +732,7 @@ pub fn init(bundle: &Path) -> Result<i32> {
 
     // The filter first: installing it needs CAP_SYS_ADMIN (no_new_privs stays off, as in
     // Docker), which the capabilities below drop.
-    apply_seccomp(&spec)?;
+    apply_seccomp(&spec, compiled_seccomp)?;
     apply_capabilities(&spec)?;
     // The init takes the workload's identity (groups, then gid, then uid) and starts it. It
     // keeps nothing a container user would not have.

@@ -248,6 +248,25 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     let spec = spec::build(&p).context("building the runtime spec")?;
     spec.save(dir.join("config.json"))
         .context("writing config.json")?;
+    if spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .is_some()
+    {
+        // Compiled here once per process, so no container's init compiles the profile.
+        let caps = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+            .and_then(|c| c.bounding().clone())
+            .unwrap_or_default();
+        let progs = seccomp::native_arch()
+            .and_then(|arch| seccomp::filters(&caps, arch))
+            .context("compiling the seccomp filter")?;
+        seccomp::write_programs(&dir.join(init::SECCOMP_FILE), &progs)
+            .context("writing the seccomp filter")?;
+    }
     if req.copy_layers {
         native::materialize(&req.lower, &dir.join("rootfs")).context("copying the layers")?;
     }

@@ -120,20 +120,110 @@ pub fn native_arch() -> Result<TargetArch, Error> {
         .map_err(|_| Error::Arch(std::env::consts::ARCH.to_string()))
 }
 
+/// System call numbers by architecture and name, kept as data beside the profile.
+const NUMBERS: &str = include_str!("seccomp/numbers.toml");
+
+fn number_table() -> &'static HashMap<String, HashMap<String, i64>> {
+    static TABLE: std::sync::OnceLock<HashMap<String, HashMap<String, i64>>> =
+        std::sync::OnceLock::new();
+    TABLE.get_or_init(|| toml::from_str(NUMBERS).unwrap_or_default())
+}
+
 /// The profile kept in the repository.
 pub fn builtin() -> Result<Profile, Error> {
     Profile::parse(PROFILE)
 }
 
 /// The BPF programs for a container with capabilities `caps` on `arch`, in the order to
-/// install them.
+/// install them. Compiled once per process for each capability set (a build's steps share
+/// them; [`write_programs`] hands them to the container's init).
 pub fn filters(caps: &HashSet<Capability>, arch: TargetArch) -> Result<Vec<BpfProgram>, Error> {
-    builtin()?.programs(caps, arch)
+    static CACHE: Cache<Vec<BpfProgram>> = Cache::new();
+    CACHE.get(caps, arch, || builtin()?.programs(caps, arch))
 }
 
-/// The seccomp section of config.json for a container with capabilities `caps` on `arch`.
+/// The seccomp section of config.json for a container with capabilities `caps` on `arch`
+/// (made once per process for each capability set).
 pub fn oci_section(caps: &HashSet<Capability>, arch: TargetArch) -> Result<LinuxSeccomp, Error> {
-    builtin()?.oci(caps, arch)
+    static CACHE: Cache<LinuxSeccomp> = Cache::new();
+    CACHE.get(caps, arch, || builtin()?.oci(caps, arch))
+}
+
+/// Results by (capability set, architecture), computed once.
+struct Cache<T>(std::sync::Mutex<Option<HashMap<String, T>>>);
+
+impl<T: Clone> Cache<T> {
+    const fn new() -> Cache<T> {
+        Cache(std::sync::Mutex::new(None))
+    }
+
+    fn get(
+        &self,
+        caps: &HashSet<Capability>,
+        arch: TargetArch,
+        make: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut names: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+        names.sort();
+        let key = format!("{}/{}", arch_name(arch), names.join(","));
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = guard.get_or_insert_with(HashMap::new);
+        if let Some(v) = map.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = make()?;
+        map.insert(key, v.clone());
+        Ok(v)
+    }
+}
+
+/// Writes compiled programs to `path` for the container's init to install as they are (so
+/// the init compiles nothing): per program its length, then each instruction (code, jt, jf,
+/// k), native-endian.
+pub fn write_programs(path: &std::path::Path, progs: &[BpfProgram]) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(progs.len() as u32).to_ne_bytes());
+    for p in progs {
+        out.extend_from_slice(&(p.len() as u32).to_ne_bytes());
+        for i in p {
+            out.extend_from_slice(&i.code.to_ne_bytes());
+            out.push(i.jt);
+            out.push(i.jf);
+            out.extend_from_slice(&i.k.to_ne_bytes());
+        }
+    }
+    std::fs::write(path, out)
+}
+
+/// Reads what [`write_programs`] wrote; `None` if it is not well formed.
+pub fn read_programs(bytes: &[u8]) -> Option<Vec<BpfProgram>> {
+    let mut at = 0usize;
+    let u32_at = |at: &mut usize| -> Option<u32> {
+        let b = bytes.get(*at..*at + 4)?;
+        *at += 4;
+        Some(u32::from_ne_bytes(b.try_into().ok()?))
+    };
+    let n = u32_at(&mut at)?;
+    let mut progs = Vec::new();
+    for _ in 0..n {
+        let len = u32_at(&mut at)? as usize;
+        if len > 4096 {
+            return None;
+        }
+        let mut p = Vec::with_capacity(len);
+        for _ in 0..len {
+            let b = bytes.get(at..at + 8)?;
+            p.push(seccompiler::sock_filter {
+                code: u16::from_ne_bytes([b[0], b[1]]),
+                jt: b[2],
+                jf: b[3],
+                k: u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+            });
+            at += 8;
+        }
+        progs.push(p);
+    }
+    (at == bytes.len()).then_some(progs)
 }
 
 /// System call → the argument alternatives under which it matches; `None`: whatever the
@@ -166,20 +256,49 @@ fn compile(
     Ok(BpfProgram::try_from(filter)?)
 }
 
-/// The number seccompiler's table gives `name` on `arch`: read from the program it compiles
-/// for that one name (the comparison after the load of the system call number).
-fn seccompiler_number(name: &str, arch: TargetArch) -> Option<i64> {
+/// The numbers seccompiler's table gives `names` on `arch`, read from the programs it compiles
+/// for them (the comparison after the load of the system call number). One compilation for
+/// many names (seccompiler builds its table once per call); a batch with a name the table
+/// lacks fails as a whole and is split in two, so the unknown names cost a few more calls.
+fn seccompiler_numbers<'a>(names: &[&'a str], arch: TargetArch, out: &mut HashMap<&'a str, i64>) {
     const LD_W_ABS: u16 = 0x20;
     const JEQ_K: u16 = 0x15;
-    let filter = serde_json::json!({"p": {
-        "mismatch_action": "allow",
-        "match_action": {"errno": 1},
-        "filter": [{"syscall": name}],
-    }});
-    let progs = seccompiler::compile_from_json(filter.to_string().as_bytes(), arch).ok()?;
-    progs.get("p")?.windows(2).find_map(|w| {
-        (w[0].code == LD_W_ABS && w[0].k == 0 && w[1].code == JEQ_K).then_some(i64::from(w[1].k))
-    })
+    if names.is_empty() {
+        return;
+    }
+    let mut filters = serde_json::Map::new();
+    for (i, name) in names.iter().enumerate() {
+        filters.insert(
+            format!("n{i}"),
+            serde_json::json!({
+                "mismatch_action": "allow",
+                "match_action": {"errno": 1},
+                "filter": [{"syscall": name}],
+            }),
+        );
+    }
+    let json = serde_json::Value::Object(filters).to_string();
+    match seccompiler::compile_from_json(json.as_bytes(), arch) {
+        Ok(progs) => {
+            for (i, name) in names.iter().enumerate() {
+                let nr = progs.get(&format!("n{i}")).and_then(|p| {
+                    p.windows(2).find_map(|w| {
+                        (w[0].code == LD_W_ABS && w[0].k == 0 && w[1].code == JEQ_K)
+                            .then_some(i64::from(w[1].k))
+                    })
+                });
+                if let Some(nr) = nr {
+                    out.insert(name, nr);
+                }
+            }
+        }
+        Err(_) if names.len() == 1 => {}
+        Err(_) => {
+            let (a, b) = names.split_at(names.len() / 2);
+            seccompiler_numbers(a, arch, out);
+            seccompiler_numbers(b, arch, out);
+        }
+    }
 }
 
 impl Cmp {
@@ -324,23 +443,57 @@ impl Profile {
         self.numbers_of(self.rules.iter(), arch)
     }
 
-    /// The numbers of the system calls `rules` name that `arch` has: seccompiler's, else the
-    /// profile's own.
+    /// The numbers of the system calls `rules` name that `arch` has, from the table kept as
+    /// data (`numbers.toml`); looked up through seccompiler for an architecture it lacks.
     fn numbers_of<'a>(
         &'a self,
         rules: impl Iterator<Item = &'a Rule>,
         arch: TargetArch,
     ) -> HashMap<&'a str, i64> {
+        let Some(table) = number_table().get(arch_name(arch)) else {
+            return self.slow_numbers_of(rules, arch);
+        };
+        rules
+            .flat_map(|r| r.names.iter())
+            .filter_map(|n| table.get(n.as_str()).map(|nr| (n.as_str(), *nr)))
+            .collect()
+    }
+
+    /// Every number seccompiler's table and the profile's own give the names of the profile
+    /// on `arch` (slow: compiles filters to read the numbers).
+    #[cfg(test)]
+    fn slow_numbers(&self, arch: TargetArch) -> HashMap<&str, i64> {
+        self.slow_numbers_of(self.rules.iter(), arch)
+    }
+
+    /// The numbers of the system calls `rules` name that `arch` has: seccompiler's, else the
+    /// profile's own.
+    fn slow_numbers_of<'a>(
+        &'a self,
+        rules: impl Iterator<Item = &'a Rule>,
+        arch: TargetArch,
+    ) -> HashMap<&'a str, i64> {
         let extra = self.numbers.get(arch_name(arch));
+        let mut names: Vec<&str> = rules
+            .flat_map(|r| r.names.iter())
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
         let mut out = HashMap::new();
-        for name in rules.flat_map(|r| r.names.iter()) {
-            if out.contains_key(name.as_str()) {
-                continue;
-            }
-            let nr = seccompiler_number(name, arch)
-                .or_else(|| extra.and_then(|e| e.get(name)).map(|n| i64::from(*n)));
-            if let Some(nr) = nr {
-                out.insert(name.as_str(), nr);
+        // Names the profile numbers itself are the ones seccompiler's table lacks: leaving them
+        // out keeps the batch whole (one compilation).
+        let asked: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !extra.is_some_and(|e| e.contains_key(*n)))
+            .collect();
+        seccompiler_numbers(&asked, arch, &mut out);
+        for name in names {
+            if !out.contains_key(name)
+                && let Some(n) = extra.and_then(|e| e.get(name))
+            {
+                out.insert(name, i64::from(*n));
             }
         }
         out
@@ -920,5 +1073,33 @@ mod tests {
         assert_eq!(has("clone"), vec![(allow.clone(), true)]);
         assert_eq!(has("clone3"), vec![(allow, true)]);
         assert!(has("io_uring_setup").is_empty());
+    }
+
+    #[test]
+    fn seccomp_number_table_matches_seccompiler() {
+        let p = builtin().unwrap();
+        let mut expected = String::new();
+        let mut same = true;
+        for arch in ARCHES {
+            let slow = p.slow_numbers(arch);
+            let fast = p.numbers(arch);
+            same &= slow == fast;
+            expected.push_str(&format!("[{}]\n", arch_name(arch)));
+            let mut v: Vec<(&str, i64)> = slow.into_iter().collect();
+            v.sort_by_key(|x| (x.1, x.0));
+            for (n, nr) in v {
+                expected.push_str(&format!("{n} = {nr}\n"));
+            }
+            expected.push('\n');
+        }
+        if !same {
+            let out = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/seccomp-numbers.toml"
+            );
+            let _ = std::fs::write(out, &expected);
+            panic!("seccomp/numbers.toml is out of date: the expected table is in {out}");
+        }
+        assert!(number_table().get("x86_64").is_some_and(|t| t.len() > 300));
     }
 }

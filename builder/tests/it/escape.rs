@@ -623,3 +623,32 @@ fn a_container_that_cannot_start_says_why_once() {
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
+
+#[test]
+fn copy_errors_name_paths_inside_the_image_not_strata_state() {
+    let Some(fx) = Fx::new("escape-messages") else {
+        return;
+    };
+    for (setup, copy, want) in [
+        ("ln -s /etc/passwd/x /bad", "COPY f /bad/y", "/bad"),
+        (
+            "ln -s /nowhere /dangling",
+            "COPY f /dangling/sub/",
+            "/dangling",
+        ),
+        ("echo x > /file", "COPY f /file/y", "/file"),
+        ("true", "COPY --from=busybox /no/such /x", "/no/such"),
+    ] {
+        fx.dockerfile(&format!("FROM busybox\nRUN {setup}\n{copy}\n"));
+        let out = fx.build(&[]);
+        let err = stderr(&out);
+        if out.status.success() {
+            continue;
+        }
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.contains(want), "{copy}: {last}");
+        for internal in ["/proc/self/fd", &*fx.root.to_string_lossy()] {
+            assert!(!err.contains(internal), "{copy}: shows {internal}:\n{err}");
+        }
+    }
+}

@@ -186,6 +186,11 @@ fn dockerfile_over_16_mib_is_refused() {
     fails_with(&out, "larger than the limit of 16 MiB");
     let out = strata_within(&["parse", "-"], Some(&text), 60);
     fails_with(&out, "larger than the limit of 16 MiB");
+    // A lone Dockerfile as the build's standard input (`build -`) has the same bound.
+    if rustix::process::geteuid().is_root() {
+        let out = strata_within(&["build", "-"], Some(&text), 60);
+        fails_with(&out, "larger than the limit of 16 MiB");
+    }
 }
 
 #[test]
