@@ -155,18 +155,15 @@ impl Root {
         .map_err(|e| InRootError::new("resolve", path, e))
     }
 
-    /// Opens the regular file at `path` (symlinks followed inside the root) for reading. A FIFO
-    /// or device is refused without blocking.
+    /// Opens the regular file at `path` (symlinks followed inside the root) for reading.
+    /// Anything else is refused before it is opened for reading: a device node's driver is
+    /// never reached and a FIFO never blocks (the file is opened as a path, checked, then
+    /// opened through its descriptor).
     pub fn open_file(&self, path: impl AsRef<Path>) -> Result<std::fs::File> {
         let path = path.as_ref();
-        let fd = self
-            .openat2(
-                path,
-                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-                resolve_flags(),
-            )
-            .map_err(|e| InRootError::new("open", path, e))?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| InRootError::new("stat", path, e.into()))?;
+        let e = self.resolve(path, true)?;
+        let st =
+            rustix::fs::fstat(&*e.fd).map_err(|er| InRootError::new("stat", path, er.into()))?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(InRootError::new(
                 "open",
@@ -174,8 +171,12 @@ impl Root {
                 io::Error::other("not a regular file"),
             ));
         }
-        // Reads of a regular file never block; clear the flag for ordinary use.
-        let _ = rustix::fs::fcntl_setfl(&fd, OFlags::empty());
+        let fd = rustix::fs::open(
+            e.path(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .map_err(|er| InRootError::new("open", path, er.into()))?;
         Ok(std::fs::File::from(fd))
     }
 

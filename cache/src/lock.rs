@@ -12,12 +12,16 @@ pub struct RootLock {
     _file: File,
 }
 
+/// The root's lock file, in a root that [`crate::root::prepare`] found this user's own; a
+/// symlink in its place is not followed.
 fn open(root: &Path) -> io::Result<File> {
-    crate::root::create_root(root)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    crate::root::prepare(root).map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
     File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(root.join("lock"))
 }
 

@@ -24,6 +24,16 @@ pub const PRIVATE_DIRS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
+    /// Another user made the directory: whatever is in it (a symlink in place of `tmp/`, a
+    /// planted `metadata.db`) would be theirs to choose.
+    #[error(
+        "{path} is owned by uid {uid}, not by this user (uid {euid}): refusing to use a state root another user controls; choose another --root or STRATA_ROOT"
+    )]
+    Foreign { path: PathBuf, uid: u32, euid: u32 },
+    #[error(
+        "{path} is a symbolic link, not a directory: refusing to follow it inside the state root"
+    )]
+    Symlink { path: PathBuf },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -84,52 +94,58 @@ pub fn create_root(root: &Path) -> io::Result<()> {
     mkdir_private(root)
 }
 
-/// Narrows `dir` (or the directory a symlink there leads to) to 0700 when this user owns it and
-/// it is not 0700. Returns a warning when it is open to others and owned by someone else (left
-/// as it is).
-fn narrow(dir: &Path, euid: u32) -> Result<Option<String>, RootError> {
-    let m = match std::fs::metadata(dir) {
+/// Narrows `dir` (or the directory a symlink there leads to, for the root itself) to 0700 when
+/// it is not. A directory another user owns is refused, as is a symlink in place of one of the
+/// root's data directories (`follow` unset).
+fn narrow(dir: &Path, euid: u32, follow: bool) -> Result<(), RootError> {
+    let m = match if follow {
+        std::fs::metadata(dir)
+    } else {
+        std::fs::symlink_metadata(dir)
+    } {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err("inspect", dir)(e)),
     };
-    if !m.is_dir() || m.mode() & 0o7777 == PRIVATE_MODE {
-        return Ok(None);
+    if m.file_type().is_symlink() {
+        return Err(RootError::Symlink {
+            path: dir.to_path_buf(),
+        });
+    }
+    if !m.is_dir() {
+        return Ok(());
     }
     if m.uid() != euid {
-        if m.mode() & 0o077 == 0 {
-            return Ok(None);
-        }
-        return Ok(Some(format!(
-            "{} is owned by uid {} and has mode {:o}: other users can reach the layers in it; make it mode 700",
-            dir.display(),
-            m.uid(),
-            m.mode() & 0o7777
-        )));
+        return Err(RootError::Foreign {
+            path: dir.to_path_buf(),
+            uid: m.uid(),
+            euid,
+        });
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_MODE))
-        .map_err(io_err("make private", dir))?;
-    Ok(None)
+    if m.mode() & 0o7777 != PRIVATE_MODE {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_MODE))
+            .map_err(io_err("make private", dir))?;
+    }
+    Ok(())
 }
 
 /// Makes `root` ready for use: creates it and its [`PRIVATE_DIRS`] with mode 0700, and narrows
-/// to 0700 those an earlier strata made more open, when this user owns them. A root owned by
-/// someone else is left as it is; the warnings say what is still open.
+/// to 0700 those an earlier strata made more open. A root (or a data directory in it) another
+/// user owns is refused, and so is a data directory that is a symlink: another user could
+/// have planted either. Returns warnings (none today; kept for the callers' reporting).
 pub fn prepare(root: &Path) -> Result<Vec<String>, RootError> {
-    create_root(root).map_err(io_err("create the state root", root))?;
     let euid = rustix::process::geteuid().as_raw();
-    let mut warnings = Vec::new();
-    if let Some(w) = narrow(root, euid)? {
-        warnings.push(w);
-    }
+    // Checked before anything is made in it.
+    narrow(root, euid, true)?;
+    create_root(root).map_err(io_err("create the state root", root))?;
+    narrow(root, euid, true)?;
     for d in PRIVATE_DIRS {
         let p = root.join(d);
+        narrow(&p, euid, false)?;
         private_dir_all(&p).map_err(io_err("create", &p))?;
-        if let Some(w) = narrow(&p, euid)? {
-            warnings.push(w);
-        }
+        narrow(&p, euid, false)?;
     }
-    Ok(warnings)
+    Ok(Vec::new())
 }
 
 #[cfg(test)]
@@ -182,22 +198,30 @@ mod tests {
     }
 
     #[test]
-    fn a_root_of_another_user_is_left_open_with_a_warning() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipping: changing a directory's owner needs root");
-            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
-            return;
-        }
+    fn a_root_of_another_user_or_with_symlinked_directories_is_refused() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
-        let w = prepare(&root).unwrap();
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("owned by uid 65534"), "{w:?}");
-        assert_eq!(mode(&root), 0o755);
-        // What is missing in it is still made private.
-        assert_eq!(mode(&root.join("snapshots")), 0o700);
+        let victim = d.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("f"), "x").unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("tmp")).unwrap();
+        let e = prepare(&root).unwrap_err();
+        assert!(matches!(e, RootError::Symlink { .. }), "{e}");
+        assert!(victim.join("f").exists());
+        assert_ne!(mode(&victim), 0o700);
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipping the other-user half: changing a directory's owner needs root");
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+            return;
+        }
+        let other = d.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&other, Some(65534), Some(65534)).unwrap();
+        let e = prepare(&other).unwrap_err();
+        assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+        assert_eq!(mode(&other), 0o755);
+        assert!(!other.join("snapshots").exists());
     }
 }

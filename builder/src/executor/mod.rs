@@ -166,8 +166,10 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     let mut extra_mounts = Vec::new();
     let mut extra = Vec::new();
     for (n, m) in req.mounts.iter().enumerate() {
+        // Every mount a step gets is `nodev`: the built-in runtime has no devices cgroup, so a
+        // node a step makes in a cache or a stage's layer must not open the host's device.
         let ro = |readonly: bool| {
-            let mut o = vec!["rbind".to_string()];
+            let mut o = vec!["rbind".to_string(), "nodev".to_string()];
             if readonly {
                 o.push("ro".into());
             }

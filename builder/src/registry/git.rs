@@ -10,9 +10,40 @@ fn git(args: &[&str], dir: Option<&Path>) -> Result<String> {
     if let Some(d) = dir {
         c.current_dir(d);
     }
+    // A Dockerfile names the remote: git gets none of the host's credentials for it (no
+    // global or system config, so no credential helper; no home; ssh with no keys, agent or
+    // config), as BuildKit's git source uses only what the build is given. Proxy and CA
+    // settings pass, they are how this host reaches the network.
+    c.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let name = k.to_string_lossy().to_ascii_lowercase();
+        let keep = matches!(
+            name.as_str(),
+            "path"
+                | "lang"
+                | "lc_all"
+                | "http_proxy"
+                | "https_proxy"
+                | "all_proxy"
+                | "no_proxy"
+                | "ssl_cert_file"
+                | "ssl_cert_dir"
+        );
+        if keep {
+            c.env(k, v);
+        }
+    }
     let out = c
         .args(args)
+        .env("HOME", "/nonexistent")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "/bin/false")
+        .env(
+            "GIT_SSH_COMMAND",
+            "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=/dev/null -o IdentityAgent=none",
+        )
         .stdin(Stdio::null())
         .output()
         .context("running git (ADD of a Git repository needs git installed)")?;

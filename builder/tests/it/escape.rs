@@ -652,3 +652,85 @@ fn copy_errors_name_paths_inside_the_image_not_strata_state() {
         }
     }
 }
+
+#[test]
+fn device_nodes_a_step_makes_in_its_mounts_cannot_be_opened() {
+    let Some(fx) = Fx::new("escape-nodev") else {
+        return;
+    };
+    // 1,3 is /dev/null: harmless if the test ever fails, and openable by root unless `nodev`.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        fx.ctx.join("null"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    fx.dockerfile(
+        "FROM busybox AS dev\nRUN mknod /n c 1 3\n\
+         FROM busybox AS dev2\nCOPY --from=dev /n /n\nRUN true > /x\n\
+         FROM busybox\n\
+         RUN --mount=type=cache,id=nd,target=/c sh -c 'rm -f /c/n; mknod /c/n c 1 3; echo x > /c/n && echo OPEN${x}ED-cache; true'\n\
+         RUN --mount=type=bind,from=dev,source=/n,target=/m sh -c 'echo x > /m && echo OPEN${x}ED-from; true'\n\
+         RUN --mount=type=bind,from=dev2,source=/,target=/s sh -c 'echo x > /s/n && echo OPEN${x}ED-stack; true'\n\
+         RUN --mount=type=bind,source=null,target=/ctx sh -c 'echo x > /ctx && echo OPEN${x}ED-context; true'\n\
+         RUN --mount=type=cache,id=seeded,from=dev,source=/,target=/d sh -c 'echo x > /d/n && echo OPEN${x}ED-seeded; true'\n",
+    );
+    let out = fx.build(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("OPENED-"), "a device node was opened:\n{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+}
+
+#[test]
+fn add_of_a_git_url_sends_none_of_the_hosts_git_credentials() {
+    let Some(fx) = Fx::new("escape-git") else {
+        return;
+    };
+    use std::io::{Read, Write};
+    // A server that asks for credentials and records what it is sent.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log = seen.clone();
+    listener.set_nonblocking(false).unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(8) {
+            let Ok(mut c) = conn else { break };
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = c.read(&mut buf).unwrap_or(0);
+            log.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = c.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    // The host's git is set up to answer any server with a password.
+    let home = fx.ctx.parent().unwrap().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".gitconfig"),
+        "[credential]\n\thelper = \"!f() { echo username=ci-user; echo password=host-secret-token; }; f\"\n",
+    )
+    .unwrap();
+    fx.dockerfile(&format!(
+        "FROM busybox\nADD http://127.0.0.1:{port}/org/repo.git /src\n"
+    ));
+    let out = fx
+        .cmd(&["build", "--progress", "plain", &fx.ctx.to_string_lossy()])
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let requests = seen.lock().unwrap().clone();
+    assert!(requests.contains("GET /org/repo.git"), "{requests}");
+    assert!(
+        !requests.to_ascii_lowercase().contains("authorization:"),
+        "git sent the host's credentials:\n{requests}"
+    );
+}

@@ -498,30 +498,43 @@ fn an_import_killed_while_unpacking_leaves_its_half_in_tmp_for_prune() {
 }
 
 #[test]
-fn a_root_of_another_user_is_left_as_it_is_with_one_warning() {
+fn a_root_another_user_made_is_refused_before_anything_is_done_in_it() {
     let Some(tar) = base_tar() else { return };
     let dir = test_dir("foreign");
-    let (root, ctx) = (dir.join("root"), dir.join("ctx"));
-    std::fs::create_dir_all(&ctx).unwrap();
+    let root = dir.join("root");
+    let victim = dir.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("old"), "x").unwrap();
     std::fs::create_dir(&root).unwrap();
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Another user's root, with its tmp/ leading to a victim directory.
+    std::os::unix::fs::symlink(&victim, root.join("tmp")).unwrap();
     std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
-    ok(&strata_in(
-        &root,
-        &["import", &tar.to_string_lossy(), "busybox"],
-    ));
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM busybox\nRUN echo a > /a\nRUN echo b > /b\nCOPY Dockerfile /\n",
-    )
-    .unwrap();
-    // A build opens the store for every step: the warning comes once.
-    let out = build(&root, &ctx, &[]);
-    ok(&out);
-    let warning = "is owned by uid 65534 and has mode 755";
-    assert_eq!(stderr(&out).matches(warning).count(), 1, "{}", stderr(&out));
+    for args in [
+        vec!["images"],
+        vec!["import", &*tar.to_string_lossy(), "busybox"],
+    ] {
+        let out = strata_in(&root, &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr(&out).contains("owned by uid 65534"),
+            "{}",
+            stderr(&out)
+        );
+    }
     assert_eq!(mode(&root), 0o755);
     assert_eq!(std::fs::metadata(&root).unwrap().uid(), 65534);
-    // What strata made in it is private all the same.
-    assert_eq!(mode(&root.join("snapshots")), 0o700);
+    assert!(victim.join("old").exists());
+    assert_ne!(mode(&victim), 0o700);
+    // This user's root with a symlink for a data directory is refused too.
+    let own = dir.join("own");
+    std::fs::create_dir(&own).unwrap();
+    std::os::unix::fs::symlink(&victim, own.join("snapshots")).unwrap();
+    let out = strata_in(&own, &["images"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
 }
