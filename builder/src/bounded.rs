@@ -73,15 +73,26 @@ fn kind_name(t: FileType) -> &'static str {
     }
 }
 
+/// Files are first opened as a path only (`O_PATH`): opening a device node or a FIFO for
+/// reading already reaches its driver (a watchdog armed, a tape rewound) or blocks.
 fn flags() -> OFlags {
-    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY
+    OFlags::PATH | OFlags::CLOEXEC
 }
 
-/// Refuses anything but a regular file (after the open, on the file itself).
-fn check(f: File) -> Result<File, ReadError> {
-    let st = rustix::fs::fstat(&f)?;
+/// Refuses anything but a regular file (on what `fd`, an `O_PATH` descriptor, names), then
+/// opens that same file for reading.
+fn check(fd: rustix::fd::OwnedFd) -> Result<File, ReadError> {
+    use std::os::fd::AsRawFd;
+    let st = rustix::fs::fstat(&fd)?;
     match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => Ok(f),
+        FileType::RegularFile => {
+            let f = rustix::fs::open(
+                format!("/proc/self/fd/{}", fd.as_raw_fd()),
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+                Mode::empty(),
+            )?;
+            Ok(File::from(f))
+        }
         t => Err(ReadError::NotRegular(kind_name(t))),
     }
 }
@@ -100,7 +111,7 @@ fn explain_open_error(e: rustix::io::Errno, path: &Path) -> ReadError {
 pub fn open_regular(path: &Path) -> Result<File, ReadError> {
     let fd =
         rustix::fs::open(path, flags(), Mode::empty()).map_err(|e| explain_open_error(e, path))?;
-    check(File::from(fd))
+    check(fd)
 }
 
 /// Opens `name` inside the directory `root` as a regular file, every component (symlinks,
@@ -123,7 +134,41 @@ pub fn open_in_context(root: &File, name: &str) -> Result<File, ReadError> {
         }
         e => e.into(),
     })?;
-    check(File::from(fd))
+    check(fd)
+}
+
+/// Opens `path` inside `root` (a directory strata was handed: an OCI layout, an unpacked
+/// archive, a cache directory) as a regular file. The path is resolved inside `root`
+/// (symlinks and `..` never leave it) and held as `O_PATH`, which opens nothing; only once
+/// that file is known to be a regular file is it opened for reading (through its descriptor,
+/// so it is the same file), so a FIFO or a device is never opened at all. A symlink whose
+/// target is not inside `root` is [`ReadError::LinkOutside`].
+pub fn open_regular_in(
+    root: &strata_cache::inroot::Root,
+    path: impl AsRef<Path>,
+) -> Result<File, ReadError> {
+    let path = path.as_ref();
+    let entry = root.resolve(path, true).map_err(|e| {
+        if e.is_not_found()
+            && root
+                .resolve(path, false)
+                .ok()
+                .and_then(|l| l.metadata().ok())
+                .is_some_and(|m| m.file_type().is_symlink())
+        {
+            ReadError::LinkOutside
+        } else {
+            ReadError::from(e.cause)
+        }
+    })?;
+    let t = {
+        use std::os::unix::fs::MetadataExt;
+        FileType::from_raw_mode(entry.metadata()?.mode())
+    };
+    if t != FileType::RegularFile {
+        return Err(ReadError::NotRegular(kind_name(t)));
+    }
+    Ok(File::open(entry.path())?)
 }
 
 /// Opens a directory to resolve names inside it.
@@ -274,6 +319,49 @@ mod tests {
             .to_string(),
             "it is larger than the limit of 500 KiB"
         );
+    }
+
+    #[test]
+    fn names_in_a_root_are_resolved_inside_and_never_opened_unless_regular() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("layout");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(d.path().join("outside"), "host").unwrap();
+        std::fs::write(dir.join("index.json"), "{}").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).unwrap();
+        std::os::unix::fs::symlink("../outside", dir.join("out")).unwrap();
+        std::os::unix::fs::symlink("/index.json", dir.join("abs")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let root = strata_cache::inroot::Root::open(&dir).unwrap();
+        assert!(matches!(
+            open_regular_in(&root, "fifo"),
+            Err(ReadError::NotRegular("a FIFO"))
+        ));
+        assert!(matches!(
+            open_regular_in(&root, "zero"),
+            Err(ReadError::LinkOutside)
+        ));
+        assert!(matches!(
+            open_regular_in(&root, "out"),
+            Err(ReadError::LinkOutside)
+        ));
+        assert!(matches!(
+            open_regular_in(&root, "missing"),
+            Err(ReadError::NotFound)
+        ));
+        assert!(matches!(
+            open_regular_in(&root, "."),
+            Err(ReadError::NotRegular("a directory"))
+        ));
+        let f = open_regular_in(&root, "abs").unwrap();
+        assert_eq!(read_file(f, 10).unwrap(), b"{}");
     }
 
     #[test]

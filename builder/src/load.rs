@@ -3,15 +3,24 @@
 //!
 //! Hostile input stays harmless: the archive is unpacked with the layer unpacker's rules (no
 //! path leaves the scratch directory, size limits against decompression bombs), every path an
-//! index or manifest names must stay inside the archive, every blob must match its digest and
-//! size, every layer must match its diff ID, and everything is checked before the first layer is
-//! imported; a layer that still fails to unpack takes the others of the same load with it.
+//! index or manifest names must stay inside the archive and is resolved inside its directory
+//! (`inroot`: a symlink never leads out), every file read must be a regular file (checked
+//! before it is opened, so a FIFO or a device is never opened), JSON documents are read with a
+//! bound and blobs no further than their descriptor's size, every blob must match its digest
+//! and size, every layer must match its diff ID, and everything is checked before the first
+//! layer is imported; a layer that still fails to unpack takes the others of the same load
+//! with it.
 
-use anyhow::{Context, Result, bail};
-use std::io::Read;
+use crate::bounded::{self, ReadError};
+use anyhow::{Context, Result, anyhow, bail};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use strata_cache::Digest;
 use strata_cache::images::{ImageConfigFile, ImageStore};
+use strata_cache::inroot::Root;
 use strata_cache::unpack::{UnpackOptions, Whiteouts};
 use strata_solver::Platform;
 
@@ -32,72 +41,146 @@ pub struct Loaded {
 /// What to import: a config and its layer files, in order.
 struct Plan {
     config: Vec<u8>,
-    layers: Vec<PathBuf>,
+    layers: Vec<LayerSrc>,
     tags: Vec<String>,
 }
 
-/// `rel` inside `dir`, or an error: only plain path components.
-fn inside(dir: &Path, rel: &str) -> Result<PathBuf> {
-    let p = Path::new(rel);
-    if p.components()
+/// A layer file of the archive: opened (a regular file inside the archive) and the number of
+/// bytes of it to import (its descriptor's size, checked against its digest; for a docker
+/// archive's layer path, the file's size when it was opened).
+#[derive(Clone)]
+struct LayerSrc {
+    file: Arc<File>,
+    size: u64,
+}
+
+/// The largest JSON document (index, manifest, config) read from an archive.
+const MAX_JSON: u64 = bounded::DOCKERFILE_LIMIT;
+
+/// `rel` as a path inside the archive, or an error: only plain path components.
+fn check_rel(rel: &str) -> Result<()> {
+    if Path::new(rel)
+        .components()
         .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
     {
         bail!("the archive names {rel:?}, a path outside it");
     }
-    let full = dir.join(p);
-    // A symlink inside the archive must not lead out either.
-    let real = std::fs::canonicalize(&full)
-        .with_context(|| format!("the archive names {rel:?}, which it does not contain"))?;
-    let root = std::fs::canonicalize(dir)?;
-    if !real.starts_with(&root) {
-        bail!("the archive's {rel:?} leads outside it");
-    }
-    Ok(real)
+    Ok(())
 }
 
-fn digest_file(p: &Path) -> Result<(Digest, u64)> {
-    let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-    Ok(strata_cache::images::digest_reader(f)?)
+/// The archive's file `rel`: resolved inside the archive's directory (a symlink never leads
+/// out of it), a regular file (a FIFO or a device is refused before it is opened), opened.
+fn open_in(root: &Root, rel: &str) -> Result<File> {
+    check_rel(rel)?;
+    bounded::open_regular_in(root, rel).map_err(|e| match e {
+        ReadError::NotFound => anyhow!("the archive names {rel:?}, which it does not contain"),
+        ReadError::LinkOutside => anyhow!(
+            "the archive's {rel:?} is a symbolic link leading outside the archive (or to nothing)"
+        ),
+        e => anyhow!("the archive's {rel:?}: {e}"),
+    })
 }
 
-fn read_limited(p: &Path, max: u64) -> Result<Vec<u8>> {
-    let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-    let mut v = Vec::new();
-    f.take(max + 1).read_to_end(&mut v)?;
-    if v.len() as u64 > max {
-        bail!("{} is larger than {max} bytes", p.display());
-    }
-    Ok(v)
+/// The archive's JSON document `rel`, at most [`MAX_JSON`] bytes.
+fn read_json_file(root: &Root, rel: &str) -> Result<Vec<u8>> {
+    let f = open_in(root, rel)?;
+    bounded::read_file(f, MAX_JSON).map_err(|e| anyhow!("the archive's {rel:?}: {e}"))
 }
 
-/// A blob of an OCI layout, checked against its descriptor.
-fn blob(dir: &Path, desc: &serde_json::Value) -> Result<PathBuf> {
+/// A descriptor's digest and size.
+fn descriptor(desc: &serde_json::Value) -> Result<(Digest, Option<u64>)> {
     let d: Digest = desc["digest"]
         .as_str()
         .context("a descriptor without a digest")?
         .parse()
-        .map_err(|e| anyhow::anyhow!("bad digest in the archive: {e}"))?;
-    let p = inside(dir, &format!("blobs/sha256/{}", d.hex()))?;
-    let (got, size) = digest_file(&p)?;
+        .map_err(|e| anyhow!("bad digest in the archive: {e}"))?;
+    Ok((d, desc["size"].as_u64()))
+}
+
+fn blob_rel(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
+}
+
+/// A JSON blob (manifest, index, config) of an OCI layout: at most its descriptor's size and
+/// [`MAX_JSON`] bytes are read, and it must match both.
+fn json_blob(root: &Root, desc: &serde_json::Value) -> Result<Vec<u8>> {
+    let (d, want) = descriptor(desc)?;
+    if let Some(w) = want
+        && w > MAX_JSON
+    {
+        bail!(
+            "blob {d} is a JSON document of {w} bytes, more than the limit of {}",
+            bounded::human(MAX_JSON)
+        );
+    }
+    let f = open_in(root, &blob_rel(&d))?;
+    let v = bounded::read_file(f, want.unwrap_or(MAX_JSON)).map_err(|e| match e {
+        ReadError::TooLarge { .. } if want.is_some() => anyhow!(
+            "blob {d} is longer than its descriptor's {} bytes \
+             (read no further, so its digest was not checked)",
+            want.unwrap_or_default()
+        ),
+        e => anyhow!("blob {d}: {e}"),
+    })?;
+    if let Some(w) = want
+        && w != v.len() as u64
+    {
+        bail!("blob {d} is {} bytes, its descriptor says {w}", v.len());
+    }
+    let got = Digest::of(&v);
     if got != d {
         bail!("blob {d} does not match its digest (it hashes to {got})");
     }
-    if let Some(want) = desc["size"].as_u64()
-        && want != size
-    {
-        bail!("blob {d} is {size} bytes, its descriptor says {want}");
-    }
-    Ok(p)
+    Ok(v)
 }
 
-const MAX_JSON: u64 = 16 << 20;
+/// A layer blob of an OCI layout, checked against its descriptor: no more than its size (the
+/// file's own size when the descriptor has none) plus one byte is hashed.
+fn layer_blob(
+    root: &Root,
+    desc: &serde_json::Value,
+    seen: &mut HashMap<Digest, LayerSrc>,
+) -> Result<LayerSrc> {
+    let (d, want) = descriptor(desc)?;
+    if let Some(l) = seen.get(&d) {
+        if want.is_some_and(|w| w != l.size) {
+            bail!("blob {d} is {} bytes, its descriptor says {want:?}", l.size);
+        }
+        return Ok(l.clone());
+    }
+    let f = open_in(root, &blob_rel(&d))?;
+    let limit = match want {
+        Some(w) => w,
+        None => f.metadata()?.len(),
+    };
+    let (got, size) = strata_cache::images::digest_reader((&f).take(limit.saturating_add(1)))
+        .with_context(|| format!("reading blob {d}"))?;
+    if size > limit {
+        bail!(
+            "blob {d} is longer than its descriptor's {limit} bytes \
+             (read no further, so its digest was not checked)"
+        );
+    }
+    if size != limit {
+        bail!("blob {d} is {size} bytes, its descriptor says {limit}");
+    }
+    if got != d {
+        bail!("blob {d} does not match its digest (it hashes to {got})");
+    }
+    let l = LayerSrc {
+        file: Arc::new(f),
+        size,
+    };
+    seen.insert(d, l.clone());
+    Ok(l)
+}
 
-fn plan_oci(dir: &Path) -> Result<Vec<Plan>> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&read_limited(&inside(dir, "index.json")?, MAX_JSON)?)
-            .context("index.json is not JSON")?;
+fn plan_oci(root: &Root) -> Result<Vec<Plan>> {
+    let index: serde_json::Value = serde_json::from_slice(&read_json_file(root, "index.json")?)
+        .context("index.json is not JSON")?;
     let host = Platform::host();
     let mut plans: Vec<Plan> = Vec::new();
+    let mut seen: HashMap<Digest, LayerSrc> = HashMap::new();
     let mut stack: Vec<(serde_json::Value, Vec<String>)> = index["manifests"]
         .as_array()
         .context("index.json has no manifests")?
@@ -122,9 +205,8 @@ fn plan_oci(dir: &Path) -> Result<Vec<Plan>> {
             bail!("the archive's indexes nest too deep");
         }
         let mt = desc["mediaType"].as_str().unwrap_or_default();
-        let p = blob(dir, &desc)?;
-        let v: serde_json::Value = serde_json::from_slice(&read_limited(&p, MAX_JSON)?)
-            .context("a manifest is not JSON")?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&json_blob(root, &desc)?).context("a manifest is not JSON")?;
         if mt.ends_with("image.index.v1+json") || mt.ends_with("manifest.list.v2+json") {
             // A multi-platform image: the manifest for this machine.
             let pick = v["manifests"].as_array().and_then(|ms| {
@@ -139,12 +221,12 @@ fn plan_oci(dir: &Path) -> Result<Vec<Plan>> {
             }
             continue;
         }
-        let config = read_limited(&blob(dir, &v["config"])?, MAX_JSON)?;
+        let config = json_blob(root, &v["config"])?;
         let layers = v["layers"]
             .as_array()
             .context("a manifest without layers")?
             .iter()
-            .map(|l| blob(dir, l))
+            .map(|l| layer_blob(root, l, &mut seen))
             .collect::<Result<Vec<_>>>()?;
         match plans.iter_mut().find(|p| p.config == config) {
             Some(p) => p.tags.extend(tags),
@@ -158,25 +240,14 @@ fn plan_oci(dir: &Path) -> Result<Vec<Plan>> {
     Ok(plans)
 }
 
-fn plan_docker(dir: &Path) -> Result<Vec<Plan>> {
-    let m: serde_json::Value =
-        serde_json::from_slice(&read_limited(&inside(dir, "manifest.json")?, MAX_JSON)?)
-            .context("manifest.json is not JSON")?;
-    let mut plans = Vec::new();
+fn plan_docker(root: &Root) -> Result<Vec<Plan>> {
+    let m: serde_json::Value = serde_json::from_slice(&read_json_file(root, "manifest.json")?)
+        .context("manifest.json is not JSON")?;
+    let mut plans: Vec<Plan> = Vec::new();
+    // Entries naming the same config are one image: each config file is read once.
+    let mut by_config: HashMap<String, usize> = HashMap::new();
     for e in m.as_array().context("manifest.json is not a list")? {
-        let config = read_limited(
-            &inside(
-                dir,
-                e["Config"].as_str().context("an entry without Config")?,
-            )?,
-            MAX_JSON,
-        )?;
-        let layers = e["Layers"]
-            .as_array()
-            .context("an entry without Layers")?
-            .iter()
-            .map(|l| inside(dir, l.as_str().unwrap_or_default()))
-            .collect::<Result<Vec<_>>>()?;
+        let config_rel = e["Config"].as_str().context("an entry without Config")?;
         let tags = e["RepoTags"]
             .as_array()
             .map(|t| {
@@ -187,6 +258,25 @@ fn plan_docker(dir: &Path) -> Result<Vec<Plan>> {
             })
             .transpose()?
             .unwrap_or_default();
+        if let Some(&i) = by_config.get(config_rel) {
+            plans[i].tags.extend(tags);
+            continue;
+        }
+        let config = read_json_file(root, config_rel)?;
+        let layers = e["Layers"]
+            .as_array()
+            .context("an entry without Layers")?
+            .iter()
+            .map(|l| {
+                let f = open_in(root, l.as_str().unwrap_or_default())?;
+                let size = f.metadata()?.len();
+                Ok(LayerSrc {
+                    file: Arc::new(f),
+                    size,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        by_config.insert(config_rel.to_string(), plans.len());
         plans.push(Plan {
             config,
             layers,
@@ -217,10 +307,13 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
             .context("unpacking the archive")?;
         scratch.to_path_buf()
     };
-    let plans = if dir.join("manifest.json").is_file() {
-        plan_docker(&dir)?
-    } else if dir.join("index.json").is_file() {
-        plan_oci(&dir)?
+    // Every file of the archive is resolved inside its directory and must be a regular file.
+    let root = Root::open(&dir).map_err(|e| anyhow!("{e}"))?;
+    let has = |name: &str| root.resolve(name, false).is_ok();
+    let plans = if has("manifest.json") {
+        plan_docker(&root)?
+    } else if has("index.json") {
+        plan_oci(&root)?
     } else {
         bail!("not an image archive: it has neither manifest.json (docker) nor index.json (OCI)");
     };
@@ -246,9 +339,15 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
                 if store.meta.layer(want)?.is_some() && store.snapshot_dir(want).is_dir() {
                     continue; // already here
                 }
-                let f = std::fs::File::open(l)?;
+                // The bytes checked when the plan was made, no more.
+                let mut f = &*l.file;
+                f.rewind()?;
                 let rec = store
-                    .import_layer(f, &strata_cache::sys::RealFs, &UnpackOptions::default())
+                    .import_layer(
+                        f.take(l.size),
+                        &strata_cache::sys::RealFs,
+                        &UnpackOptions::default(),
+                    )
                     .with_context(|| format!("layer {} of the image", i + 1))?;
                 imported.push(rec.diff_id.clone());
                 if rec.diff_id != *want {

@@ -9,10 +9,12 @@
 use crate::registry::Client;
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_cache::Digest;
 use strata_cache::images::{Descriptor, ImageStore};
+use strata_cache::inroot::Root;
 use strata_solver::reference::Reference;
 
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.strata.buildcache.config.v1+json";
@@ -94,40 +96,125 @@ pub struct Imported {
     loc: Location,
 }
 
-fn read_json(p: &std::path::Path) -> Result<serde_json::Value> {
-    serde_json::from_slice(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
-        .with_context(|| format!("{} is not JSON", p.display()))
+/// The largest JSON document (index, manifest) read from a cache directory.
+const MAX_JSON: u64 = crate::bounded::DOCKERFILE_LIMIT;
+/// The largest cache config (the entries and their layers) strata reads.
+const MAX_CONFIG: u64 = 256 << 20;
+
+/// The cache directory's file `rel`: resolved inside the directory (a symlink never leads out
+/// of it), a regular file (a FIFO or a device is refused before it is opened), opened.
+fn open_local(root: &Root, rel: &str) -> Result<std::fs::File> {
+    use crate::bounded::ReadError;
+    crate::bounded::open_regular_in(root, rel).map_err(|e| match e {
+        ReadError::LinkOutside => anyhow::anyhow!(
+            "the cache's {rel} is a symbolic link leading outside the cache directory (or to \
+             nothing)"
+        ),
+        e => anyhow::anyhow!("the cache's {rel}: {e}"),
+    })
 }
 
-fn blob_path(dir: &std::path::Path, d: &Digest) -> PathBuf {
-    dir.join("blobs/sha256").join(d.hex())
+/// The cache directory's `index.json`, at most [`MAX_JSON`] bytes.
+fn read_index(root: &Root) -> Result<serde_json::Value> {
+    let f = open_local(root, "index.json")?;
+    let b = crate::bounded::read_file(f, MAX_JSON)
+        .map_err(|e| anyhow::anyhow!("the cache's index.json: {e}"))?;
+    serde_json::from_slice(&b).context("the cache's index.json is not JSON")
+}
+
+/// A descriptor's digest and size.
+fn descriptor(desc: &serde_json::Value, what: &str) -> Result<(Digest, Option<u64>)> {
+    let d: Digest = desc["digest"]
+        .as_str()
+        .with_context(|| format!("the cache names its {what} without a digest"))?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((d, desc["size"].as_u64()))
+}
+
+/// A small blob of the cache directory (its manifest, its config), read whole: at most its
+/// descriptor's size (and `limit`), verified by digest.
+fn read_local_blob(
+    root: &Root,
+    d: &Digest,
+    size: Option<u64>,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
+    if let Some(s) = size
+        && s > limit
+    {
+        bail!(
+            "the cache {what} is {s} bytes, more than the limit of {}",
+            crate::bounded::human(limit)
+        );
+    }
+    let rel = blob_rel(d);
+    let f = open_local(root, &rel)?;
+    let b = crate::bounded::read_file(f, size.unwrap_or(limit)).map_err(|e| match e {
+        crate::bounded::ReadError::TooLarge { limit } if size.is_some() => {
+            anyhow::anyhow!(
+                "the cache {what} is longer than its descriptor's {limit} bytes \
+             (read no further, so its digest was not checked)"
+            )
+        }
+        e => anyhow::anyhow!("the cache's {rel}: {e}"),
+    })?;
+    if let Some(s) = size
+        && s != b.len() as u64
+    {
+        bail!(
+            "the cache {what} is {} bytes, its descriptor says {s}",
+            b.len()
+        );
+    }
+    if Digest::of(&b) != *d {
+        bail!("the cache {what} does not match its digest");
+    }
+    Ok(b)
+}
+
+fn blob_rel(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
+}
+
+/// A writer that refuses more than `limit` bytes in all.
+struct Bounded<'a> {
+    out: &'a mut Vec<u8>,
+    limit: u64,
+}
+
+impl std::io::Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if (self.out.len() + buf.len()) as u64 > self.limit {
+            return Err(std::io::Error::other(format!(
+                "larger than the limit of {}",
+                crate::bounded::human(self.limit)
+            )));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads a cache's entries (no layers yet).
 pub fn import(loc: &Location) -> Result<Imported> {
     let config_bytes = match loc {
         Location::Local(dir) => {
-            let index = read_json(&dir.join("index.json"))?;
-            let md: Digest = index["manifests"][0]["digest"]
-                .as_str()
-                .context("the cache's index.json lists no manifest")?
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let m_bytes = std::fs::read(blob_path(dir, &md))?;
-            if Digest::of(&m_bytes) != md {
-                bail!("the cache manifest does not match its digest");
-            }
+            // Every file is resolved inside the directory, must be a regular file and is read
+            // no further than its bound.
+            let root = Root::open(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let index = read_index(&root)?;
+            let (md, msize) = descriptor(&index["manifests"][0], "manifest")
+                .context("the cache's index.json lists no manifest")?;
+            let m_bytes = read_local_blob(&root, &md, msize, MAX_JSON, "manifest")?;
             let m: serde_json::Value = serde_json::from_slice(&m_bytes)?;
-            let cd: Digest = m["config"]["digest"]
-                .as_str()
-                .context("a cache manifest without config")?
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let c = std::fs::read(blob_path(dir, &cd))?;
-            if Digest::of(&c) != cd {
-                bail!("the cache config does not match its digest");
-            }
-            c
+            let (cd, csize) =
+                descriptor(&m["config"], "config").context("a cache manifest without config")?;
+            read_local_blob(&root, &cd, csize, MAX_CONFIG, "config")?
         }
         Location::Registry(client, r) => {
             let ep = client
@@ -143,7 +230,17 @@ pub fn import(loc: &Location) -> Result<Imported> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut c = Vec::new();
-            client.get_blob(&ep, &r.path, &cd, &mut c)?;
+            client
+                .get_blob(
+                    &ep,
+                    &r.path,
+                    &cd,
+                    &mut Bounded {
+                        out: &mut c,
+                        limit: MAX_CONFIG,
+                    },
+                )
+                .context("the cache config")?;
             c
         }
     };
@@ -164,12 +261,34 @@ impl Imported {
         let tmp = store.content.temp_file()?;
         match &self.loc {
             Location::Local(dir) => {
-                let p = blob_path(dir, &desc.digest);
-                let (got, _) = strata_cache::images::digest_reader(std::fs::File::open(&p)?)?;
+                // Resolved inside the directory, a regular file, copied no further than its
+                // descriptor's size (and one byte to tell a longer file), hashed on the way.
+                let root = Root::open(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let f = open_local(&root, &blob_rel(&desc.digest))?;
+                let mut hw =
+                    strata_cache::images::HashWriter::new(std::io::BufWriter::new(tmp.as_file()));
+                let n = std::io::copy(&mut f.take(desc.size.saturating_add(1)), &mut hw)
+                    .with_context(|| format!("copying cache blob {}", desc.digest))?;
+                let (mut w, got) = hw.finish();
+                std::io::Write::flush(&mut w)?;
+                if n > desc.size {
+                    bail!(
+                        "cache blob {} is longer than its descriptor's {} bytes \
+             (read no further, so its digest was not checked)",
+                        desc.digest,
+                        desc.size
+                    );
+                }
+                if n != desc.size {
+                    bail!(
+                        "cache blob {} is {n} bytes, its descriptor says {}",
+                        desc.digest,
+                        desc.size
+                    );
+                }
                 if got != desc.digest {
                     bail!("cache blob {} does not match its digest", desc.digest);
                 }
-                std::fs::copy(&p, tmp.path())?;
             }
             Location::Registry(client, r) => {
                 let ep = client

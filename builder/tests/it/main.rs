@@ -4,6 +4,7 @@ mod build;
 mod cli;
 mod escape;
 mod export;
+mod hostile_archives;
 mod images;
 mod limits;
 mod parse_oracle;
