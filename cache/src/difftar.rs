@@ -58,6 +58,11 @@ pub struct TarOptions {
     /// `SOURCE_DATE_EPOCH`: mtimes after it are written as it (as BuildKit's
     /// rewrite-timestamp does).
     pub clamp_mtime: Option<i64>,
+    /// The tree may change while it is read (a cache mount a running step of another build
+    /// uses): every file is opened as a path first and opened for reading only once `fstat`
+    /// says it is a regular file, so a device node swapped in for a file is never opened.
+    /// One more open per file; snapshots, which never change, do without.
+    pub live: bool,
 }
 
 /// What [`write_diff_tar`] wrote.
@@ -153,7 +158,26 @@ fn open_dir_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
 /// Opens the regular file `name` below `dir` for reading, with its metadata from the open
 /// descriptor. A symlink is refused, never followed; anything else that is not a regular file
 /// (a directory, FIFO or device that took the name) is closed unread.
-fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<(File, Meta)> {
+fn open_file_at(dir: BorrowedFd<'_>, name: &CStr, live: bool) -> io::Result<(File, Meta)> {
+    if live {
+        use std::os::fd::AsRawFd;
+        let path = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let m = Meta::of(&rustix::fs::fstat(&path)?);
+        if m.file_type() != FileType::RegularFile {
+            return Err(io::Error::other("not a regular file"));
+        }
+        let fd = rustix::fs::open(
+            format!("/proc/self/fd/{}", path.as_raw_fd()),
+            OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        return Ok((File::from(fd), m));
+    }
     let fd = rustix::fs::openat(dir, name, FILE_FLAGS, Mode::empty())?;
     let m = Meta::of(&rustix::fs::fstat(&fd)?);
     if m.file_type() != FileType::RegularFile {
@@ -186,9 +210,10 @@ fn stat_entry(
     dir: BorrowedFd<'_>,
     name: &CStr,
     listed: FileType,
+    live: bool,
 ) -> io::Result<(Meta, Option<File>)> {
     if listed == FileType::RegularFile
-        && let Ok((f, m)) = open_file_at(dir, name)
+        && let Ok((f, m)) = open_file_at(dir, name, live)
     {
         return Ok((m, Some(f)));
     }
@@ -259,7 +284,7 @@ pub fn write_diff_tar(
             proc.truncate(proc_base);
             proc.extend_from_slice(name.as_bytes());
             let by_name = XattrsOf::Path(Path::new(OsStr::from_bytes(&proc)));
-            let (m, file) = stat_entry(fd.as_fd(), &name, listed)
+            let (m, file) = stat_entry(fd.as_fd(), &name, listed, opts.live)
                 .map_err(|e| rel_err("stat", dir, &path, e))?;
             entries += 1;
             let ft = m.file_type();
@@ -334,7 +359,7 @@ pub fn write_diff_tar(
                         None => {
                             // Stat'ed by name: open it, and read it only if it is still the
                             // file the header describes.
-                            let (f, now) = open_file_at(fd.as_fd(), &name)
+                            let (f, now) = open_file_at(fd.as_fd(), &name, opts.live)
                                 .map_err(|e| rel_err("open", dir, &path, e))?;
                             if (now.dev, now.ino) != (m.dev, m.ino) {
                                 return Err(rel_err(
@@ -561,6 +586,7 @@ mod tests {
         let mut buf = Vec::new();
         let opts = TarOptions {
             clamp_mtime: Some(1_000_000_000),
+            ..Default::default()
         };
         write_diff_tar(&src, &mut buf, &opts).unwrap();
         let mut a = tar::Archive::new(&buf[..]);
@@ -666,10 +692,10 @@ mod tests {
         // A file replaced by a symlink to an outside file, or by a FIFO, is not read (and
         // the FIFO's open does not block).
         std::fs::write(src.join("f"), "inside").unwrap();
-        assert!(open_file_at(root.as_fd(), c"f").is_ok());
+        assert!(open_file_at(root.as_fd(), c"f", false).is_ok());
         std::fs::remove_file(src.join("f")).unwrap();
         std::os::unix::fs::symlink(outside.join("canary-secret-name"), src.join("f")).unwrap();
-        assert!(open_file_at(root.as_fd(), c"f").is_err());
+        assert!(open_file_at(root.as_fd(), c"f", false).is_err());
         std::fs::remove_file(src.join("f")).unwrap();
         rustix::fs::mknodat(
             root.as_fd(),
@@ -679,11 +705,11 @@ mod tests {
             0,
         )
         .unwrap();
-        assert!(open_file_at(root.as_fd(), c"f").is_err());
+        assert!(open_file_at(root.as_fd(), c"f", false).is_err());
         // Listed as a regular file: the symlink or FIFO is stat'ed, not opened.
         std::fs::remove_file(src.join("f")).unwrap();
         std::os::unix::fs::symlink(outside.join("canary-secret-name"), src.join("f")).unwrap();
-        let (m, f) = stat_entry(root.as_fd(), c"f", FileType::RegularFile).unwrap();
+        let (m, f) = stat_entry(root.as_fd(), c"f", FileType::RegularFile, false).unwrap();
         assert_eq!(m.file_type(), FileType::Symlink);
         assert!(f.is_none());
         // The root itself is not followed either.
@@ -759,5 +785,36 @@ mod tests {
             }
         });
         assert_eq!(ok + failed, 50);
+    }
+
+    #[test]
+    fn a_live_tree_is_written_the_same_and_never_opens_what_is_not_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir_all(src.join("a/b")).unwrap();
+        std::fs::write(src.join("a/b/f"), "data").unwrap();
+        std::fs::write(src.join("g"), "more").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", src.join("l")).unwrap();
+        let (mut plain, mut live) = (Vec::new(), Vec::new());
+        write_diff_tar(&src, &mut plain, &TarOptions::default()).unwrap();
+        let opts = TarOptions {
+            live: true,
+            ..Default::default()
+        };
+        write_diff_tar(&src, &mut live, &opts).unwrap();
+        assert_eq!(plain, live);
+        // What is not a regular file is refused without being opened for reading.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            src.join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let root = rustix::fs::open(&src, DIR_FLAGS, Mode::empty()).unwrap();
+        assert!(open_file_at(root.as_fd(), c"fifo", true).is_err());
+        assert!(open_file_at(root.as_fd(), c"l", true).is_err());
+        assert!(open_file_at(root.as_fd(), c"g", true).is_ok());
     }
 }

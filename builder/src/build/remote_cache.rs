@@ -387,7 +387,12 @@ pub fn export(
             strata_cache::compress::Compression::Gzip,
             6,
         );
-        strata_cache::difftar::write_diff_tar(dir, &mut comp, &Default::default())?;
+        // A cache mount other builds may be using right now: read as a live tree.
+        let live = strata_cache::difftar::TarOptions {
+            live: true,
+            ..Default::default()
+        };
+        strata_cache::difftar::write_diff_tar(dir, &mut comp, &live)?;
         let (hw, size) = comp.finish()?;
         let (mut w, digest) = hw.finish();
         std::io::Write::flush(&mut w)?;
