@@ -7,10 +7,11 @@
 //! opens at once and is then refused), the file is checked with `fstat`, and at most
 //! `limit + 1` bytes are read, so neither `/dev/zero` nor a huge file can grow strata.
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use strata_cache::inroot::{Entry, Root};
 
 /// BuildKit's limit for one secret (`MaxSecretSize`, 500 KiB).
 pub const SECRET_LIMIT: u64 = 500 * 1024;
@@ -79,20 +80,11 @@ fn flags() -> OFlags {
     OFlags::PATH | OFlags::CLOEXEC
 }
 
-/// Refuses anything but a regular file (on what `fd`, an `O_PATH` descriptor, names), then
+/// Refuses anything but a regular file (on what `e`, an `O_PATH` descriptor, names), then
 /// opens that same file for reading.
-fn check(fd: rustix::fd::OwnedFd) -> Result<File, ReadError> {
-    use std::os::fd::AsRawFd;
-    let st = rustix::fs::fstat(&fd)?;
-    match FileType::from_raw_mode(st.st_mode) {
-        FileType::RegularFile => {
-            let f = rustix::fs::open(
-                format!("/proc/self/fd/{}", fd.as_raw_fd()),
-                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
-                Mode::empty(),
-            )?;
-            Ok(File::from(f))
-        }
+fn regular(e: &Entry) -> Result<File, ReadError> {
+    match e.file_type()? {
+        FileType::RegularFile => Ok(e.open_read()?),
         t => Err(ReadError::NotRegular(kind_name(t))),
     }
 }
@@ -111,30 +103,13 @@ fn explain_open_error(e: rustix::io::Errno, path: &Path) -> ReadError {
 pub fn open_regular(path: &Path) -> Result<File, ReadError> {
     let fd =
         rustix::fs::open(path, flags(), Mode::empty()).map_err(|e| explain_open_error(e, path))?;
-    check(fd)
+    regular(&Entry::from_fd(fd))
 }
 
-/// Opens `name` inside the directory `root` as a regular file, every component (symlinks,
-/// `..`) resolved inside `root`, without blocking.
-pub fn open_in_context(root: &File, name: &str) -> Result<File, ReadError> {
-    let fd = rustix::fs::openat2(
-        root,
-        name,
-        flags(),
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| match e {
-        rustix::io::Errno::NXIO => ReadError::NotRegular("a socket"),
-        rustix::io::Errno::NOENT
-            if rustix::fs::statat(root, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink) =>
-        {
-            ReadError::LinkOutside
-        }
-        e => e.into(),
-    })?;
-    check(fd)
+/// Opens `name` inside the build context `root` as a regular file, every component
+/// (symlinks, `..`) resolved inside `root` ([`open_regular_in`]).
+pub fn open_in_context(root: &Root, name: &str) -> Result<File, ReadError> {
+    open_regular_in(root, name)
 }
 
 /// Opens `path` inside `root` (a directory strata was handed: an OCI layout, an unpacked
@@ -143,10 +118,7 @@ pub fn open_in_context(root: &File, name: &str) -> Result<File, ReadError> {
 /// that file is known to be a regular file is it opened for reading (through its descriptor,
 /// so it is the same file), so a FIFO or a device is never opened at all. A symlink whose
 /// target is not inside `root` is [`ReadError::LinkOutside`].
-pub fn open_regular_in(
-    root: &strata_cache::inroot::Root,
-    path: impl AsRef<Path>,
-) -> Result<File, ReadError> {
+pub fn open_regular_in(root: &Root, path: impl AsRef<Path>) -> Result<File, ReadError> {
     let path = path.as_ref();
     let entry = root.resolve(path, true).map_err(|e| {
         if e.is_not_found()
@@ -161,24 +133,12 @@ pub fn open_regular_in(
             ReadError::from(e.cause)
         }
     })?;
-    let t = {
-        use std::os::unix::fs::MetadataExt;
-        FileType::from_raw_mode(entry.metadata()?.mode())
-    };
-    if t != FileType::RegularFile {
-        return Err(ReadError::NotRegular(kind_name(t)));
-    }
-    Ok(File::open(entry.path())?)
+    regular(&entry)
 }
 
 /// Opens a directory to resolve names inside it.
-pub fn open_dir(path: &Path) -> Result<File, ReadError> {
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    Ok(File::from(fd))
+pub fn open_dir(path: &Path) -> Result<Root, ReadError> {
+    Root::open(path).map_err(|e| ReadError::from(e.cause))
 }
 
 /// Reads at most `limit` bytes; more is an error (at most `limit + 1` bytes are read).

@@ -160,23 +160,17 @@ fn open_dir_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
 /// (a directory, FIFO or device that took the name) is closed unread.
 fn open_file_at(dir: BorrowedFd<'_>, name: &CStr, live: bool) -> io::Result<(File, Meta)> {
     if live {
-        use std::os::fd::AsRawFd;
-        let path = rustix::fs::openat(
+        let path = crate::inroot::Entry::from_fd(rustix::fs::openat(
             dir,
             name,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
-        let m = Meta::of(&rustix::fs::fstat(&path)?);
+        )?);
+        let m = Meta::of(&rustix::fs::fstat(path.fd())?);
         if m.file_type() != FileType::RegularFile {
             return Err(io::Error::other("not a regular file"));
         }
-        let fd = rustix::fs::open(
-            format!("/proc/self/fd/{}", path.as_raw_fd()),
-            OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        return Ok((File::from(fd), m));
+        return Ok((path.open_read()?, m));
     }
     let fd = rustix::fs::openat(dir, name, FILE_FLAGS, Mode::empty())?;
     let m = Meta::of(&rustix::fs::fstat(&fd)?);

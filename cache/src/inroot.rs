@@ -162,22 +162,19 @@ impl Root {
     pub fn open_file(&self, path: impl AsRef<Path>) -> Result<std::fs::File> {
         let path = path.as_ref();
         let e = self.resolve(path, true)?;
-        let st =
-            rustix::fs::fstat(&*e.fd).map_err(|er| InRootError::new("stat", path, er.into()))?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(InRootError::new(
-                "open",
-                path,
-                io::Error::other("not a regular file"),
-            ));
+        match e.file_type() {
+            Ok(FileType::RegularFile) => {}
+            Ok(_) => {
+                return Err(InRootError::new(
+                    "open",
+                    path,
+                    io::Error::other("not a regular file"),
+                ));
+            }
+            Err(er) => return Err(InRootError::new("stat", path, er)),
         }
-        let fd = rustix::fs::open(
-            e.path(),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
-            Mode::empty(),
-        )
-        .map_err(|er| InRootError::new("open", path, er.into()))?;
-        Ok(std::fs::File::from(fd))
+        e.open_read()
+            .map_err(|er| InRootError::new("open", path, er))
     }
 
     /// Reads the regular file at `path`, at most `limit` bytes (more is an error).
@@ -320,6 +317,44 @@ impl Root {
         Ok(Some((e, name)))
     }
 
+    /// `(directory, name)` naming what `path` names: the directory resolved inside the root,
+    /// and when `follow` is set a symlink at the end followed, inside the root, to the entry it
+    /// leads to (at most 40 of them), so the pair names the file itself. `None` for the root
+    /// itself (or a path ending in `..`).
+    pub fn resolve_last(
+        &self,
+        path: impl AsRef<Path>,
+        follow: bool,
+    ) -> Result<Option<(Entry, OsString)>> {
+        let asked = path.as_ref();
+        let mut path = relative(asked);
+        let root_real = self.entry().real_path().ok();
+        for _ in 0..=MAX_LINK_HOPS {
+            let Some((dir, name)) = self.parent_of(&path)? else {
+                return Ok(None);
+            };
+            if !follow || dir.kind_of(&name) != Some(FileType::Symlink) {
+                return Ok(Some((dir, name)));
+            }
+            let t = rustix::fs::readlinkat(dir.fd(), name.as_os_str(), Vec::new())
+                .map_err(|e| InRootError::new("read symlink", asked, e.into()))?;
+            let t = PathBuf::from(OsStr::from_bytes(t.as_bytes()));
+            // A relative target is relative to where the link really is inside the root.
+            let parent = dir
+                .real_path()
+                .ok()
+                .zip(root_real.as_ref())
+                .and_then(|(p, r)| p.strip_prefix(r).ok().map(Path::to_path_buf))
+                .unwrap_or_default();
+            path = relative(&if t.is_absolute() { t } else { parent.join(t) });
+        }
+        Err(InRootError::new(
+            "resolve",
+            asked,
+            io::Error::from_raw_os_error(40),
+        ))
+    }
+
     fn openat2(&self, path: &Path, flags: OFlags, resolve: ResolveFlags) -> io::Result<OwnedFd> {
         let rel = relative(path);
         loop {
@@ -333,6 +368,30 @@ impl Root {
 }
 
 impl Entry {
+    /// An entry for a descriptor opened elsewhere (with `O_PATH`, say).
+    pub fn from_fd(fd: OwnedFd) -> Entry {
+        Entry::new(Arc::new(fd))
+    }
+
+    /// The type of the entry itself (a symlink's when it was resolved without following).
+    pub fn file_type(&self) -> io::Result<FileType> {
+        Ok(FileType::from_raw_mode(
+            rustix::fs::fstat(&*self.fd)?.st_mode,
+        ))
+    }
+
+    /// The entry opened for reading through its descriptor: the same inode, never a name
+    /// looked up again. For a regular file the caller has checked ([`Entry::file_type`]):
+    /// opening a device or FIFO for reading reaches its driver or blocks.
+    pub fn open_read(&self) -> io::Result<std::fs::File> {
+        let fd = rustix::fs::open(
+            &self.proc,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )?;
+        Ok(std::fs::File::from(fd))
+    }
+
     fn new(fd: Arc<OwnedFd>) -> Entry {
         use std::os::fd::AsRawFd;
         let proc = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
@@ -563,5 +622,33 @@ mod tests {
         let (p, name) = r.parent_of("/etc/passwd").unwrap().unwrap();
         assert_eq!(name, "passwd");
         assert!(p.is_dir());
+    }
+
+    #[test]
+    fn resolve_last_names_the_file_a_final_symlink_leads_to() {
+        let (_d, root) = tree();
+        std::fs::create_dir_all(root.join("x/y")).unwrap();
+        std::fs::write(root.join("x/z"), "z").unwrap();
+        symlink("/x/y", root.join("a")).unwrap();
+        symlink("../z", root.join("x/y/l")).unwrap();
+        symlink("/l2", root.join("l1")).unwrap();
+        symlink("/l1", root.join("l2")).unwrap();
+        let r = Root::open(&root).unwrap();
+        let (dir, name) = r.resolve_last("/a/l", true).unwrap().unwrap();
+        assert_eq!(name, "z");
+        assert_eq!(
+            std::fs::read_to_string(dir.child(&name).unwrap()).unwrap(),
+            "z"
+        );
+        let (_, name) = r.resolve_last("/a/l", false).unwrap().unwrap();
+        assert_eq!(name, "l");
+        assert_eq!(
+            r.resolve_last("/l1", true)
+                .unwrap_err()
+                .cause
+                .raw_os_error(),
+            Some(40)
+        );
+        assert!(r.resolve_last("/", true).unwrap().is_none());
     }
 }

@@ -106,34 +106,19 @@ fn secret_dir() -> Result<PathBuf, String> {
     Ok(d)
 }
 
-/// Moves the directory at `rel` inside `root` (resolved by the kernel inside it) to `to`, a
-/// path strata chose. The directory itself moves, never a symlink to it.
+/// Moves the directory at `rel` inside `root` (resolved by the kernel inside it, a symlink at
+/// the end followed inside it) to `to`, a path strata chose. The directory itself moves, never
+/// a symlink to it, renamed from the directory it was found in.
 fn move_out_of(root: &Path, rel: &str, to: &Path) -> Result<(), String> {
     let r = strata_cache::inroot::Root::open(root).map_err(|e| e.to_string())?;
-    let dir = r.resolve(rel, true).map_err(|e| e.to_string())?;
-    if !dir.is_dir() {
-        return Err("not a directory".into());
-    }
-    // Its parent and own name, found from the directory itself (after every symlink).
-    let real = dir.real_path().map_err(|e| e.to_string())?;
-    let (Some(parent), Some(name)) = (real.parent(), real.file_name()) else {
+    let Some((dir, name)) = r.resolve_last(rel, true).map_err(|e| e.to_string())? else {
         // The root itself.
         return std::fs::rename(root, to).map_err(|e| e.to_string());
     };
-    let parent_dir = strata_cache::inroot::Root::open(parent).map_err(|e| e.to_string())?;
-    let again = parent_dir
-        .entry()
-        .open_dir(name)
-        .map_err(|e| e.to_string())?;
-    let (a, b) = (
-        again.metadata().map_err(|e| e.to_string())?,
-        dir.metadata().map_err(|e| e.to_string())?,
-    );
-    use std::os::unix::fs::MetadataExt;
-    if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
-        return Err("the directory moved while it was being resolved".into());
+    if dir.kind_of(&name) != Some(rustix::fs::FileType::Directory) {
+        return Err("not a directory".into());
     }
-    rustix::fs::renameat(parent_dir.fd(), name, rustix::fs::CWD, to).map_err(|e| e.to_string())
+    rustix::fs::renameat(dir.fd(), &name, rustix::fs::CWD, to).map_err(|e| e.to_string())
 }
 
 impl Runner {

@@ -125,7 +125,7 @@ enum Place<'a> {
 
 /// Reads a regular file of at most `limit` bytes; `None` when it does not exist.
 fn read_optional(
-    ctx: &std::fs::File,
+    ctx: &strata_cache::inroot::Root,
     place: &Place<'_>,
     limit: u64,
 ) -> Result<Option<Vec<u8>>, bounded::ReadError> {

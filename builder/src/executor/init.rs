@@ -402,39 +402,20 @@ fn apply_capabilities(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// The seccomp filter, when the spec has one: Docker's default profile
-/// ([`super::seccomp`]) for the capabilities of the spec's bounding set, compiled for this
-/// architecture. What it does not allow fails with EPERM; clone3 without CAP_SYS_ADMIN
-/// answers ENOSYS so libc falls back to clone.
 /// The name of the file in a bundle that holds the seccomp programs, compiled by the strata
 /// that prepared the bundle.
 pub const SECCOMP_FILE: &str = "seccomp.bpf";
 
-/// Installs the container's seccomp filter: `compiled` (the bundle's programs) when given, else
-/// compiled here from the profile.
+/// Installs the seccomp filter, when the spec has one: Docker's default profile
+/// ([`super::seccomp`]) for the capabilities of the spec's bounding set. `compiled` are the
+/// bundle's programs; without them they are compiled here. What the filter does not allow
+/// fails with EPERM; clone3 without CAP_SYS_ADMIN answers ENOSYS so libc falls back to clone.
 fn apply_seccomp(spec: &Spec, compiled: Option<Vec<seccompiler::BpfProgram>>) -> Result<()> {
-    if spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .is_none()
-    {
-        return Ok(());
-    }
-    if let Some(progs) = compiled {
-        for p in &progs {
-            install_filter(p).context("installing the seccomp filter")?;
-        }
-        return Ok(());
-    }
-    let caps = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.capabilities().as_ref())
-        .and_then(|c| c.bounding().clone())
-        .unwrap_or_default();
-    let progs = super::seccomp::filters(&caps, arch()?).context("compiling the seccomp filter")?;
-    for p in &progs {
+    let progs = match compiled {
+        Some(p) => Some(p),
+        None => super::seccomp::for_spec(spec).context("compiling the seccomp filter")?,
+    };
+    for p in progs.iter().flatten() {
         install_filter(p).context("installing the seccomp filter")?;
     }
     Ok(())
@@ -571,15 +552,6 @@ fn install_filter(prog: &seccompiler::BpfProgram) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-fn arch() -> Result<seccompiler::TargetArch> {
-    match std::env::consts::ARCH {
-        "x86_64" => Ok(seccompiler::TargetArch::x86_64),
-        "aarch64" => Ok(seccompiler::TargetArch::aarch64),
-        "riscv64" => Ok(seccompiler::TargetArch::riscv64),
-        other => bail!("no seccomp support for {other}"),
-    }
 }
 
 fn apply_rlimits(spec: &Spec) -> Result<()> {

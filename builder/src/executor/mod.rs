@@ -106,22 +106,23 @@ pub fn runtime(name: Option<&str>) -> Result<Runtime> {
 /// The most of an image's /etc/passwd or /etc/group read to resolve USER.
 const ETC_FILE_LIMIT: u64 = 16 << 20;
 
-/// The file at `path` in the merged view of `lower` (top first), ignoring whiteouts' details:
-/// the first layer that has it wins. Resolved by the kernel inside each layer.
-fn read_from_layers(lower: &[PathBuf], path: &str) -> Option<String> {
-    lower
+/// The layers (top first) opened once as roots to resolve paths in.
+fn layer_roots(lower: &[PathBuf]) -> Vec<Root> {
+    lower.iter().filter_map(|l| Root::open(l).ok()).collect()
+}
+
+/// The file at `path` in the merged view of `layers` (top first), ignoring whiteouts'
+/// details: the first layer that has it wins. Resolved by the kernel inside each layer.
+fn read_from_layers(layers: &[Root], path: &str) -> Option<String> {
+    layers
         .iter()
-        .filter_map(|l| Root::open(l).ok())
         .find_map(|r| r.read_file(path, ETC_FILE_LIMIT).ok())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
-/// Whether something is at `path` (not following its last component) in one of `lower`.
-fn in_layers(lower: &[PathBuf], path: &Path) -> bool {
-    lower
-        .iter()
-        .filter_map(|l| Root::open(l).ok())
-        .any(|r| r.resolve(path, false).is_ok())
+/// Whether something is at `path` (not following its last component) in one of `layers`.
+fn in_layers(layers: &[Root], path: &Path) -> bool {
+    layers.iter().any(|r| r.resolve(path, false).is_ok())
 }
 
 /// Writes the bundle of a container under `dir` (which is created): config.json, layers.json,
@@ -131,8 +132,9 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
         std::fs::create_dir_all(dir.join(d))
             .with_context(|| format!("creating {}", dir.join(d).display()))?;
     }
-    let passwd = read_from_layers(&req.lower, "/etc/passwd").unwrap_or_default();
-    let group = read_from_layers(&req.lower, "/etc/group").unwrap_or_default();
+    let layers = layer_roots(&req.lower);
+    let passwd = read_from_layers(&layers, "/etc/passwd").unwrap_or_default();
+    let group = read_from_layers(&layers, "/etc/group").unwrap_or_default();
     let u = user::resolve(&req.user, &passwd, &group).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut env = req.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -250,22 +252,8 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     let spec = spec::build(&p).context("building the runtime spec")?;
     spec.save(dir.join("config.json"))
         .context("writing config.json")?;
-    if spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .is_some()
-    {
-        // Compiled here once per process, so no container's init compiles the profile.
-        let caps = spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.capabilities().as_ref())
-            .and_then(|c| c.bounding().clone())
-            .unwrap_or_default();
-        let progs = seccomp::native_arch()
-            .and_then(|arch| seccomp::filters(&caps, arch))
-            .context("compiling the seccomp filter")?;
+    // Compiled here, once per process, so no container's init compiles the profile.
+    if let Some(progs) = seccomp::for_spec(&spec).context("compiling the seccomp filter")? {
         seccomp::write_programs(&dir.join(init::SECCOMP_FILE), &progs)
             .context("writing the seccomp filter")?;
     }
@@ -279,7 +267,7 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
         let mut p = PathBuf::from("/");
         for c in dest.components().skip(1) {
             p.push(c);
-            let exists = in_layers(&req.lower, &p);
+            let exists = in_layers(&layers, &p);
             if !exists && !stubs.contains(&p) {
                 stubs.push(p.clone());
             }
@@ -391,18 +379,29 @@ pub fn run_bundle_with(
 }
 
 /// Copies a container's output pipe to strata's own output as it arrives.
-fn relay_to(mut from: impl std::io::Read, mut to: impl std::io::Write) {
+fn relay_to(from: impl std::io::Read, mut to: impl std::io::Write) {
+    let _ = read_chunks(from, &mut |b| {
+        to.write_all(b).and_then(|_| to.flush()).is_ok()
+    });
+}
+
+/// Hands what `from` gives to `each` as it arrives, until the end, an error, or `each` says
+/// to stop.
+fn read_chunks(
+    mut from: impl std::io::Read,
+    each: &mut dyn FnMut(&[u8]) -> bool,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match from.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Ok(()),
             Ok(n) => {
-                if to.write_all(&buf[..n]).and_then(|_| to.flush()).is_err() {
-                    break;
+                if !each(&buf[..n]) {
+                    return Ok(());
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -417,7 +416,6 @@ pub fn run_bundle_logged(
     log: &mut dyn FnMut(&[u8]),
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<i32> {
-    use std::io::Read;
     if !rustix::process::geteuid().is_root() {
         bail!("running containers needs root (namespaces and overlay mounts); run strata as root");
     }
@@ -446,15 +444,10 @@ pub fn run_bundle_logged(
                 }
             }
         });
-        let mut buf = vec![0u8; 64 * 1024];
-        let read = loop {
-            match reader.read(&mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => log(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(e),
-            }
-        };
+        let read = read_chunks(&mut reader, &mut |b| {
+            log(b);
+            true
+        });
         let status = child.wait();
         drop(done_tx);
         read.context("reading the container's output")?;
@@ -588,6 +581,7 @@ fn remove_stubs(layers: &Layers) -> Result<()> {
     use rustix::fs::{AtFlags, FileType};
     use std::os::unix::fs::MetadataExt;
     let upper = Root::open(&layers.upper).context("opening the writable layer")?;
+    let lower = layer_roots(&layers.lower);
     let mut stubs = layers.stubs.clone();
     stubs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     let parent_and_name = |p: &Path| -> Option<(strata_cache::inroot::Entry, std::ffi::OsString)> {
@@ -630,10 +624,8 @@ fn remove_stubs(layers: &Layers) -> Result<()> {
                 .ok()
                 .flatten()
                 .is_some();
-            let below = layers
-                .lower
+            let below = lower
                 .iter()
-                .filter_map(|l| Root::open(l).ok())
                 .find_map(|r| r.resolve(rel, false).ok().and_then(|e| e.metadata().ok()));
             let same = below.is_some_and(|b| {
                 b.is_dir() && b.mode() == m.mode() && b.uid() == m.uid() && b.gid() == m.gid()

@@ -142,6 +142,27 @@ pub fn filters(caps: &HashSet<Capability>, arch: TargetArch) -> Result<Vec<BpfPr
     CACHE.get(caps, arch, || builtin()?.programs(caps, arch))
 }
 
+/// The programs for the container `spec` describes, on this architecture: `None` when the
+/// spec has no seccomp section (`--security=insecure`), else [`filters`] for the capabilities
+/// of its bounding set.
+pub fn for_spec(spec: &oci_spec::runtime::Spec) -> Result<Option<Vec<BpfProgram>>, Error> {
+    if spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let caps = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().clone())
+        .unwrap_or_default();
+    filters(&caps, native_arch()?).map(Some)
+}
+
 /// The seccomp section of config.json for a container with capabilities `caps` on `arch`
 /// (made once per process for each capability set).
 pub fn oci_section(caps: &HashSet<Capability>, arch: TargetArch) -> Result<LinuxSeccomp, Error> {

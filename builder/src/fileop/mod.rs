@@ -423,9 +423,6 @@ struct CopySpec<'a> {
     reuse: Option<&'a mut Reuse>,
 }
 
-/// How many symlinks a named source may lead through when they are followed.
-const MAX_SOURCE_LINKS: usize = 40;
-
 impl CopySpec<'_> {
     fn run(
         mut self,
@@ -520,43 +517,24 @@ impl CopySpec<'_> {
     /// The source at `rel`: its parents resolved inside the source, and its own symlink (and
     /// the ones that leads to) followed inside the source when the copy follows symlinks.
     fn source_item(&self, rel: &str) -> Result<Item> {
-        let mut path = PathBuf::from(rel);
-        for _ in 0..=MAX_SOURCE_LINKS {
-            let not_found = |e: InRootError| {
-                if e.is_not_found() {
-                    FileOpError::NotFound(format!("\"/{rel}\""))
-                } else {
-                    FileOpError::InRoot(InRootError::new(e.op, rel, e.cause))
-                }
-            };
-            let Some((dir, name)) = self.src_root.parent_of(&path).map_err(not_found)? else {
-                // The source's root itself (or a path ending in `..`): a directory.
-                let e = self.src_root.resolve(&path, true).map_err(not_found)?;
-                return Ok(Item::Dir(e));
-            };
-            if !self.follow_symlinks || dir.kind_of(&name) != Some(rustix::fs::FileType::Symlink) {
-                return Ok(Item::In { dir, name });
+        let not_found = |e: InRootError| {
+            if e.is_not_found() {
+                FileOpError::NotFound(format!("\"/{rel}\""))
+            } else {
+                FileOpError::InRoot(InRootError::new(e.op, rel, e.cause))
             }
-            let t = std::fs::read_link(dir.child(&name).map_err(io("name", &path))?)
-                .map_err(io_in("readlink", rel))?;
-            let parent = dir
-                .real_path()
-                .ok()
-                .and_then(|p| {
-                    self.src_root
-                        .entry()
-                        .real_path()
-                        .ok()
-                        .and_then(|r| p.strip_prefix(r).ok().map(Path::to_path_buf))
-                })
-                .unwrap_or_default();
-            path = if t.is_absolute() { t } else { parent.join(t) };
+        };
+        match self
+            .src_root
+            .resolve_last(rel, self.follow_symlinks)
+            .map_err(not_found)?
+        {
+            Some((dir, name)) => Ok(Item::In { dir, name }),
+            // The source's root itself (or a path ending in `..`): a directory.
+            None => Ok(Item::Dir(
+                self.src_root.resolve(rel, true).map_err(not_found)?,
+            )),
         }
-        Err(FileOpError::InRoot(InRootError::new(
-            "resolve",
-            rel,
-            std::io::Error::from_raw_os_error(40),
-        )))
     }
 
     /// A source item that is a directory, held open.
@@ -724,7 +702,9 @@ impl CopySpec<'_> {
         if ft.is_char_device() && md.rdev() == 0 {
             return Ok(()); // an overlay whiteout in a single-layer source
         }
-        if md.is_file() {
+        // Where the target is inside the root is asked of the kernel only for a copy that may
+        // link (a readlink of its directory).
+        if md.is_file() && self.reuse.is_some() {
             let (mode, owner) = (self.mode_for(md.mode() & 0o7777, false), self.owner_for(md));
             if let Item::In { dir, name } = target
                 && let Some(rel) = self.rel_in_root(dir).map(|d| d.join(name))

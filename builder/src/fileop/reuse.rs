@@ -37,7 +37,7 @@ struct Deferred {
     rel: PathBuf,
     /// The file to link: the previous result's, or the source's own in its snapshot (the
     /// snapshot, and the path inside it).
-    prev: (PathBuf, PathBuf),
+    prev: (Root, PathBuf),
     /// `prev` is the source itself: nothing to compare.
     same_inode: bool,
     /// The source (its root, and the path inside it), copied instead if its bytes differ or
@@ -174,7 +174,7 @@ impl Reuse {
                         && (pm.uid(), pm.gid()) == owner
                         && xattrs(src).is_some_and(|a| xattrs(&pp).is_some_and(|b| a == b));
                     (same && self.chosen.insert((pm.dev(), pm.ino()))).then_some((
-                        prev.clone(),
+                        root.clone(),
                         rel.to_path_buf(),
                         false,
                     ))
@@ -189,23 +189,27 @@ impl Reuse {
                     let Some(root) = self.root(l) else {
                         return false;
                     };
-                    match root.resolve_no_symlinks(src_rel) {
-                        Ok(e) => {
-                            let Some(held) = real_path_in(&root, src_rel) else {
-                                return false;
-                            };
-                            match e.metadata() {
-                                Ok(m) => own = Some((l.clone(), held, m)),
-                                Err(_) => return false,
-                            }
-                            break;
-                        }
-                        Err(e) if e.is_not_found() => continue,
-                        // A symlink on the way (or any other surprise): copy it.
+                    let Some(name) = src_rel.file_name() else {
+                        return false;
+                    };
+                    let parent =
+                        match root.resolve_no_symlinks(src_rel.parent().unwrap_or(Path::new(""))) {
+                            Ok(p) => p,
+                            Err(e) if e.is_not_found() => continue,
+                            // A symlink on the way (or any other surprise): copy it.
+                            Err(_) => return false,
+                        };
+                    let Ok(p) = parent.child(name) else {
+                        return false;
+                    };
+                    match std::fs::symlink_metadata(&p) {
+                        Ok(m) => own = Some((root, (parent, p), m)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(_) => return false,
                     }
+                    break;
                 }
-                own.and_then(|(l, (_parent, p), pm)| {
+                own.and_then(|(root, (_parent, p), pm)| {
                     let same = pm.is_file()
                         && pm.ino() == md.ino()
                         && pm.len() == md.len()
@@ -214,7 +218,7 @@ impl Reuse {
                         && pm.mode() & 0o7777 == mode & 0o7777
                         && (pm.uid(), pm.gid()) == owner
                         && no_xattrs(&p);
-                    same.then_some((l, src_rel.to_path_buf(), true))
+                    same.then_some((root, src_rel.to_path_buf(), true))
                 })
             }
         };
@@ -253,9 +257,10 @@ impl Reuse {
                 .or_default()
                 .push(d);
         }
+        let upper = Root::open(&self.upper)?;
         let per_dir = by_dir
             .into_par_iter()
-            .map(|(dir, files)| self.link_dir(&dir, &files))
+            .map(|(dir, files)| self.link_dir(&upper, &dir, &files))
             .collect::<Result<Vec<LinkStats>>>()?;
         Ok(per_dir
             .into_iter()
@@ -265,8 +270,7 @@ impl Reuse {
             }))
     }
 
-    fn link_dir(&self, dir: &Path, files: &[&Deferred]) -> Result<LinkStats> {
-        let upper = Root::open(&self.upper)?;
+    fn link_dir(&self, upper: &Root, dir: &Path, files: &[&Deferred]) -> Result<LinkStats> {
         let held = upper.resolve_no_symlinks(dir)?;
         let dir_path = held.path().join(".");
         let before = std::fs::symlink_metadata(&dir_path).map_err(io("stat", dir))?;
@@ -284,10 +288,8 @@ impl Reuse {
                     d.src.1.display()
                 )));
             };
-            let prev = Root::open(&d.prev.0)
-                .ok()
-                .and_then(|r| real_path_in(&r, &d.prev.1).map(|p| (r, p)));
-            if let Some((_root, (_dir, prev))) = &prev
+            let prev = real_path_in(&d.prev.0, &d.prev.1);
+            if let Some((_dir, prev)) = &prev
                 && (d.same_inode || same_bytes(&src, prev, &mut bufs))
                 && std::fs::hard_link(prev, &target).is_ok()
             {
