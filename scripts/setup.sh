@@ -6,9 +6,10 @@ set -euo pipefail
 need_apt=()
 command -v busybox >/dev/null 2>&1 || need_apt+=(busybox-static)
 command -v runc >/dev/null 2>&1 || need_apt+=(runc)
-# Interop tests: other tools must accept what strata exports.
+# Interop tests: other tools must accept what strata exports, and strata what they make.
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need_apt+=(umoci)
+command -v buildah >/dev/null 2>&1 || need_apt+=(buildah)
 # Registry tests: a real registry server on loopback.
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 # … with TLS and basic auth (bcrypt htpasswd files; certificates come from openssl).

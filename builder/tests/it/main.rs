@@ -13,3 +13,4 @@ mod sandbox;
 mod seccomp;
 mod state_root;
 mod support;
+mod tools;
