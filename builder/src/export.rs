@@ -12,13 +12,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use strata_cache::Digest;
 use strata_cache::compress::Compression;
-use strata_cache::images::{Descriptor, HashWriter, Image, ImageStore};
-
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+use strata_cache::images::{Image, ImageStore};
+use strata_oci::archive::{ArchiveEntry, OCI_LAYOUT};
+use strata_oci::media_type::{
+    self as mt, DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST,
+};
+use strata_oci::{Descriptor, DigestWriter, Index, Manifest, Platform};
 
 /// How layers and manifests are written.
 #[derive(Debug, Clone)]
@@ -50,12 +49,12 @@ impl Default for Format {
 pub struct Manifested {
     pub manifest: Vec<u8>,
     pub manifest_digest: Digest,
-    pub media_type: &'static str,
+    pub media_type: String,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
     /// The image's tags (full names).
     pub tags: Vec<String>,
-    pub platform: serde_json::Value,
+    pub platform: Platform,
 }
 
 /// Makes (or reuses) the image's layer blobs in `fmt` and writes its manifest.
@@ -73,11 +72,7 @@ pub fn manifest(store: &mut ImageStore, img: &Image, fmt: &Format) -> Result<Man
                         .docker_media_type()
                         .unwrap_or_default()
                 };
-                let desc = Descriptor {
-                    media_type: media_type.to_string(),
-                    digest: d.clone(),
-                    size,
-                };
+                let desc = Descriptor::new(media_type, d.clone(), size);
                 streamed.insert(d.clone(), desc);
             }
         }
@@ -110,48 +105,63 @@ pub fn manifest_with(
         }
         layers.push(desc);
     }
-    let config = Descriptor {
-        media_type: if fmt.oci_media_types {
+    let config = Descriptor::new(
+        if fmt.oci_media_types {
             OCI_CONFIG
         } else {
             DOCKER_CONFIG
-        }
-        .into(),
-        digest: img.record.config_digest.clone(),
-        size: img.config_bytes.len() as u64,
-    };
+        },
+        img.record.config_digest.clone(),
+        img.config_bytes.len() as u64,
+    );
     let media_type = if fmt.oci_media_types {
         OCI_MANIFEST
     } else {
         DOCKER_MANIFEST
     };
-    let mut m = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_type,
-        "config": config,
-        "layers": layers,
-    });
-    if !fmt.annotations.is_empty() {
-        m["annotations"] = serde_json::to_value(&fmt.annotations)?;
-    }
-    let manifest = serde_json::to_vec(&m)?;
-    let manifest_digest = Digest::of(&manifest);
-    let mut platform = serde_json::json!({
-        "architecture": img.config.architecture,
-        "os": img.config.os,
-    });
-    if let Some(v) = &img.config.variant {
-        platform["variant"] = v.clone().into();
-    }
+    let mut m = Manifest::new(media_type, config.clone(), layers.clone());
+    m.annotations = fmt.annotations.clone();
+    let (manifest, manifest_digest) = m.encode();
+    let platform = descriptor_platform(&img.config);
     Ok(Manifested {
         manifest,
         manifest_digest,
-        media_type,
+        media_type: media_type.to_string(),
         config,
         layers,
         tags: img.record.tags.clone(),
         platform,
     })
+}
+
+/// The platform of an image's index entry: as its config says (not normalized).
+fn descriptor_platform(c: &strata_oci::ImageConfig) -> Platform {
+    Platform {
+        os: c.os.clone(),
+        architecture: c.architecture.clone(),
+        variant: c.variant.clone(),
+        os_version: c.os_version.clone(),
+        os_features: c.os_features.clone(),
+    }
+}
+
+/// An index entry for a manifest, named `name` when given.
+fn index_entry(m: &Manifested, name: Option<&String>, platform: bool) -> Descriptor {
+    let mut d = Descriptor::new(
+        &m.media_type,
+        m.manifest_digest.clone(),
+        m.manifest.len() as u64,
+    );
+    if platform {
+        d.platform = Some(m.platform.clone());
+    }
+    if let Some(n) = name {
+        d.annotations
+            .insert(mt::ANNOTATION_IMAGE_NAME.into(), n.clone());
+        d.annotations
+            .insert(mt::ANNOTATION_REF_NAME.into(), ref_name(n).to_string());
+    }
+    d
 }
 
 /// Where an archive's files go: a tar stream or a directory.
@@ -221,7 +231,7 @@ impl Sink {
         diff_id: &Digest,
     ) -> Result<()> {
         let write = |w: &mut dyn Write| -> Result<()> {
-            let mut hw = HashWriter::new(w);
+            let mut hw = DigestWriter::new(w);
             strata_cache::difftar::write_diff_tar(snapshot, &mut hw, &Default::default())?;
             let (_, d) = hw.finish();
             if d != *diff_id {
@@ -371,35 +381,15 @@ pub fn write_oci(
         let m = manifest(store, img, fmt)?;
         write_blobs(&mut s, store, &m, &img.config_bytes)?;
         let names = if names.is_empty() { &m.tags } else { names };
-        let desc = |name: Option<&String>| {
-            let mut d = serde_json::json!({
-                "mediaType": m.media_type,
-                "digest": m.manifest_digest,
-                "size": m.manifest.len(),
-                "platform": m.platform,
-            });
-            if let Some(n) = name {
-                d["annotations"] = serde_json::json!({
-                    "io.containerd.image.name": n,
-                    "org.opencontainers.image.ref.name": ref_name(n),
-                });
-            }
-            d
-        };
         if names.is_empty() {
-            index.push(desc(None));
+            index.push(index_entry(&m, None, true));
         }
         for n in names {
-            index.push(desc(Some(n)));
+            index.push(index_entry(&m, Some(n), true));
         }
     }
-    s.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    let idx = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": index,
-    });
-    s.bytes("index.json", &serde_json::to_vec(&idx)?)?;
+    s.bytes("oci-layout", OCI_LAYOUT)?;
+    s.bytes("index.json", &Index::new(index).encode().0)?;
     s.finish()
 }
 
@@ -418,37 +408,25 @@ pub fn write_docker(
         let m = manifest(store, img, fmt)?;
         write_blobs(&mut s, store, &m, &img.config_bytes)?;
         let names = if names.is_empty() { &m.tags } else { names };
-        entries.push(serde_json::json!({
-            "Config": format!("blobs/sha256/{}", m.config.digest.hex()),
-            "RepoTags": names.iter().map(|n| familiar(n)).collect::<Vec<_>>(),
-            "Layers": m.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
-        }));
+        entries.push(ArchiveEntry {
+            config: format!("blobs/sha256/{}", m.config.digest.hex()),
+            repo_tags: names.iter().map(|n| familiar(n)).collect(),
+            layers: m
+                .layers
+                .iter()
+                .map(|l| format!("blobs/sha256/{}", l.digest.hex()))
+                .collect(),
+            layer_sources: Default::default(),
+        });
         if names.is_empty() {
-            index.push(serde_json::json!({
-                "mediaType": m.media_type,
-                "digest": m.manifest_digest,
-                "size": m.manifest.len(),
-            }));
+            index.push(index_entry(&m, None, false));
         }
         for n in names {
-            index.push(serde_json::json!({
-                "mediaType": m.media_type,
-                "digest": m.manifest_digest,
-                "size": m.manifest.len(),
-                "annotations": {
-                    "io.containerd.image.name": n,
-                    "org.opencontainers.image.ref.name": ref_name(n),
-                },
-            }));
+            index.push(index_entry(&m, Some(n), false));
         }
     }
-    s.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    let idx = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": index,
-    });
-    s.bytes("index.json", &serde_json::to_vec(&idx)?)?;
+    s.bytes("oci-layout", OCI_LAYOUT)?;
+    s.bytes("index.json", &Index::new(index).encode().0)?;
     s.bytes("manifest.json", &serde_json::to_vec(&entries)?)?;
     s.finish()
 }

@@ -19,14 +19,17 @@ use std::io::{Read, Seek};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use strata_cache::Digest;
-use strata_cache::images::{ImageConfigFile, ImageStore};
+use strata_cache::images::ImageStore;
 use strata_cache::inroot::Root;
 use strata_cache::unpack::{UnpackOptions, Whiteouts};
+use strata_oci::archive::parse_archive_manifest;
+use strata_oci::media_type as mt;
+use strata_oci::{Descriptor, DigestReader, Document, ImageConfig};
 use strata_solver::Platform;
 
 /// A name as stored (`app` → `docker.io/library/app:latest`).
 fn normalize(n: &str) -> Result<String> {
-    let r = strata_solver::reference::Reference::parse(n)
+    let r = strata_oci::Reference::parse(n)
         .map_err(|e| anyhow::anyhow!("the archive names an invalid image {n:?}: {e}"))?;
     Ok(r.to_string())
 }
@@ -43,6 +46,8 @@ struct Plan {
     config: Vec<u8>,
     layers: Vec<LayerSrc>,
     tags: Vec<String>,
+    /// The manifest the image came with (bytes, media type), when the archive has one.
+    manifest: Option<(Vec<u8>, String)>,
 }
 
 /// A layer file of the archive: opened (a regular file inside the archive) and the number of
@@ -87,24 +92,32 @@ fn read_json_file(root: &Root, rel: &str) -> Result<Vec<u8>> {
     bounded::read_file(f, MAX_JSON).map_err(|e| anyhow!("the archive's {rel:?}: {e}"))
 }
 
-/// A descriptor's digest and size.
-fn descriptor(desc: &serde_json::Value) -> Result<(Digest, Option<u64>)> {
-    let d: Digest = desc["digest"]
-        .as_str()
-        .context("a descriptor without a digest")?
-        .parse()
-        .map_err(|e| anyhow!("bad digest in the archive: {e}"))?;
-    Ok((d, desc["size"].as_u64()))
+/// A descriptor's digest and size (`None`: the descriptor gives none).
+fn descriptor(desc: &Descriptor) -> (Digest, Option<u64>) {
+    (desc.digest.clone(), (desc.size > 0).then_some(desc.size))
 }
 
-fn blob_rel(d: &Digest) -> String {
-    format!("blobs/sha256/{}", d.hex())
+/// Where a blob is in the archive: `blobs/sha256/HEX` in an OCI layout, `HEX` in a
+/// directory skopeo wrote.
+#[derive(Clone, Copy)]
+enum BlobPaths {
+    Layout,
+    SkopeoDir,
+}
+
+impl BlobPaths {
+    fn rel(self, d: &Digest) -> String {
+        match self {
+            BlobPaths::Layout => format!("blobs/sha256/{}", d.hex()),
+            BlobPaths::SkopeoDir => d.hex().to_string(),
+        }
+    }
 }
 
 /// A JSON blob (manifest, index, config) of an OCI layout: at most its descriptor's size and
 /// [`MAX_JSON`] bytes are read, and it must match both.
-fn json_blob(root: &Root, desc: &serde_json::Value) -> Result<Vec<u8>> {
-    let (d, want) = descriptor(desc)?;
+fn json_blob(root: &Root, paths: BlobPaths, desc: &Descriptor) -> Result<Vec<u8>> {
+    let (d, want) = descriptor(desc);
     if let Some(w) = want
         && w > MAX_JSON
     {
@@ -113,7 +126,7 @@ fn json_blob(root: &Root, desc: &serde_json::Value) -> Result<Vec<u8>> {
             bounded::human(MAX_JSON)
         );
     }
-    let f = open_in(root, &blob_rel(&d))?;
+    let f = open_in(root, &paths.rel(&d))?;
     let v = bounded::read_file(f, want.unwrap_or(MAX_JSON)).map_err(|e| match e {
         ReadError::TooLarge { .. } if want.is_some() => anyhow!(
             "blob {d} is longer than its descriptor's {} bytes \
@@ -138,23 +151,35 @@ fn json_blob(root: &Root, desc: &serde_json::Value) -> Result<Vec<u8>> {
 /// file's own size when the descriptor has none) plus one byte is hashed.
 fn layer_blob(
     root: &Root,
-    desc: &serde_json::Value,
+    paths: BlobPaths,
+    desc: &Descriptor,
     seen: &mut HashMap<Digest, LayerSrc>,
 ) -> Result<LayerSrc> {
-    let (d, want) = descriptor(desc)?;
+    let (d, want) = descriptor(desc);
     if let Some(l) = seen.get(&d) {
         if want.is_some_and(|w| w != l.size) {
             bail!("blob {d} is {} bytes, its descriptor says {want:?}", l.size);
         }
         return Ok(l.clone());
     }
-    let f = open_in(root, &blob_rel(&d))?;
+    let f = match open_in(root, &paths.rel(&d)) {
+        Ok(f) => f,
+        Err(e) if !desc.urls.is_empty() => {
+            return Err(e.context(format!(
+                "layer {d} is a non-distributable layer the archive does not include (it is at {}); \
+                 fetch it into the archive first (e.g. `skopeo copy` with its foreign layers)",
+                desc.urls.join(", ")
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     let limit = match want {
         Some(w) => w,
         None => f.metadata()?.len(),
     };
-    let (got, size) = strata_cache::images::digest_reader((&f).take(limit.saturating_add(1)))
-        .with_context(|| format!("reading blob {d}"))?;
+    let mut r = DigestReader::new((&f).take(limit.saturating_add(1)));
+    std::io::copy(&mut r, &mut std::io::sink()).with_context(|| format!("reading blob {d}"))?;
+    let (_, got, size) = r.finish();
     if size > limit {
         bail!(
             "blob {d} is longer than its descriptor's {limit} bytes \
@@ -175,100 +200,149 @@ fn layer_blob(
     Ok(l)
 }
 
+/// The plan of one image manifest of a layout (its bytes and media type kept).
+fn plan_manifest(
+    root: &Root,
+    paths: BlobPaths,
+    bytes: Vec<u8>,
+    media_type: &str,
+    tags: Vec<String>,
+    seen: &mut HashMap<Digest, LayerSrc>,
+) -> Result<Plan> {
+    let m = Document::parse_image_manifest(&bytes, Some(media_type))?;
+    let config = json_blob(root, paths, &m.config)?;
+    let layers = m
+        .layers
+        .iter()
+        .map(|l| layer_blob(root, paths, l, seen))
+        .collect::<Result<Vec<_>>>()?;
+    let media_type = if m.media_type.is_empty() {
+        media_type.to_string()
+    } else {
+        m.media_type.clone()
+    };
+    Ok(Plan {
+        config,
+        layers,
+        tags,
+        manifest: Some((bytes, media_type)),
+    })
+}
+
+/// Adds `p` to `plans`, or its tags to the plan of the same config.
+fn add_plan(plans: &mut Vec<Plan>, p: Plan) {
+    match plans.iter_mut().find(|q| q.config == p.config) {
+        Some(q) => q.tags.extend(p.tags),
+        None => plans.push(p),
+    }
+}
+
 fn plan_oci(root: &Root) -> Result<Vec<Plan>> {
-    let index: serde_json::Value = serde_json::from_slice(&read_json_file(root, "index.json")?)
-        .context("index.json is not JSON")?;
+    let bytes = read_json_file(root, "index.json")?;
+    let index =
+        match Document::parse(&bytes, Some(mt::OCI_INDEX)).context("the archive's index.json")? {
+            Document::Index(i) => i,
+            Document::Manifest(_) => bail!("the archive's index.json is a manifest, not an index"),
+        };
     let host = Platform::host();
     let mut plans: Vec<Plan> = Vec::new();
     let mut seen: HashMap<Digest, LayerSrc> = HashMap::new();
-    let mut stack: Vec<(serde_json::Value, Vec<String>)> = index["manifests"]
-        .as_array()
-        .context("index.json has no manifests")?
+    // A layout whose index lists one image per platform (as ko and crane write it) is a
+    // multi-platform image: the one for this machine.
+    let images: Vec<&Descriptor> = index
+        .manifests
         .iter()
-        .map(|m| {
-            let a = &m["annotations"];
-            let name = a["io.containerd.image.name"]
-                .as_str()
-                .or_else(|| {
-                    a["org.opencontainers.image.ref.name"]
-                        .as_str()
-                        .filter(|n| n.contains(['/', ':']))
+        .filter(|d| !d.is_attestation())
+        .collect();
+    let per_platform = images.len() > 1
+        && images.iter().all(|d| d.platform.is_some())
+        && images
+            .iter()
+            .all(|d| d.image_name() == images[0].image_name());
+    let index = if per_platform {
+        let pick = index
+            .select(&host)
+            .context("the archive's index.json")?
+            .clone();
+        strata_oci::Index::new(vec![pick])
+    } else {
+        index
+    };
+    // Every image the layout names; an index inside it stands for the image for this machine.
+    let mut stack: Vec<(Descriptor, Vec<String>, usize)> = index
+        .manifests
+        .iter()
+        .filter(|d| !d.is_attestation())
+        .map(|d| {
+            let name = d
+                .image_name()
+                .filter(|n| {
+                    d.annotations.contains_key(mt::ANNOTATION_IMAGE_NAME) || n.contains(['/', ':'])
                 })
                 .and_then(|n| normalize(n).ok());
-            (m.clone(), name.into_iter().collect())
+            (d.clone(), name.into_iter().collect(), 0)
         })
+        .rev()
         .collect();
-    let mut depth = 0;
-    while let Some((desc, tags)) = stack.pop() {
-        depth += 1;
-        if depth > 1000 {
-            bail!("the archive's indexes nest too deep");
+    if stack.is_empty() {
+        bail!("the archive's index.json lists no image");
+    }
+    while let Some((desc, tags, depth)) = stack.pop() {
+        if depth > 8 {
+            bail!("the archive's indexes nest more than 8 deep");
         }
-        let mt = desc["mediaType"].as_str().unwrap_or_default();
-        let v: serde_json::Value =
-            serde_json::from_slice(&json_blob(root, &desc)?).context("a manifest is not JSON")?;
-        if mt.ends_with("image.index.v1+json") || mt.ends_with("manifest.list.v2+json") {
-            // A multi-platform image: the manifest for this machine.
-            let pick = v["manifests"].as_array().and_then(|ms| {
-                ms.iter().find(|m| {
-                    m["platform"]["os"] == host.os.as_str()
-                        && m["platform"]["architecture"] == host.architecture.as_str()
-                })
-            });
-            match pick {
-                Some(m) => stack.push((m.clone(), tags)),
-                None => bail!("the archive has no image for {host}"),
+        let bytes = json_blob(root, BlobPaths::Layout, &desc)?;
+        match Document::parse(&bytes, Some(&desc.media_type))
+            .with_context(|| format!("blob {}", desc.digest))?
+        {
+            Document::Index(i) => {
+                // A multi-platform image: the manifest for this machine.
+                let pick = i
+                    .select(&host)
+                    .with_context(|| format!("index {}", desc.digest))?;
+                stack.push((pick.clone(), tags, depth + 1));
             }
-            continue;
-        }
-        let config = json_blob(root, &v["config"])?;
-        let layers = v["layers"]
-            .as_array()
-            .context("a manifest without layers")?
-            .iter()
-            .map(|l| layer_blob(root, l, &mut seen))
-            .collect::<Result<Vec<_>>>()?;
-        match plans.iter_mut().find(|p| p.config == config) {
-            Some(p) => p.tags.extend(tags),
-            None => plans.push(Plan {
-                config,
-                layers,
-                tags,
-            }),
+            Document::Manifest(_) => {
+                let p = plan_manifest(
+                    root,
+                    BlobPaths::Layout,
+                    bytes,
+                    &desc.media_type,
+                    tags,
+                    &mut seen,
+                )?;
+                add_plan(&mut plans, p);
+            }
         }
     }
     Ok(plans)
 }
 
 fn plan_docker(root: &Root) -> Result<Vec<Plan>> {
-    let m: serde_json::Value = serde_json::from_slice(&read_json_file(root, "manifest.json")?)
-        .context("manifest.json is not JSON")?;
+    let entries = parse_archive_manifest(&read_json_file(root, "manifest.json")?)
+        .context("the archive's manifest.json is not a docker archive's list of images")?;
     let mut plans: Vec<Plan> = Vec::new();
     // Entries naming the same config are one image: each config file is read once.
     let mut by_config: HashMap<String, usize> = HashMap::new();
-    for e in m.as_array().context("manifest.json is not a list")? {
-        let config_rel = e["Config"].as_str().context("an entry without Config")?;
-        let tags = e["RepoTags"]
-            .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter_map(|t| t.as_str())
-                    .map(normalize)
-                    .collect::<Result<Vec<_>>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
-        if let Some(&i) = by_config.get(config_rel) {
+    for e in entries {
+        if e.config.is_empty() {
+            bail!("an entry of manifest.json names no Config");
+        }
+        let tags = e
+            .repo_tags
+            .iter()
+            .map(|t| normalize(t))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(&i) = by_config.get(&e.config) {
             plans[i].tags.extend(tags);
             continue;
         }
-        let config = read_json_file(root, config_rel)?;
-        let layers = e["Layers"]
-            .as_array()
-            .context("an entry without Layers")?
+        let config = read_json_file(root, &e.config)?;
+        let layers = e
+            .layers
             .iter()
             .map(|l| {
-                let f = open_in(root, l.as_str().unwrap_or_default())?;
+                let f = open_in(root, l)?;
                 let size = f.metadata()?.len();
                 Ok(LayerSrc {
                     file: Arc::new(f),
@@ -276,14 +350,37 @@ fn plan_docker(root: &Root) -> Result<Vec<Plan>> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        by_config.insert(config_rel.to_string(), plans.len());
+        by_config.insert(e.config.clone(), plans.len());
         plans.push(Plan {
             config,
             layers,
             tags,
+            manifest: None,
         });
     }
     Ok(plans)
+}
+
+/// A directory `skopeo copy … dir:` wrote: `manifest.json` is the image's manifest, blobs are
+/// named by their hex digest.
+fn plan_skopeo_dir(root: &Root) -> Result<Vec<Plan>> {
+    let bytes = read_json_file(root, "manifest.json")?;
+    let media_type = match Document::parse(&bytes, None).context("the directory's manifest.json")? {
+        Document::Manifest(m) if !m.media_type.is_empty() => m.media_type,
+        Document::Manifest(_) => mt::OCI_MANIFEST.to_string(),
+        Document::Index(_) => bail!(
+            "the directory holds an image index (skopeo copy --all): copy one platform's image into it instead"
+        ),
+    };
+    let mut seen = HashMap::new();
+    Ok(vec![plan_manifest(
+        root,
+        BlobPaths::SkopeoDir,
+        bytes,
+        &media_type,
+        Vec::new(),
+        &mut seen,
+    )?])
 }
 
 /// Loads `src` (a file, `-` for standard input, or a directory); `scratch` is where an archive
@@ -310,17 +407,25 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
     // Every file of the archive is resolved inside its directory and must be a regular file.
     let root = Root::open(&dir).map_err(|e| anyhow!("{e}"))?;
     let has = |name: &str| root.resolve(name, false).is_ok();
-    let plans = if has("manifest.json") {
+    let plans = if has("index.json") {
+        // An OCI layout; `docker save` (25 and later) and BuildKit's docker exporter write
+        // one beside manifest.json: the layout keeps the manifests.
+        match plan_oci(&root) {
+            Ok(p) => p,
+            Err(e) if has("manifest.json") => plan_docker(&root).map_err(|_| e)?,
+            Err(e) => return Err(e),
+        }
+    } else if has("manifest.json") && has("version") {
+        plan_skopeo_dir(&root)?
+    } else if has("manifest.json") {
         plan_docker(&root)?
-    } else if has("index.json") {
-        plan_oci(&root)?
     } else {
         bail!("not an image archive: it has neither manifest.json (docker) nor index.json (OCI)");
     };
     // Check every config before importing anything.
     let mut configs = Vec::new();
     for p in &plans {
-        let c: ImageConfigFile = serde_json::from_slice(&p.config)
+        let c = ImageConfig::parse(&p.config)
             .map_err(|e| anyhow::anyhow!("an image config is invalid: {e}"))?;
         if c.rootfs.diff_ids.len() != p.layers.len() {
             bail!(
@@ -362,7 +467,8 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            let id = store.put_image_bytes(&p.config, &p.tags, now)?;
+            let manifest = p.manifest.as_ref().map(|(b, m)| (&b[..], m.as_str()));
+            let id = store.put_distributed_image(&p.config, manifest, &p.tags, now)?;
             out.push(Loaded {
                 id,
                 tags: p.tags.clone(),

@@ -94,7 +94,7 @@ impl<W: Write> Write for CountWriter<W> {
 /// The diff ID (sha256 of the tar) of a snapshot directory, and its stats, without keeping the
 /// tar.
 pub fn diff_id(dir: &Path, opts: &TarOptions) -> Result<(Digest, DiffStats), DiffTarError> {
-    let mut w = crate::images::HashWriter::new(io::sink());
+    let mut w = strata_oci::DigestWriter::new(io::sink());
     let stats = write_diff_tar(dir, &mut w, opts)?;
     Ok((w.finish().1, stats))
 }

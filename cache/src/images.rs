@@ -14,14 +14,12 @@ use crate::metadata::{ImageRecord, LayerRecord, Metadata, MetadataError};
 use crate::store::{ContentStore, StoreError};
 use crate::sys::FsOps;
 use crate::unpack::{UnpackError, UnpackOptions, decompress, unpack_new_in};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-
-pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub use strata_oci::config::{ImageConfig, RootFs};
+pub use strata_oci::manifest::{Descriptor, Manifest};
+use strata_oci::media_type as mt;
+use strata_oci::{DigestReader, DigestWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -49,60 +47,11 @@ pub enum ImageError {
     },
 }
 
-/// The `rootfs` of an image config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RootFs {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub diff_ids: Vec<Digest>,
-}
-
-/// An image config file (OCI image spec / Docker image JSON). Fields strata does not model are
-/// kept in `extra`; the stored blob is never re-serialized.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ImageConfigFile {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<String>,
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    /// The runtime config (Env, Cmd, …), as JSON.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub config: serde_json::Value,
-    pub rootfs: RootFs,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub history: Vec<serde_json::Value>,
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-/// A content descriptor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-}
-
-/// An OCI image manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    pub schema_version: u32,
-    pub media_type: String,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
-}
-
 /// An image as the store knows it.
 #[derive(Debug, Clone)]
 pub struct Image {
     pub record: ImageRecord,
-    pub config: ImageConfigFile,
+    pub config: ImageConfig,
     /// The config blob's bytes, exactly as stored.
     pub config_bytes: Vec<u8>,
 }
@@ -112,49 +61,6 @@ pub struct ImageStore {
     root: PathBuf,
     pub content: ContentStore,
     pub meta: Metadata,
-}
-
-/// Hashes what is written through it.
-pub struct HashWriter<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: io::Write> HashWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashWriter {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-    pub fn finish(self) -> (W, Digest) {
-        (self.inner, Digest::from_hasher(self.hasher))
-    }
-}
-
-impl<W: io::Write> io::Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Hashes what passes through.
-struct Tee<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 impl ImageStore {
@@ -251,7 +157,7 @@ impl ImageStore {
         let rec = LayerRecord {
             diff_id: diff_id.clone(),
             blob_digest: None,
-            media_type: Some(MEDIA_TYPE_LAYER_TAR.into()),
+            media_type: Some(mt::OCI_LAYER.into()),
             size: stats.size,
             snapshot: Some(diff_id.hex().to_string()),
         };
@@ -299,7 +205,7 @@ impl ImageStore {
         let rec = LayerRecord {
             diff_id: diff_id.clone(),
             blob_digest: Some(diff_id.clone()),
-            media_type: Some(MEDIA_TYPE_LAYER_TAR.into()),
+            media_type: Some(mt::OCI_LAYER.into()),
             size: written.size,
             snapshot: Some(diff_id.hex().to_string()),
         };
@@ -311,7 +217,7 @@ impl ImageStore {
     /// have been imported. Returns the image ID.
     pub fn put_image(
         &mut self,
-        config: &ImageConfigFile,
+        config: &ImageConfig,
         tags: &[String],
         now: i64,
     ) -> Result<Digest, ImageError> {
@@ -329,49 +235,69 @@ impl ImageStore {
         tags: &[String],
         now: i64,
     ) -> Result<Digest, ImageError> {
-        let config: ImageConfigFile =
-            serde_json::from_slice(config_bytes).map_err(|e| ImageError::BadConfig {
-                digest: Digest::of(config_bytes),
-                reason: e.to_string(),
-            })?;
-        let config = &config;
+        self.put_distributed_image(config_bytes, None, tags, now)
+    }
+
+    /// Records an image from its config exactly as given and, when it was pulled or loaded,
+    /// the manifest (bytes, media type) it came with: kept, so that pushing it unchanged
+    /// sends the same bytes under the same digest. Without one, an OCI manifest of its
+    /// uncompressed layers is recorded.
+    pub fn put_distributed_image(
+        &mut self,
+        config_bytes: &[u8],
+        distributed: Option<(&[u8], &str)>,
+        tags: &[String],
+        now: i64,
+    ) -> Result<Digest, ImageError> {
+        let bad = |reason: String| ImageError::BadConfig {
+            digest: Digest::of(config_bytes),
+            reason,
+        };
+        let config = ImageConfig::parse(config_bytes).map_err(|e| bad(e.to_string()))?;
         let cfg = self.content.put(config_bytes)?;
         let mut layers = Vec::new();
         let mut size = 0;
         for d in &config.rootfs.diff_ids {
-            let l = self.meta.layer(d)?.ok_or_else(|| ImageError::BadConfig {
-                digest: cfg.digest.clone(),
-                reason: format!("layer {d} is not in the store"),
-            })?;
+            let l = self
+                .meta
+                .layer(d)?
+                .ok_or_else(|| bad(format!("layer {d} is not in the store")))?;
             size += l.size;
-            layers.push(Descriptor {
-                media_type: l
-                    .media_type
-                    .clone()
-                    .unwrap_or_else(|| MEDIA_TYPE_LAYER_TAR.into()),
-                digest: l.blob_digest.clone().unwrap_or_else(|| d.clone()),
-                size: l.size,
-            });
+            layers.push(Descriptor::new(
+                l.media_type.as_deref().unwrap_or(mt::OCI_LAYER),
+                l.blob_digest.clone().unwrap_or_else(|| d.clone()),
+                l.size,
+            ));
         }
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: MEDIA_TYPE_MANIFEST.into(),
-            config: Descriptor {
-                media_type: MEDIA_TYPE_CONFIG.into(),
-                digest: cfg.digest.clone(),
-                size: cfg.size,
-            },
-            layers,
+        let manifest_digest = match distributed {
+            Some((bytes, media_type)) => {
+                let m = strata_oci::Document::parse_image_manifest(bytes, Some(media_type))
+                    .map_err(|e| bad(e.to_string()))?;
+                if m.config.digest != cfg.digest {
+                    return Err(bad(format!(
+                        "its manifest names config {}",
+                        m.config.digest
+                    )));
+                }
+                let d = self.content.put(bytes)?.digest;
+                self.meta
+                    .put_distributed_manifest(&cfg.digest, &d, media_type)?;
+                d
+            }
+            None => {
+                let manifest = Manifest::new(
+                    mt::OCI_MANIFEST,
+                    Descriptor::new(mt::OCI_CONFIG, cfg.digest.clone(), cfg.size),
+                    layers,
+                );
+                let (bytes, _) = manifest.encode();
+                self.content.put(&bytes)?.digest
+            }
         };
-        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| ImageError::BadConfig {
-            digest: cfg.digest.clone(),
-            reason: e.to_string(),
-        })?;
-        let m = self.content.put(&manifest_bytes)?;
         let rec = ImageRecord {
             id: cfg.digest.clone(),
             config_digest: cfg.digest.clone(),
-            manifest_digest: Some(m.digest),
+            manifest_digest: Some(manifest_digest),
             created: config.created.clone(),
             size,
             layers: config.rootfs.diff_ids.clone(),
@@ -379,6 +305,21 @@ impl ImageStore {
         };
         self.meta.put_image(&rec, now)?;
         Ok(cfg.digest)
+    }
+
+    /// The manifest an image was pulled or loaded with (bytes, media type), if it still has
+    /// it.
+    pub fn distributed_manifest(
+        &self,
+        image_id: &Digest,
+    ) -> Result<Option<(Vec<u8>, String)>, ImageError> {
+        let Some((d, media_type)) = self.meta.distributed_manifest(image_id)? else {
+            return Ok(None);
+        };
+        if !self.content.exists(&d) {
+            return Ok(None);
+        }
+        Ok(Some((self.content.read(&d)?, media_type)))
     }
 
     /// Looks an image up by tag or ID and loads its config.
@@ -396,11 +337,10 @@ impl ImageStore {
             })
             .ok_or_else(|| ImageError::NoSuchImage(name.to_string()))?;
         let config_bytes = self.content.read(&record.config_digest)?;
-        let config: ImageConfigFile =
-            serde_json::from_slice(&config_bytes).map_err(|e| ImageError::BadConfig {
-                digest: record.config_digest.clone(),
-                reason: e.to_string(),
-            })?;
+        let config = ImageConfig::parse(&config_bytes).map_err(|e| ImageError::BadConfig {
+            digest: record.config_digest.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Image {
             record,
             config,
@@ -504,11 +444,7 @@ impl ImageStore {
             if let Some((digest, size)) = self.meta.layer_blob(diff_id, c, l)?
                 && self.content.exists(&digest)
             {
-                return Ok(Descriptor {
-                    media_type,
-                    digest,
-                    size,
-                });
+                return Ok(Descriptor::new(&media_type, digest, size));
             }
         }
         let rec = self
@@ -525,14 +461,14 @@ impl ImageStore {
             move |source| ImageError::Io { op, path, source }
         };
         let file = tmp.as_file().try_clone().map_err(io_err("open"))?;
-        let out = HashWriter::new(io::BufWriter::new(file));
+        let out = DigestWriter::new(io::BufWriter::new(file));
         let (out, uncompressed) = if compression == Compression::Uncompressed {
-            let mut hw = HashWriter::new(out);
+            let mut hw = DigestWriter::new(out);
             self.write_layer_tar(&rec, &mut hw)?;
             hw.finish()
         } else {
             let comp = ParallelCompressor::new(out, compression, level);
-            let mut hw = HashWriter::new(comp);
+            let mut hw = DigestWriter::new(comp);
             self.write_layer_tar(&rec, &mut hw)?;
             let (comp, d) = hw.finish();
             let (inner, _) = comp.finish().map_err(io_err("compress"))?;
@@ -552,11 +488,7 @@ impl ImageStore {
         let size = std::fs::metadata(&tmp_path).map_err(io_err("stat"))?.len();
         self.content.commit(tmp, &digest)?;
         self.meta.put_layer_blob(diff_id, c, lvl, &digest, size)?;
-        Ok(Descriptor {
-            media_type,
-            digest,
-            size,
-        })
+        Ok(Descriptor::new(&media_type, digest, size))
     }
 
     /// The snapshot a layer's uncompressed tar can be written from, with the tar's size, when
@@ -662,12 +594,10 @@ fn remove_tree(dir: &Path) -> io::Result<()> {
 
 /// The digest of everything `r` yields (for diff IDs of archives read elsewhere).
 pub fn digest_reader(r: impl Read) -> io::Result<(Digest, u64)> {
-    let mut t = Tee {
-        inner: r,
-        hasher: Sha256::new(),
-    };
-    let n = io::copy(&mut t, &mut io::sink())?;
-    Ok((Digest::from_hasher(t.hasher), n))
+    let mut t = DigestReader::new(r);
+    io::copy(&mut t, &mut io::sink())?;
+    let (_, d, n) = t.finish();
+    Ok((d, n))
 }
 
 #[cfg(test)]
@@ -693,15 +623,12 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn config(diff: &Digest) -> ImageConfigFile {
-        ImageConfigFile {
+    fn config(diff: &Digest) -> ImageConfig {
+        ImageConfig {
             architecture: "amd64".into(),
             os: "linux".into(),
-            rootfs: RootFs {
-                kind: "layers".into(),
-                diff_ids: vec![diff.clone()],
-            },
-            ..ImageConfigFile::default()
+            rootfs: RootFs::layers(vec![diff.clone()]),
+            ..ImageConfig::default()
         }
     }
 

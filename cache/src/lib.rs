@@ -9,7 +9,6 @@
 //!   inside it and held as file descriptors;
 //! - [`lock`]: the state root's lock (builds shared, garbage collection exclusive);
 //! - [`root`]: the state root's directories, private to their owner (mode 0700);
-//! - [`digest`]: `sha256:` content digests;
 //! - [`store`]: the content store, blobs addressed by digest, never visible half-written;
 //! - [`metadata`]: SQLite metadata (images, tags, layers, snapshots), safe for several strata
 //!   processes on one root;
@@ -17,13 +16,12 @@
 //! - [`sys`]: the privileged filesystem calls (mknod, setxattr, chown) behind a trait with a
 //!   recording fake.
 //!
-//! Architecture invariant: cache depends on no other strata crate, never mounts and never
-//! forks.
+//! Architecture invariant: cache depends on no strata crate but the image model
+//! (`strata-oci`), never mounts and never forks.
 
 pub mod compress;
 pub mod contenthash;
 pub mod difftar;
-pub mod digest;
 pub mod gc;
 pub mod images;
 pub mod inroot;
@@ -34,4 +32,5 @@ pub mod store;
 pub mod sys;
 pub mod unpack;
 
-pub use digest::Digest;
+pub use strata_oci::Digest;
+pub use strata_oci::digest;

@@ -106,6 +106,13 @@ pub const MIGRATIONS: &[&str] = &[
         copy_key TEXT PRIMARY KEY,
         diff_id TEXT NOT NULL
      );",
+    // 8: the manifest an image was pulled or loaded with (its blob is in the content store),
+    // so that pushing the image unchanged sends the same bytes.
+    "CREATE TABLE distributed_manifests (
+        image_id TEXT PRIMARY KEY,
+        digest TEXT NOT NULL,
+        media_type TEXT NOT NULL
+     );",
 ];
 
 /// Where a lazily pulled layer's blob lives.
@@ -529,6 +536,36 @@ impl Metadata {
         row.map(digest).transpose()
     }
 
+    /// Records the manifest an image was pulled or loaded with (the latest one wins).
+    pub fn put_distributed_manifest(
+        &mut self,
+        image_id: &Digest,
+        manifest: &Digest,
+        media_type: &str,
+    ) -> Result<(), MetadataError> {
+        self.conn.execute(
+            "INSERT INTO distributed_manifests (image_id, digest, media_type) VALUES (?1, ?2, ?3)
+             ON CONFLICT(image_id) DO UPDATE SET digest = excluded.digest, media_type = excluded.media_type",
+            params![image_id.as_str(), manifest.as_str(), media_type],
+        )?;
+        Ok(())
+    }
+
+    /// The manifest (digest, media type) an image was pulled or loaded with.
+    pub fn distributed_manifest(
+        &self,
+        image_id: &Digest,
+    ) -> Result<Option<(Digest, String)>, MetadataError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT digest, media_type FROM distributed_manifests WHERE image_id = ?1",
+            )?
+            .query_row([image_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(d, m)| Ok((digest(d)?, m))).transpose()
+    }
+
     /// Where a layer can be fetched from, if it was pulled lazily.
     pub fn layer_source(&self, diff_id: &Digest) -> Result<Option<LayerSource>, MetadataError> {
         let row: Option<(String, String, String, String, i64)> = self
@@ -737,6 +774,10 @@ impl Metadata {
                 .collect::<Result<_, _>>()?
         };
         tx.execute("DELETE FROM tags WHERE image_id = ?1", [id.as_str()])?;
+        tx.execute(
+            "DELETE FROM distributed_manifests WHERE image_id = ?1",
+            [id.as_str()],
+        )?;
         tx.execute(
             "DELETE FROM image_layers WHERE image_id = ?1",
             [id.as_str()],

@@ -10,10 +10,10 @@
 //! locked has no live writer.
 
 use crate::digest::Digest;
-use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use strata_oci::DigestReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -107,22 +107,6 @@ pub struct Written {
     pub size: u64,
 }
 
-/// Writes everything read through it to a hasher too.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
 impl ContentStore {
     /// Opens (creating if needed) the store under `root`.
     pub fn open(root: &Path) -> Result<ContentStore, StoreError> {
@@ -203,11 +187,7 @@ impl ContentStore {
             });
         }
         let mut tmp = self.temp_file()?;
-        let mut reader = HashingReader {
-            inner: r,
-            hasher: Sha256::new(),
-            count: 0,
-        };
+        let mut reader = DigestReader::new(r);
         let tmp_path = tmp.path().to_path_buf();
         {
             let mut limited: Box<dyn Read> = match limit {
@@ -217,11 +197,11 @@ impl ContentStore {
             io::copy(&mut limited, tmp.as_file_mut()).map_err(io_err("write", &tmp_path))?;
         }
         if let Some(l) = limit
-            && reader.count > l
+            && reader.len() > l
         {
             return Err(StoreError::TooLarge { limit: l });
         }
-        let digest = Digest::from_hasher(reader.hasher);
+        let digest = reader.digest();
         if let Some(e) = expected
             && *e != digest
         {
@@ -233,7 +213,7 @@ impl ContentStore {
         self.commit(tmp, &digest)?;
         Ok(Written {
             digest,
-            size: reader.count,
+            size: reader.len(),
         })
     }
 

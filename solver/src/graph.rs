@@ -21,86 +21,8 @@
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 
-pub use strata_cache::Digest;
-
-/// A target platform, `os/arch[/variant]`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    pub fn new(os: &str, arch: &str, variant: Option<&str>) -> Self {
-        Platform {
-            os: os.to_string(),
-            architecture: arch.to_string(),
-            variant: variant.map(str::to_string),
-        }
-    }
-
-    /// The platform of the machine strata runs on (the build platform).
-    pub fn host() -> Platform {
-        let (arch, variant) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", None),
-            "aarch64" => ("arm64", None),
-            "arm" => ("arm", Some("v7")),
-            "x86" => ("386", None),
-            "powerpc64" => ("ppc64le", None),
-            "s390x" => ("s390x", None),
-            "riscv64" => ("riscv64", None),
-            other => (other, None),
-        };
-        Platform::new("linux", arch, variant)
-    }
-
-    /// Parses `os/arch[/variant]` and normalizes it as containerd does (`x86_64` → `amd64`,
-    /// `aarch64` → `arm64`, `arm64/v8` → `arm64`, `arm` → `arm/v7`).
-    pub fn parse(s: &str) -> Result<Platform, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let bad =
-            || format!("invalid platform {s:?}: expected os/arch[/variant], e.g. linux/amd64");
-        let (os, arch, variant) = match parts.as_slice() {
-            [os, arch] => (*os, *arch, None),
-            [os, arch, v] => (*os, *arch, Some(*v)),
-            _ => return Err(bad()),
-        };
-        if os.is_empty() || arch.is_empty() || variant.is_some_and(str::is_empty) {
-            return Err(bad());
-        }
-        let os = os.to_ascii_lowercase();
-        let arch = arch.to_ascii_lowercase();
-        let (arch, variant): (&str, Option<String>) = match (arch.as_str(), variant) {
-            ("x86_64" | "x86-64" | "amd64", v) => ("amd64", v.map(str::to_string)),
-            ("aarch64" | "arm64", Some("v8") | None) => ("arm64", None),
-            ("aarch64" | "arm64", v) => ("arm64", v.map(str::to_string)),
-            ("armhf", _) => ("arm", Some("v7".into())),
-            ("armel", _) => ("arm", Some("v6".into())),
-            ("arm", None) => ("arm", Some("v7".into())),
-            ("i386" | "i686" | "386", v) => ("386", v.map(str::to_string)),
-            (a, v) => (a, v.map(str::to_string)),
-        };
-        Ok(Platform {
-            os,
-            architecture: arch.to_string(),
-            variant,
-        })
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
+pub use strata_oci::{Digest, Platform};
 
 /// Where an op came from, for messages (`Dockerfile:12`). Not part of any digest.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,6 @@
 //!
 //! - [`graph`]: ops (source, exec, file, merge), their inputs and their definition digests;
 //! - [`image`]: the image config and history a build produces alongside its graph;
-//! - [`reference`]: image references normalized as Docker does;
 //! - [`scheduler`]: runs a graph's ops in parallel up to a limit, each once, cancelling on
 //!   the first failure.
 //!
@@ -11,7 +10,9 @@
 
 pub mod graph;
 pub mod image;
-pub mod reference;
 pub mod scheduler;
+
+/// Image references, from the image model (the frontend sees the model through the solver).
+pub use strata_oci::reference;
 
 pub use graph::{BuildGraph, Digest, Op, OpId, OpKind, Platform};

@@ -5,44 +5,43 @@
 //! `empty_layer`.
 
 use super::resolver;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use strata_cache::Digest;
-use strata_cache::images::{ImageConfigFile, ImageStore, RootFs};
+use strata_cache::images::{ImageConfig, ImageStore, RootFs};
 use strata_frontend::lower::Lowered;
+use strata_oci::config::History;
 
-/// Pairs history with the chain; returns the history (as JSON) and the diff IDs.
+/// Pairs history with the chain; returns the history and the diff IDs.
 pub fn history_and_layers(
-    history: &[strata_solver::image::HistoryEntry],
-    base_history: &[serde_json::Value],
+    history: &[History],
+    base_history: &[History],
     chain: &[Option<Digest>],
     created: &str,
-) -> (Vec<serde_json::Value>, Vec<Digest>) {
+) -> (Vec<History>, Vec<Digest>) {
     let diff_ids: Vec<Digest> = chain.iter().flatten().cloned().collect();
     let with_layer = history.iter().filter(|h| !h.empty_layer).count();
     let aligned = with_layer == chain.len();
     let mut layers = chain.iter();
     let mut out = Vec::new();
     for (i, h) in history.iter().enumerate() {
-        // Base image entries keep their own JSON (creation times and all).
+        // Base image entries keep their own (creation times and all).
         let mut v = match base_history.get(i) {
-            Some(b) if b["created_by"].as_str().unwrap_or_default() == h.created_by => b.clone(),
-            _ => {
-                let mut v = serde_json::json!({ "created": created, "created_by": h.created_by });
-                if !h.comment.is_empty() {
-                    v["comment"] = h.comment.clone().into();
-                }
-                v
-            }
+            Some(b) if b.created_by == h.created_by => History {
+                extra: Default::default(),
+                ..b.clone()
+            },
+            _ => History {
+                created: Some(created.to_string()),
+                created_by: h.created_by.clone(),
+                comment: h.comment.clone(),
+                ..Default::default()
+            },
         };
         let mut empty = h.empty_layer;
         if !h.empty_layer && aligned {
             empty = layers.next().is_some_and(|l| l.is_none());
         }
-        if empty {
-            v["empty_layer"] = true.into();
-        } else if let Some(o) = v.as_object_mut() {
-            o.remove("empty_layer");
-        }
+        v.empty_layer = empty;
         out.push(v);
     }
     (out, diff_ids)
@@ -57,7 +56,7 @@ pub fn put_image(
     now: i64,
 ) -> Result<(Digest, Option<Digest>)> {
     let created = crate::timefmt::rfc3339(now);
-    let base_history: Vec<serde_json::Value> = match &lowered.target_stage.base {
+    let base_history: Vec<History> = match &lowered.target_stage.base {
         b if b == "scratch" => vec![],
         _ => lowered
             .graph
@@ -78,28 +77,23 @@ pub fn put_image(
                             .history
                             .iter()
                             .zip(&lowered.history)
-                            .all(|(a, b)| {
-                                a["created_by"].as_str().unwrap_or_default() == b.created_by
-                            })
+                            .all(|(a, b)| a.created_by == b.created_by)
                 })
                 .map(|img| img.config.history.clone())
             })
             .unwrap_or_default(),
     };
     let (history, diff_ids) = history_and_layers(&lowered.history, &base_history, chain, &created);
-    let config = ImageConfigFile {
+    let config = ImageConfig {
         created: Some(created),
         author: (!lowered.author.is_empty()).then(|| lowered.author.clone()),
         architecture: lowered.platform.architecture.clone(),
         os: lowered.platform.os.clone(),
         variant: lowered.platform.variant.clone(),
-        config: serde_json::to_value(&lowered.config).context("serializing the image config")?,
-        rootfs: RootFs {
-            kind: "layers".into(),
-            diff_ids,
-        },
+        config: lowered.config.clone(),
+        rootfs: RootFs::layers(diff_ids),
         history,
-        ..ImageConfigFile::default()
+        ..ImageConfig::default()
     };
     let id = store.put_image(&config, tags, now)?;
     let manifest = store
@@ -112,13 +106,11 @@ pub fn put_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_solver::image::HistoryEntry;
-
-    fn h(c: &str, empty: bool) -> HistoryEntry {
-        HistoryEntry {
+    fn h(c: &str, empty: bool) -> History {
+        History {
             created_by: c.into(),
-            comment: String::new(),
             empty_layer: empty,
+            ..Default::default()
         }
     }
 
@@ -133,14 +125,16 @@ mod tests {
         let d1 = Digest::of(b"1");
         let d2 = Digest::of(b"2");
         let chain = vec![Some(d1.clone()), None, Some(d2.clone())];
-        let base =
-            vec![serde_json::json!({"created": "2020-01-01T00:00:00Z", "created_by": "base"})];
+        let base = vec![History {
+            created: Some("2020-01-01T00:00:00Z".into()),
+            ..h("base", false)
+        }];
         let (out, ids) = history_and_layers(&hist, &base, &chain, "now");
         assert_eq!(ids, vec![d1, d2]);
-        assert_eq!(out[0]["created"], "2020-01-01T00:00:00Z");
-        assert_eq!(out[1]["empty_layer"], true);
-        assert_eq!(out[2]["empty_layer"], true);
-        assert!(out[3].get("empty_layer").is_none());
-        assert_eq!(out[3]["created"], "now");
+        assert_eq!(out[0].created.as_deref(), Some("2020-01-01T00:00:00Z"));
+        assert!(out[1].empty_layer);
+        assert!(out[2].empty_layer);
+        assert!(!out[3].empty_layer);
+        assert_eq!(out[3].created.as_deref(), Some("now"));
     }
 }

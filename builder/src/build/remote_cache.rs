@@ -13,9 +13,11 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_cache::Digest;
-use strata_cache::images::{Descriptor, ImageStore};
+use strata_cache::images::ImageStore;
 use strata_cache::inroot::Root;
-use strata_solver::reference::Reference;
+use strata_oci::media_type as mt;
+use strata_oci::reference::Reference;
+use strata_oci::{Descriptor, DigestWriter, Document, Index, Manifest};
 
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.strata.buildcache.config.v1+json";
 
@@ -115,21 +117,31 @@ fn open_local(root: &Root, rel: &str) -> Result<std::fs::File> {
 }
 
 /// The cache directory's `index.json`, at most [`MAX_JSON`] bytes.
-fn read_index(root: &Root) -> Result<serde_json::Value> {
+fn read_index(root: &Root) -> Result<Index> {
     let f = open_local(root, "index.json")?;
     let b = crate::bounded::read_file(f, MAX_JSON)
         .map_err(|e| anyhow::anyhow!("the cache's index.json: {e}"))?;
-    serde_json::from_slice(&b).context("the cache's index.json is not JSON")
+    match Document::parse(&b, Some(mt::OCI_INDEX)).context("the cache's index.json")? {
+        Document::Index(i) => Ok(i),
+        Document::Manifest(_) => bail!("the cache's index.json is a manifest, not an index"),
+    }
 }
 
-/// A descriptor's digest and size.
-fn descriptor(desc: &serde_json::Value, what: &str) -> Result<(Digest, Option<u64>)> {
-    let d: Digest = desc["digest"]
-        .as_str()
-        .with_context(|| format!("the cache names its {what} without a digest"))?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((d, desc["size"].as_u64()))
+/// The manifest of a cache (a strata build cache, not an image).
+fn cache_manifest(bytes: &[u8]) -> Result<Manifest> {
+    match Document::parse(bytes, Some(mt::OCI_MANIFEST)).context("the cache manifest")? {
+        Document::Manifest(m) if m.config.media_type == CONFIG_MEDIA_TYPE => Ok(m),
+        Document::Manifest(m) => bail!(
+            "not a strata build cache: its manifest's config is {:?}, not {CONFIG_MEDIA_TYPE}",
+            m.config.media_type
+        ),
+        Document::Index(_) => bail!("not a strata build cache: an image index"),
+    }
+}
+
+/// A descriptor's digest and size (`None`: it gives none).
+fn descriptor(desc: &Descriptor) -> (Digest, Option<u64>) {
+    (desc.digest.clone(), (desc.size > 0).then_some(desc.size))
 }
 
 /// A small blob of the cache directory (its manifest, its config), read whole: at most its
@@ -208,12 +220,15 @@ pub fn import(loc: &Location) -> Result<Imported> {
             // no further than its bound.
             let root = Root::open(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
             let index = read_index(&root)?;
-            let (md, msize) = descriptor(&index["manifests"][0], "manifest")
-                .context("the cache's index.json lists no manifest")?;
+            let (md, msize) = descriptor(
+                index
+                    .manifests
+                    .first()
+                    .context("the cache's index.json lists no manifest")?,
+            );
             let m_bytes = read_local_blob(&root, &md, msize, MAX_JSON, "manifest")?;
-            let m: serde_json::Value = serde_json::from_slice(&m_bytes)?;
-            let (cd, csize) =
-                descriptor(&m["config"], "config").context("a cache manifest without config")?;
+            let m = cache_manifest(&m_bytes)?;
+            let (cd, csize) = descriptor(&m.config);
             read_local_blob(&root, &cd, csize, MAX_CONFIG, "config")?
         }
         Location::Registry(client, r) => {
@@ -223,12 +238,7 @@ pub fn import(loc: &Location) -> Result<Imported> {
                 .context("no endpoint")?;
             let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
             let (m_bytes, _, _) = client.get_manifest(&ep, &r.path, &tag)?;
-            let m: serde_json::Value = serde_json::from_slice(&m_bytes)?;
-            let cd: Digest = m["config"]["digest"]
-                .as_str()
-                .context("a cache manifest without config")?
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let cd = cache_manifest(&m_bytes)?.config.digest;
             let mut c = Vec::new();
             client
                 .get_blob(
@@ -265,8 +275,7 @@ impl Imported {
                 // descriptor's size (and one byte to tell a longer file), hashed on the way.
                 let root = Root::open(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let f = open_local(&root, &blob_rel(&desc.digest))?;
-                let mut hw =
-                    strata_cache::images::HashWriter::new(std::io::BufWriter::new(tmp.as_file()));
+                let mut hw = DigestWriter::new(std::io::BufWriter::new(tmp.as_file()));
                 let n = std::io::copy(&mut f.take(desc.size.saturating_add(1)), &mut hw)
                     .with_context(|| format!("copying cache blob {}", desc.digest))?;
                 let (mut w, got) = hw.finish();
@@ -381,7 +390,7 @@ pub fn export(
         // A gzip tar of the directory, into the content store.
         let tmp = store.content.temp_file()?;
         let f = std::io::BufWriter::new(tmp.as_file().try_clone()?);
-        let hw = strata_cache::images::HashWriter::new(f);
+        let hw = DigestWriter::new(f);
         let mut comp = strata_cache::compress::ParallelCompressor::new(
             hw,
             strata_cache::compress::Compression::Gzip,
@@ -400,11 +409,7 @@ pub fn export(
         store.content.commit(tmp, &digest)?;
         config.cache_mounts.insert(
             id.clone(),
-            Descriptor {
-                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-                digest,
-                size,
-            },
+            Descriptor::new(mt::OCI_LAYER_GZIP, digest, size),
         );
     }
     for k in keys {
@@ -420,11 +425,11 @@ pub fn export(
         }
     }
     let config_bytes = serde_json::to_vec(&config)?;
-    let config_desc = Descriptor {
-        media_type: CONFIG_MEDIA_TYPE.into(),
-        digest: Digest::of(&config_bytes),
-        size: config_bytes.len() as u64,
-    };
+    let config_desc = Descriptor::new(
+        CONFIG_MEDIA_TYPE,
+        Digest::of(&config_bytes),
+        config_bytes.len() as u64,
+    );
     let mut blobs: Vec<&Descriptor> = config
         .layers
         .values()
@@ -432,13 +437,12 @@ pub fn export(
         .collect();
     blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
     blobs.dedup_by(|a, b| a.digest == b.digest);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": config_desc,
-        "layers": blobs.iter().collect::<Vec<_>>(),
-    }))?;
-    let md = Digest::of(&manifest);
+    let (manifest, md) = Manifest::new(
+        mt::OCI_MANIFEST,
+        config_desc.clone(),
+        blobs.iter().map(|d| (*d).clone()).collect(),
+    )
+    .encode();
     match loc {
         Location::Local(dir) => {
             let b = dir.join("blobs/sha256");
@@ -460,14 +464,15 @@ pub fn export(
             }
             put(&config_desc.digest, &mut &config_bytes[..])?;
             put(&md, &mut &manifest[..])?;
-            std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-            let index = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": manifest.len()}],
-            });
+            std::fs::write(dir.join("oci-layout"), strata_oci::archive::OCI_LAYOUT)?;
+            let (index, _) = Index::new(vec![Descriptor::new(
+                mt::OCI_MANIFEST,
+                md.clone(),
+                manifest.len() as u64,
+            )])
+            .encode();
             let tmp = dir.join("index.json.partial");
-            std::fs::write(&tmp, serde_json::to_vec(&index)?)?;
+            std::fs::write(&tmp, index)?;
             std::fs::rename(&tmp, dir.join("index.json"))?;
         }
         Location::Registry(client, r) => {
@@ -486,13 +491,7 @@ pub fn export(
                 client.put_blob(&ep, &r.path, &config_desc.digest, tmp.path())?;
             }
             let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
-            client.put_manifest(
-                &ep,
-                &r.path,
-                &tag,
-                &manifest,
-                "application/vnd.oci.image.manifest.v1+json",
-            )?;
+            client.put_manifest(&ep, &r.path, &tag, &manifest, mt::OCI_MANIFEST)?;
         }
     }
     Ok(config.entries.len())

@@ -1,5 +1,5 @@
-//! Base images, looked up in the local store (pulling from registries arrives with the registry
-//! client): the frontend gets their config and history through [`StoreResolver`], the build
+//! Base images in the local store (the build pulls the ones it lacks before it lowers the
+//! Dockerfile): the frontend gets their config and history through [`StoreResolver`], the build
 //! their layers through [`find_image`].
 
 use anyhow::{Result, bail};
@@ -50,27 +50,26 @@ impl ImageResolver for StoreResolver<'_> {
         let Some(img) = lookup(self.store, reference) else {
             return Ok(None);
         };
-        let config: ImageConfig = serde_json::from_value(img.config.config.clone())
-            .map_err(|e| format!("{reference}: unreadable image config: {e}"))?;
+        // What BuildKit reads of a base: the fields its image model names (Docker's others,
+        // `Hostname`, `Image`, …, are not carried into the images built on it).
+        let config = ImageConfig {
+            extra: Default::default(),
+            ..img.config.config.clone()
+        };
         let history = img
             .config
             .history
             .iter()
             .map(|h| HistoryEntry {
-                created_by: h["created_by"].as_str().unwrap_or_default().to_string(),
-                comment: h["comment"].as_str().unwrap_or_default().to_string(),
-                empty_layer: h["empty_layer"].as_bool().unwrap_or(false),
+                extra: Default::default(),
+                ..h.clone()
             })
             .collect();
         Ok(Some(ResolvedImage {
             config,
             history,
             digest: Some(img.record.id.as_str().to_string()),
-            platform: Some(Platform {
-                os: img.config.os.clone(),
-                architecture: img.config.architecture.clone(),
-                variant: img.config.variant.clone(),
-            }),
+            platform: Some(img.config.platform()),
         }))
     }
 }
@@ -83,8 +82,8 @@ pub fn find_image(store: &ImageStore, op: &Op) -> Result<Image> {
     match lookup(store, reference) {
         Some(i) => Ok(i),
         None => bail!(
-            "base image {reference} is not in the local store: import it first \
-             (`strata import ROOTFS.tar NAME`); pulling from registries is not supported yet"
+            "base image {reference} is not in the local store: pull it (`strata pull {reference}`), \
+             load it (`strata load`) or import a root filesystem (`strata import ROOTFS.tar NAME`)"
         ),
     }
 }

@@ -6,11 +6,12 @@ use super::config::Global;
 use crate::timefmt::{ago, human_size, parse_rfc3339, rfc3339};
 use anyhow::{Context, Result, bail};
 use std::io::Write;
-use strata_cache::images::{ImageConfigFile, ImageStore, RootFs};
+use strata_cache::images::{ImageConfig, ImageStore, RootFs};
 use strata_cache::sys::RealFs;
 use strata_cache::unpack::UnpackOptions;
+use strata_oci::config::History;
+use strata_oci::reference::Reference;
 use strata_solver::Platform;
-use strata_solver::reference::Reference;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -81,22 +82,19 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<i32> {
             .unwrap_or_else(now),
     );
     let platform = Platform::host();
-    let config = ImageConfigFile {
+    let config = ImageConfig {
         created: Some(created.clone()),
         architecture: platform.architecture.clone(),
         os: platform.os.clone(),
         variant: platform.variant.clone(),
-        config: serde_json::json!({}),
-        rootfs: RootFs {
-            kind: "layers".into(),
-            diff_ids: vec![layer.diff_id.clone()],
-        },
-        history: vec![serde_json::json!({
-            "created": created,
-            "created_by": format!("strata import {}", a.file),
-            "comment": "Imported from a root filesystem tarball",
-        })],
-        ..ImageConfigFile::default()
+        rootfs: RootFs::layers(vec![layer.diff_id.clone()]),
+        history: vec![History {
+            created: Some(created),
+            created_by: format!("strata import {}", a.file),
+            comment: "Imported from a root filesystem tarball".into(),
+            ..Default::default()
+        }],
+        ..ImageConfig::default()
     };
     let tags: Vec<String> = tag.into_iter().collect();
     let id = store.put_image(&config, &tags, now())?;
@@ -241,10 +239,23 @@ pub fn inspect(g: &Global, a: &InspectArgs) -> Result<i32> {
         match find(&store, name) {
             Ok(img) => {
                 let c = &img.config;
+                // As docker: each repository's name with the digest of the manifest the
+                // image was pulled or loaded with.
+                let mut repo_digests: Vec<String> = Vec::new();
+                if let Ok(Some((d, _))) = store.meta.distributed_manifest(&img.record.id) {
+                    for t in &img.record.tags {
+                        if let Ok(r) = strata_oci::Reference::parse(t) {
+                            let rd = format!("{}@{d}", familiar(&r.repository()));
+                            if !repo_digests.contains(&rd) {
+                                repo_digests.push(rd);
+                            }
+                        }
+                    }
+                }
                 out.push(serde_json::json!({
                     "Id": img.record.id.to_string(),
                     "RepoTags": img.record.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
-                    "RepoDigests": [],
+                    "RepoDigests": repo_digests,
                     "Created": c.created,
                     "Author": c.author.clone().unwrap_or_default(),
                     "Architecture": c.architecture,

@@ -223,7 +223,14 @@ pub fn export(
                     bail!("pushing needs a name: give -t REGISTRY/NAME:TAG or name=…");
                 }
                 for n in names.iter().chain(extra) {
-                    super::registry::push_image(g, store, img.record.id.as_str(), n, &spec.format)?;
+                    super::registry::push_image(
+                        g,
+                        store,
+                        img.record.id.as_str(),
+                        n,
+                        &spec.format,
+                        false,
+                    )?;
                 }
             }
         }
@@ -342,18 +349,19 @@ pub fn history(g: &Global, a: &super::args::HistoryArgs) -> Result<i32> {
         } else {
             "<missing>".into()
         };
-        let created = h["created"]
-            .as_str()
+        let created = h
+            .created
+            .as_deref()
             .and_then(parse_rfc3339)
             .map(|t| ago(t, now))
             .unwrap_or_default();
-        let by = h["created_by"].as_str().unwrap_or_default();
+        let by = h.created_by.as_str();
         let by = if a.no_trunc || by.chars().count() <= 45 {
             by.to_string()
         } else {
             format!("{}…", by.chars().take(44).collect::<String>())
         };
-        let size = if h["empty_layer"].as_bool().unwrap_or(false) {
+        let size = if h.empty_layer {
             0
         } else {
             layers
@@ -366,7 +374,7 @@ pub fn history(g: &Global, a: &super::args::HistoryArgs) -> Result<i32> {
             out,
             "{id:<14} {created:<24} {by:<45} {:>8}   {}",
             human_size(size),
-            h["comment"].as_str().unwrap_or_default()
+            h.comment
         )?;
     }
     Ok(0)

@@ -7,8 +7,8 @@ use crate::registry::{self, Client, auth::Credentials, config::RegistryConfig};
 use anyhow::{Context, Result, bail};
 use std::io::Read;
 use strata_cache::images::ImageStore;
+use strata_oci::reference::Reference;
 use strata_solver::Platform;
-use strata_solver::reference::Reference;
 
 /// The registry client for this configuration.
 pub fn client(g: &Global) -> Result<Client> {
@@ -75,10 +75,11 @@ pub fn push_image(
     image: &str,
     target: &str,
     fmt: &crate::export::Format,
+    keep_distributed: bool,
 ) -> Result<()> {
     let r = parse_ref(target)?;
     let c = client(g)?;
-    registry::push(&c, store, image, &r, fmt, &mut |l| say(l))
+    registry::push(&c, store, image, &r, fmt, keep_distributed, &mut |l| say(l))
         .with_context(|| format!("pushing {}", familiar(&r.to_string())))?;
     Ok(())
 }
@@ -106,6 +107,7 @@ pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
         img.record.id.as_str(),
         &target,
         &Default::default(),
+        true,
     )?;
     Ok(0)
 }

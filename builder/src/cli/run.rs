@@ -7,14 +7,6 @@ use super::images::{find, open_store};
 use crate::executor::{self, RunRequest, spec::Network};
 use anyhow::{Context, Result, bail};
 
-fn strings(v: &serde_json::Value) -> Option<Vec<String>> {
-    v.as_array().map(|a| {
-        a.iter()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect()
-    })
-}
-
 /// The terminal in raw mode while a `-t` container runs; restored when dropped.
 struct RawMode(rustix::termios::Termios);
 
@@ -68,8 +60,8 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
             );
         }
     }
-    let image_entrypoint = strings(&cfg["Entrypoint"]).unwrap_or_default();
-    let image_cmd = strings(&cfg["Cmd"]).unwrap_or_default();
+    let image_entrypoint = cfg.entrypoint.clone().unwrap_or_default();
+    let image_cmd = cfg.cmd.clone().unwrap_or_default();
     let entrypoint = match &a.entrypoint {
         Some(e) if e.is_empty() => vec![],
         Some(e) => vec![e.clone()],
@@ -88,7 +80,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
             "no command specified: give one after the image name, or use an image with CMD or ENTRYPOINT"
         );
     }
-    let mut env = strings(&cfg["Env"]).unwrap_or_default();
+    let mut env = cfg.env.clone();
     for e in &a.env {
         let (k, v) = match e.split_once('=') {
             Some((k, v)) => (k.to_string(), v.to_string()),
@@ -105,12 +97,12 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         cwd: a
             .workdir
             .clone()
-            .or_else(|| cfg["WorkingDir"].as_str().map(str::to_string))
+            .or_else(|| Some(cfg.working_dir.clone()))
             .unwrap_or_default(),
         user: a
             .user
             .clone()
-            .or_else(|| cfg["User"].as_str().map(str::to_string))
+            .or_else(|| Some(cfg.user.clone()))
             .unwrap_or_default(),
         hostname: id[..12].to_string(),
         network: match a.network {

@@ -4,14 +4,13 @@
 
 use super::auth::Credentials;
 use super::config::{HostConfig, RegistryConfig};
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 use strata_cache::Digest;
 
-pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+pub const ACCEPT: &str = strata_oci::media_type::MANIFEST_ACCEPT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -283,13 +282,10 @@ impl Client {
                         reason: format!("the token server answered {}", r.status()),
                     });
                 }
-                let v: serde_json::Value = r.json_value()?;
-                let t = v["token"]
-                    .as_str()
-                    .or_else(|| v["access_token"].as_str())
-                    .ok_or_else(|| {
-                        RegistryError::Protocol(format!("{realm}: no token in the answer"))
-                    })?;
+                let v: TokenAnswer = r.json_value()?;
+                let t = v.token.or(v.access_token).ok_or_else(|| {
+                    RegistryError::Protocol(format!("{realm}: no token in the answer"))
+                })?;
                 Ok(format!("Bearer {t}"))
             }
             other => Err(RegistryError::Auth {
@@ -341,10 +337,7 @@ impl Client {
             });
         }
         let mt = if mt.is_empty() || mt == "application/json" {
-            serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["mediaType"].as_str().map(str::to_string))
-                .unwrap_or_default()
+            strata_oci::Document::declared_media_type(&bytes).unwrap_or_default()
         } else {
             mt
         };
@@ -361,9 +354,8 @@ impl Client {
     ) -> Result<u64> {
         let url = format!("{}/v2/{repo}/blobs/{digest}", ep.base);
         let mut r = Self::ok(self.send(ep, &format!("repository:{repo}:pull"), &|c| c.get(&url))?)?;
-        let mut h = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
-        let mut n = 0u64;
+        let mut w = strata_oci::DigestWriter::new(w);
         loop {
             let k = r.read(&mut buf).map_err(|source| RegistryError::Io {
                 op: "downloading a blob",
@@ -372,14 +364,13 @@ impl Client {
             if k == 0 {
                 break;
             }
-            h.update(&buf[..k]);
             w.write_all(&buf[..k]).map_err(|source| RegistryError::Io {
                 op: "writing a blob",
                 source,
             })?;
-            n += k as u64;
         }
-        let got = Digest::from_hasher(h);
+        let n = w.len();
+        let (_, got) = w.finish();
         if got != *digest {
             return Err(RegistryError::DigestMismatch {
                 what: "blob".into(),
@@ -543,12 +534,21 @@ fn read_limited(r: reqwest::blocking::Response, max: u64) -> Result<Vec<u8>> {
     Ok(v)
 }
 
+/// A token server's answer (Docker's token authentication).
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
 trait JsonValue {
-    fn json_value(self) -> Result<serde_json::Value>;
+    fn json_value<T: serde::de::DeserializeOwned>(self) -> Result<T>;
 }
 
 impl JsonValue for reqwest::blocking::Response {
-    fn json_value(self) -> Result<serde_json::Value> {
+    fn json_value<T: serde::de::DeserializeOwned>(self) -> Result<T> {
         let b = read_limited(self, 1 << 20)?;
         serde_json::from_slice(&b)
             .map_err(|e| RegistryError::Protocol(format!("the token server's answer: {e}")))

@@ -2,7 +2,6 @@
 //! Last-Modified time.
 
 use anyhow::{Context, Result, bail};
-use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -68,9 +67,8 @@ pub fn fetch(url: &str, checksum: Option<&str>, dest: &Path) -> Result<Fetched> 
         .and_then(parse_http_date);
     let mut f =
         std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
-    let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
+    let mut w = strata_oci::DigestWriter::new(&mut f);
     loop {
         let n = r
             .read(&mut buf)
@@ -78,12 +76,11 @@ pub fn fetch(url: &str, checksum: Option<&str>, dest: &Path) -> Result<Fetched> 
         if n == 0 {
             break;
         }
-        h.update(&buf[..n]);
-        f.write_all(&buf[..n])?;
-        size += n as u64;
+        w.write_all(&buf[..n])?;
     }
+    let size = w.len();
+    let (_, digest) = w.finish();
     f.sync_all()?;
-    let digest = Digest::from_hasher(h);
     if let Some(want) = checksum
         && want != digest.as_str()
     {

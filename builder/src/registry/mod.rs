@@ -11,9 +11,11 @@ pub mod git;
 use anyhow::{Context, Result, bail};
 pub use client::{Client, RegistryError};
 use strata_cache::Digest;
-use strata_cache::images::{ImageConfigFile, ImageStore};
+use strata_cache::images::ImageStore;
+use strata_oci::media_type as mt;
+use strata_oci::reference::Reference;
+use strata_oci::{Descriptor, Document, ImageConfig};
 use strata_solver::Platform;
-use strata_solver::reference::Reference;
 
 /// What a pull did.
 #[derive(Debug, Clone)]
@@ -25,21 +27,39 @@ pub struct Pulled {
     pub bytes_downloaded: u64,
 }
 
-fn is_index(media_type: &str) -> bool {
-    media_type.ends_with("image.index.v1+json") || media_type.ends_with("manifest.list.v2+json")
-}
-
 /// The compression a layer media type names.
 fn compression_of(media_type: &str) -> Option<strata_cache::compress::Compression> {
     use strata_cache::compress::Compression;
-    if media_type.ends_with("+gzip") || media_type.ends_with(".tar.gzip") {
-        Some(Compression::Gzip)
-    } else if media_type.ends_with("+zstd") {
-        Some(Compression::Zstd)
-    } else if media_type.ends_with(".tar") || media_type.ends_with("diff.tar") {
-        Some(Compression::Uncompressed)
-    } else {
-        None
+    use strata_oci::media_type::LayerCompression;
+    Some(match mt::layer_compression(media_type)? {
+        LayerCompression::None => Compression::Uncompressed,
+        LayerCompression::Gzip => Compression::Gzip,
+        LayerCompression::Zstd => Compression::Zstd,
+    })
+}
+
+/// The largest image config read from a registry.
+const MAX_CONFIG: u64 = 16 << 20;
+
+/// A writer into memory that refuses more than `limit` bytes.
+struct Capped {
+    out: Vec<u8>,
+    limit: u64,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if (self.out.len() + buf.len()) as u64 > self.limit {
+            return Err(std::io::Error::other(format!(
+                "larger than the limit of {} bytes",
+                self.limit
+            )));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -85,42 +105,53 @@ fn pull_from(
     lazy: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<Pulled> {
-    let (mut bytes, mut mt, mut digest) = client.get_manifest(ep, repo, want)?;
-    if is_index(&mt) {
-        let idx: serde_json::Value =
-            serde_json::from_slice(&bytes).context("the image index is not JSON")?;
-        let pick = idx["manifests"]
-            .as_array()
-            .context("an image index without manifests")?
-            .iter()
-            .find(|m| {
-                let p = &m["platform"];
-                p["os"] == platform.os.as_str()
-                    && p["architecture"] == platform.architecture.as_str()
-                    && (platform.variant.is_none()
-                        || p["variant"].as_str() == platform.variant.as_deref())
-            })
-            .with_context(|| format!("{r} has no image for {platform}"))?;
-        let d = pick["digest"]
-            .as_str()
-            .context("an index entry without a digest")?;
-        (bytes, mt, digest) = client.get_manifest(ep, repo, d)?;
+    let (mut bytes, mut media_type, mut digest) = client.get_manifest(ep, repo, want)?;
+    // An index (a multi-platform image, perhaps nested): the entry for the platform.
+    let mut depth = 0;
+    let m = loop {
+        match Document::parse(&bytes, Some(&media_type)).with_context(|| format!("{r}"))? {
+            Document::Manifest(m) => {
+                m.check_image().with_context(|| format!("{r}"))?;
+                break m;
+            }
+            Document::Index(idx) => {
+                depth += 1;
+                if depth > 4 {
+                    bail!("{r}: image indexes nested more than 4 deep");
+                }
+                let pick = idx.select(platform).with_context(|| format!("{r}"))?;
+                let d = pick.digest.to_string();
+                (bytes, media_type, digest) = client.get_manifest(ep, repo, &d)?;
+                if media_type.is_empty() {
+                    media_type = pick.media_type.clone();
+                }
+            }
+        }
+    };
+    if media_type.is_empty() {
+        media_type = if m.media_type.is_empty() {
+            mt::OCI_MANIFEST.to_string()
+        } else {
+            m.media_type.clone()
+        };
     }
-    let m: serde_json::Value =
-        serde_json::from_slice(&bytes).context("the manifest is not JSON")?;
-    if is_index(&mt) || m["config"].is_null() {
-        bail!("{r}: unexpected manifest type {mt:?}");
+    let config_digest = m.config.digest.clone();
+    if m.config.size > MAX_CONFIG {
+        bail!(
+            "{r}: its image config is {} bytes, more than the limit of {MAX_CONFIG}",
+            m.config.size
+        );
     }
-    let config_digest: Digest = m["config"]["digest"]
-        .as_str()
-        .context("a manifest without a config")?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut config_bytes = Vec::new();
-    client.get_blob(ep, repo, &config_digest, &mut config_bytes)?;
-    let config: ImageConfigFile =
-        serde_json::from_slice(&config_bytes).context("the image config is invalid")?;
-    let layers = m["layers"].as_array().cloned().unwrap_or_default();
+    let mut capped = Capped {
+        out: Vec::new(),
+        limit: MAX_CONFIG,
+    };
+    client
+        .get_blob(ep, repo, &config_digest, &mut capped)
+        .context("the image config")?;
+    let config_bytes = capped.out;
+    let config = ImageConfig::parse(&config_bytes).with_context(|| format!("{r}"))?;
+    let layers = m.layers.clone();
     if layers.len() != config.rootfs.diff_ids.len() {
         bail!(
             "{r}: the manifest lists {} layers, the config {}",
@@ -134,16 +165,17 @@ fn pull_from(
         if store.meta.layer(diff_id)?.is_some() && store.layer_available(diff_id) {
             continue;
         }
-        let d: Digest = l["digest"]
-            .as_str()
-            .context("a layer without a digest")?
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mt = l["mediaType"].as_str().unwrap_or_default().to_string();
+        if !mt::is_layer(&l.media_type) {
+            bail!(
+                "{r}: layer {} has media type {:?}, which is not a filesystem layer",
+                l.digest,
+                l.media_type
+            );
+        }
         todo.push(Missing {
-            blob: d,
-            media_type: mt,
-            size: l["size"].as_u64().unwrap_or(0),
+            blob: l.digest.clone(),
+            media_type: l.media_type.clone(),
+            size: l.size,
             diff_id: diff_id.clone(),
         });
     }
@@ -151,18 +183,16 @@ fn pull_from(
     let mut bytes_downloaded = 0;
     // Where each layer can be fetched from (lazily, or to mount it when pushing).
     for (l, diff_id) in layers.iter().zip(&config.rootfs.diff_ids) {
-        if let Some(d) = l["digest"].as_str().and_then(|d| d.parse::<Digest>().ok()) {
-            store.meta.put_layer_source(
-                diff_id,
-                &strata_cache::metadata::LayerSource {
-                    host: r.domain.clone(),
-                    repo: repo.to_string(),
-                    digest: d,
-                    media_type: l["mediaType"].as_str().unwrap_or_default().to_string(),
-                    size: l["size"].as_u64().unwrap_or(0),
-                },
-            )?;
-        }
+        store.meta.put_layer_source(
+            diff_id,
+            &strata_cache::metadata::LayerSource {
+                host: r.domain.clone(),
+                repo: repo.to_string(),
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+            },
+        )?;
     }
     if lazy {
         for m in &todo {
@@ -188,7 +218,12 @@ fn pull_from(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let image_id = store.put_image_bytes(&config_bytes, &[r.to_string()], now)?;
+    let image_id = store.put_distributed_image(
+        &config_bytes,
+        Some((&bytes, &media_type)),
+        &[r.to_string()],
+        now,
+    )?;
     Ok(Pulled {
         image_id,
         manifest_digest: digest,
@@ -327,10 +362,12 @@ pub fn ensure_layers(
 }
 
 /// The OCI media type of a layer media type (Docker's gzip tar → OCI's).
-fn oci_layer_type(mt: &str) -> String {
-    match compression_of(mt) {
-        Some(c) => c.oci_media_type().to_string(),
-        None => mt.to_string(),
+fn oci_layer_type(media_type: &str) -> String {
+    match compression_of(media_type) {
+        Some(c) if !matches!(mt::kind(media_type), mt::Kind::Layer { foreign: true, .. }) => {
+            c.oci_media_type().to_string()
+        }
+        _ => media_type.to_string(),
     }
 }
 
@@ -342,6 +379,7 @@ pub fn push(
     image: &str,
     r: &Reference,
     fmt: &crate::export::Format,
+    keep_distributed: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<Digest> {
     let img = store.image(image)?;
@@ -364,19 +402,23 @@ pub fn push(
         .collect();
     ensure_layers(client, store, &lazy, say)?;
     // Layers with no snapshot here keep the blob they have in this registry.
-    let given: std::collections::BTreeMap<Digest, strata_cache::images::Descriptor> = sources
+    let given: std::collections::BTreeMap<Digest, Descriptor> = sources
         .iter()
         .filter(|(d, _)| !store.snapshot_dir(d).is_dir())
         .map(|(d, s)| {
-            let desc = strata_cache::images::Descriptor {
-                media_type: oci_layer_type(&s.media_type),
-                digest: s.digest.clone(),
-                size: s.size,
-            };
+            let desc = Descriptor::new(&oci_layer_type(&s.media_type), s.digest.clone(), s.size);
             (d.clone(), desc)
         })
         .collect();
-    let m = crate::export::manifest_with(store, &img, fmt, &|d| given.get(d).cloned())?;
+    let distributed = if keep_distributed {
+        distributed_manifest(store, &img)?
+    } else {
+        None
+    };
+    let m = match distributed {
+        Some(m) => m,
+        None => crate::export::manifest_with(store, &img, fmt, &|d| given.get(d).cloned())?,
+    };
     let mount_from: std::collections::BTreeMap<Digest, String> = img
         .config
         .rootfs
@@ -395,10 +437,23 @@ pub fn push(
         .pop()
         .context("no endpoint")?;
     let repo = &r.path;
-    let mut blobs: Vec<&strata_cache::images::Descriptor> = m.layers.iter().collect();
+    let mut blobs: Vec<&Descriptor> = m.layers.iter().collect();
     blobs.push(&m.config);
     for b in blobs {
         let short = &b.digest.hex()[..12];
+        if !b.urls.is_empty()
+            && matches!(
+                mt::kind(&b.media_type),
+                mt::Kind::Layer { foreign: true, .. }
+            )
+        {
+            // As docker: a non-distributable layer stays where its URLs say.
+            say(&format!(
+                "{short}: non-distributable, not pushed (at {})",
+                b.urls.join(", ")
+            ));
+            continue;
+        }
         if client.has_blob(&ep, repo, &b.digest)? {
             say(&format!("{short}: already in {}", r.domain));
             continue;
@@ -422,7 +477,12 @@ pub fn push(
                 .context("a blob of no layer")?;
             ensure_layers(client, store, &[d], say)?;
         }
-        let path = store.content.path(&b.digest);
+        let path = if b.digest == m.config.digest {
+            // The config exactly as stored: its digest is the image ID.
+            store.content.path(&img.record.config_digest)
+        } else {
+            store.content.path(&b.digest)
+        };
         client
             .put_blob(&ep, repo, &b.digest, &path)
             .with_context(|| format!("pushing blob {}", b.digest))?;
@@ -430,7 +490,7 @@ pub fn push(
     }
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
     client
-        .put_manifest(&ep, repo, &tag, &m.manifest, m.media_type)
+        .put_manifest(&ep, repo, &tag, &m.manifest, &m.media_type)
         .context("pushing the manifest")?;
     say(&format!(
         "{}: digest: {} size: {}",
@@ -439,4 +499,44 @@ pub fn push(
         m.manifest.len()
     ));
     Ok(m.manifest_digest)
+}
+
+/// The manifest the image was pulled or loaded with, when every blob it names can be pushed
+/// as it is (held here, or fetchable from where it was pulled, or non-distributable).
+fn distributed_manifest(
+    store: &ImageStore,
+    img: &strata_cache::images::Image,
+) -> Result<Option<crate::export::Manifested>> {
+    let Some((bytes, media_type)) = store.distributed_manifest(&img.record.id)? else {
+        return Ok(None);
+    };
+    let m = Document::parse_image_manifest(&bytes, Some(&media_type))?;
+    if m.config.digest != img.record.config_digest
+        || m.layers.len() != img.config.rootfs.diff_ids.len()
+    {
+        return Ok(None);
+    }
+    for (l, d) in m.layers.iter().zip(&img.config.rootfs.diff_ids) {
+        let foreign = matches!(
+            mt::kind(&l.media_type),
+            mt::Kind::Layer { foreign: true, .. }
+        );
+        let held = store.content.exists(&l.digest);
+        let fetchable = store
+            .meta
+            .layer_source(d)?
+            .is_some_and(|s| s.digest == l.digest);
+        if !(held || fetchable || (foreign && !l.urls.is_empty())) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(crate::export::Manifested {
+        manifest_digest: Digest::of(&bytes),
+        manifest: bytes,
+        media_type,
+        config: m.config.clone(),
+        layers: m.layers.clone(),
+        tags: img.record.tags.clone(),
+        platform: img.config.platform(),
+    }))
 }

@@ -2,6 +2,7 @@
 
 mod build;
 mod cli;
+mod compat;
 mod escape;
 mod export;
 mod hostile_archives;

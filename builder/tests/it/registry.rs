@@ -24,18 +24,18 @@ fn free_port() -> u16 {
 }
 
 /// Debian's docker-registry on a free loopback port, stopped on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Registry {
-    fn start(dir: &Path) -> Option<Registry> {
+    pub(crate) fn start(dir: &Path) -> Option<Registry> {
         Self::start_with(dir, "")
     }
 
     /// With `extra` appended to the `http:`/top-level config (TLS, auth).
-    fn start_with(dir: &Path, extra: &str) -> Option<Registry> {
+    pub(crate) fn start_with(dir: &Path, extra: &str) -> Option<Registry> {
         if Command::new("docker-registry")
             .arg("--version")
             .output()

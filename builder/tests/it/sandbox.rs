@@ -597,7 +597,7 @@ fn a_stack_deeper_than_mount_options_allow() {
             .unwrap();
         diff_ids.push(l.diff_id);
     }
-    let config = strata_cache::images::ImageConfigFile {
+    let config = strata_cache::images::ImageConfig {
         architecture: "amd64".into(),
         os: "linux".into(),
         rootfs: strata_cache::images::RootFs {

@@ -243,10 +243,13 @@ fn import_tall(root: &Path, name: &str, n: usize) {
             .unwrap();
         diff_ids.push(l.diff_id);
     }
-    let config = strata_cache::images::ImageConfigFile {
+    let config = strata_cache::images::ImageConfig {
         architecture: strata_solver::Platform::host().architecture,
         os: "linux".into(),
-        config: serde_json::json!({"Env": ["PATH=/bin"]}),
+        config: strata_oci::RuntimeConfig {
+            env: vec!["PATH=/bin".into()],
+            ..Default::default()
+        },
         rootfs: strata_cache::images::RootFs {
             kind: "layers".into(),
             diff_ids,

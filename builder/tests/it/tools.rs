@@ -211,7 +211,7 @@ fn buildah_round_trip(format: &str) {
         &format!("{transport}:{archive}:{name}"),
     ]);
 
-    assert_eq!(fx.load(&archive), [name.clone()]);
+    assert_eq!(fx.load(&archive), std::slice::from_ref(&name));
     let base = fx.inspect(&name);
     assert_eq!(base["Config"]["Env"][0], "BASE=buildah");
     assert_eq!(base["Config"]["Labels"]["made.by"], "buildah");
@@ -238,7 +238,10 @@ fn buildah_round_trip(format: &str) {
         derived_output("buildah", "/home/app")
     );
 
-    for src in [format!("oci-archive:{oci}"), format!("docker-archive:{docker}")] {
+    for src in [
+        format!("oci-archive:{oci}"),
+        format!("docker-archive:{docker}"),
+    ] {
         // buildah stores the config as strata wrote it: the same image ID.
         let pulled = b.ok(&["pull", "-q", &src]);
         let pulled = pulled.lines().last().unwrap_or_default().trim().to_string();
@@ -358,7 +361,11 @@ fn a_umoci_image_is_a_base_and_umoci_unpacks_the_exports() {
     let tar_fx = fx.other_root("root-tar");
     for (f, input) in [(&fx, &layout), (&tar_fx, &layout_tar)] {
         // The ref name `base` is a tag without a name, so the image comes in untagged.
-        assert_eq!(f.load(input), [config_digest.clone()], "{input}");
+        assert_eq!(
+            f.load(input),
+            std::slice::from_ref(&config_digest),
+            "{input}"
+        );
         f.ok(&["tag", &config_digest, "umoci/base:v1"]);
         assert_eq!(f.ok(&["run", "umoci/base:v1"]), "from-umoci\n", "{input}");
         let ctx = f.context("derived", &derived("umoci/base:v1", "umoci", "/home/app"));
@@ -388,7 +395,10 @@ fn a_umoci_image_is_a_base_and_umoci_unpacks_the_exports() {
     tool("tar", &["-xf", &out_tar, "-C", &out_untar]);
     for dir in [&out_dir, &out_untar] {
         let bundle = format!("{dir}-bundle");
-        tool("umoci", &["unpack", "--image", &format!("{dir}:v1"), &bundle]);
+        tool(
+            "umoci",
+            &["unpack", "--image", &format!("{dir}:v1"), &bundle],
+        );
         let config = json(&std::fs::read_to_string(format!("{bundle}/config.json")).unwrap());
         let process = &config["process"];
         assert_eq!(
@@ -474,7 +484,7 @@ fn skopeo_conversions_are_bases_and_skopeo_reads_the_exports() {
     for (name, input) in [("docker", &conv_docker), ("oci", &conv_oci)] {
         let f = src.other_root(&format!("root-{name}"));
         let base = format!("skopeo/base:{name}");
-        assert_eq!(f.load(input), [base.clone()], "{input}");
+        assert_eq!(f.load(input), std::slice::from_ref(&base), "{input}");
         assert_eq!(f.ok(&["run", &base]), "from-base\n", "{input}");
         let ctx = f.context(
             &format!("derived-{name}"),
@@ -492,7 +502,10 @@ fn skopeo_conversions_are_bases_and_skopeo_reads_the_exports() {
     // skopeo reads what strata exports.
     let (f, id) = &built[1];
     let (oci, docker, zstd) = (f.p("out-oci.tar"), f.p("out-docker.tar"), f.p("out-zstd"));
-    let ctx = f.context("derived-oci", &derived("skopeo/base:oci", "skopeo", "/home/app"));
+    let ctx = f.context(
+        "derived-oci",
+        &derived("skopeo/base:oci", "skopeo", "/home/app"),
+    );
     let again = f.ok(&[
         "build",
         "-q",
@@ -592,7 +605,10 @@ fn skopeo_conversions_are_bases_and_skopeo_reads_the_exports() {
         );
     }
     let fresh = src.other_root("root-copies");
-    for (input, name) in [(&copy_docker, "copied/docker:v1"), (&copy_oci, "copied/oci:v1")] {
+    for (input, name) in [
+        (&copy_docker, "copied/docker:v1"),
+        (&copy_oci, "copied/oci:v1"),
+    ] {
         assert_eq!(fresh.load(input), [name.to_string()], "{input}");
         assert_eq!(fresh.inspect(name)["Id"], id.as_str(), "{input}");
         assert_eq!(

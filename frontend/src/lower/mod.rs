@@ -903,7 +903,7 @@ impl<'a> Lowerer<'a> {
             match Platform::parse(&p) {
                 Ok(pl) => platform = pl,
                 Err(e) => {
-                    self.error(from_range, e);
+                    self.error(from_range, e.to_string());
                     return None;
                 }
             }
@@ -1167,6 +1167,7 @@ impl<'a> Lowerer<'a> {
             },
             comment: HISTORY_COMMENT.into(),
             empty_layer: !layer,
+            ..Default::default()
         });
     }
 
