@@ -68,6 +68,7 @@ impl ImageResolver for StoreResolver<'_> {
         Ok(Some(ResolvedImage {
             config,
             history,
+            author: img.config.author.clone().unwrap_or_default(),
             digest: Some(img.record.id.as_str().to_string()),
             platform: Some(img.config.platform()),
         }))

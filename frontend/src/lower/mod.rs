@@ -62,6 +62,8 @@ const NON_ENV_ARGS: [&str; 2] = ["BUILDKIT_SBOM_SCAN_CONTEXT", "BUILDKIT_SBOM_SC
 pub struct ResolvedImage {
     pub config: ImageConfig,
     pub history: Vec<HistoryEntry>,
+    /// The image's `author` (carried into images built on it, as BuildKit does).
+    pub author: String,
     /// Manifest digest the reference resolved to.
     pub digest: Option<String>,
     pub platform: Option<Platform>,
@@ -247,6 +249,8 @@ struct State {
     history: Vec<HistoryEntry>,
     author: String,
     platform: Platform,
+    /// The platform recorded in the image config (`os`, `architecture`, `variant`).
+    image_platform: Platform,
     /// ENV values only: what the image config's Env becomes (materialized when the stage ends).
     config_env: Vars,
     /// Declared ARGs (in scope) with their values.
@@ -564,6 +568,7 @@ impl<'a> Lowerer<'a> {
             })
             .collect();
         let mut config = state.config.clone();
+        normalize_empty_lists(&mut config);
         for (k, v) in &self.opts.labels {
             config.labels.insert(k.clone(), v.clone());
         }
@@ -574,9 +579,24 @@ impl<'a> Lowerer<'a> {
             config,
             history: state.history,
             author: state.author,
-            platform: state.platform,
+            platform: self.result_platform(&state.image_platform),
             stages,
         })
+    }
+
+    /// The platform of the result image: the target stage's image platform, replaced by the
+    /// requested platform when `--platform` was given (BuildKit's `finalizeResultImage`).
+    fn result_platform(&self, image: &Platform) -> Platform {
+        let mut p = image.clone();
+        if let Some(target) = &self.opts.platform {
+            let same_os_arch = target.os == p.os && target.architecture == p.architecture;
+            p.os = target.os.clone();
+            p.architecture = target.architecture.clone();
+            if target.variant.is_some() || !same_os_arch {
+                p.variant = target.variant.clone();
+            }
+        }
+        Platform::parse(&p.to_string()).unwrap_or(p)
     }
 
     fn stage_index(&self, name: &str) -> Option<usize> {
@@ -913,8 +933,8 @@ impl<'a> Lowerer<'a> {
         let mut state = if let Some(j) = self.stage_index(&base).filter(|j| *j < i) {
             let mut s = self.lower_stage(j)?;
             s.ignore_cache = ignore_cache;
+            s.cmd_set = false;
             let triggers = std::mem::take(&mut s.config.on_build);
-            s.platform = platform.clone();
             self.run_triggers(i, &mut s, &triggers, from_range);
             s
         } else if self.stage_index(&base) == Some(i) {
@@ -933,8 +953,16 @@ impl<'a> Lowerer<'a> {
                 ignore_cache: false,
             };
             let op = self.add_op(op, from_range)?;
-            let config = ImageConfig::default();
-            let path = Vars::from_env_list(&[format!("PATH={DEFAULT_PATH}")]);
+            let image_platform = self.target_platform.clone();
+            let config = ImageConfig {
+                working_dir: "/".into(),
+                ..ImageConfig::default()
+            };
+            let path = if image_platform.os == "windows" {
+                Vars::default()
+            } else {
+                Vars::from_env_list(&[format!("PATH={DEFAULT_PATH}")])
+            };
             State {
                 env: path.clone(),
                 config_env: path,
@@ -943,6 +971,7 @@ impl<'a> Lowerer<'a> {
                 history: vec![],
                 author: String::new(),
                 platform: platform.clone(),
+                image_platform,
                 args: Args::default(),
                 workdir_set: false,
                 cmd_set: false,
@@ -968,9 +997,14 @@ impl<'a> Lowerer<'a> {
                 from_range,
             )?;
             let resolved = resolved.unwrap_or_default();
+            let image_platform = resolved
+                .platform
+                .clone()
+                .filter(|p| !p.os.is_empty() && !p.architecture.is_empty())
+                .unwrap_or_else(|| platform.clone());
             let mut config = resolved.config.clone();
             let triggers = std::mem::take(&mut config.on_build);
-            if config.env_get("PATH").is_none() {
+            if config.env_get("PATH").is_none() && platform.os != "windows" {
                 config.env_set("PATH", DEFAULT_PATH);
             }
             let env = Vars::from_env_list(&config.env);
@@ -980,8 +1014,9 @@ impl<'a> Lowerer<'a> {
                 env,
                 config,
                 history: resolved.history.clone(),
-                author: String::new(),
+                author: resolved.author.clone(),
                 platform: platform.clone(),
+                image_platform,
                 args: Args::default(),
                 workdir_set: false,
                 cmd_set: false,
@@ -990,7 +1025,6 @@ impl<'a> Lowerer<'a> {
             self.run_triggers(i, &mut s, &triggers, from_range);
             s
         };
-        state.cmd_set = false;
 
         let commands = self.stages[i].commands.clone();
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -1158,16 +1192,27 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// A history entry for a metadata instruction (no layer).
     fn history(state: &mut State, created_by: String, layer: bool) {
+        Self::commit_history(state, created_by, layer, false);
+    }
+
+    /// A history entry for an instruction that ran as a build step: RUN, COPY and ADD, whose
+    /// `created_by` ends in ` # buildkit`.
+    fn step_history(state: &mut State, created_by: String) {
+        Self::commit_history(state, created_by, true, true);
+    }
+
+    fn commit_history(state: &mut State, created_by: String, layer: bool, step: bool) {
         state.history.push(HistoryEntry {
-            created_by: if layer {
+            created_by: if step {
                 format!("{created_by} # buildkit")
             } else {
                 created_by
             },
             comment: HISTORY_COMMENT.into(),
             empty_layer: !layer,
-            ..Default::default()
+            ..HistoryEntry::default()
         });
     }
 
@@ -1277,6 +1322,7 @@ impl<'a> Lowerer<'a> {
             }
             Command::Expose { ports } => {
                 let mut all = Vec::new();
+                let mut exposed = Vec::new();
                 for p in ports {
                     match self.lexer.process_words(p, &state.env) {
                         Ok(words) => all.extend(words),
@@ -1305,7 +1351,8 @@ impl<'a> Lowerer<'a> {
                                 self.linter.report(&lint::EXPOSE_INVALID_FORMAT, ins.range, &ins.prev_comment, format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{p}'"));
                             }
                             for k in keys {
-                                state.config.exposed_ports.insert(k, Empty {});
+                                state.config.exposed_ports.insert(k.clone(), Empty {});
+                                exposed.push(k);
                             }
                         }
                         Err(e) => {
@@ -1318,17 +1365,7 @@ impl<'a> Lowerer<'a> {
                         }
                     }
                 }
-                Self::history(
-                    state,
-                    format!(
-                        "EXPOSE map[{}]",
-                        all.iter()
-                            .map(|p| format!("{p}:{{}}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    ),
-                    false,
-                );
+                Self::history(state, format!("EXPOSE [{}]", exposed.join(" ")), false);
             }
             Command::Volume { volumes } => {
                 let mut vs = Vec::new();
@@ -1336,7 +1373,7 @@ impl<'a> Lowerer<'a> {
                     let Some(e) = self.expand(v, &state.env, &state.args, ins) else {
                         return;
                     };
-                    if e.trim().is_empty() {
+                    if e.is_empty() {
                         self.error(ins.range, "VOLUME specified can not be an empty string");
                         return;
                     }
@@ -1398,12 +1435,12 @@ impl<'a> Lowerer<'a> {
                     start_interval: h.start_interval,
                     retries: h.retries,
                 };
+                let msg = format!("HEALTHCHECK {}", go_healthcheck(&hc));
                 state.config.healthcheck = Some(hc);
-                Self::history(state, format!("HEALTHCHECK {}", h.test.join(" ")), false);
+                Self::history(state, msg, false);
             }
             Command::Onbuild { expression } => {
                 state.config.on_build.push(expression.clone());
-                Self::history(state, format!("ONBUILD {expression}"), false);
             }
             Command::Maintainer { maintainer } => {
                 self.linter.report(
@@ -1430,7 +1467,7 @@ impl<'a> Lowerer<'a> {
             .shell
             .clone()
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+            .unwrap_or_else(|| default_shell(&state.image_platform.os))
     }
 
     fn with_shell(&self, state: &State, c: &CmdLine) -> Vec<String> {
@@ -1668,7 +1705,7 @@ impl<'a> Lowerer<'a> {
                 } else {
                     f.content.clone()
                 };
-                if data.starts_with("#!") {
+                if state.image_platform.os != "windows" && data.starts_with("#!") {
                     let Some(fid) = self.inline_document(&f.name, 0o755, data, &stage, ins) else {
                         return;
                     };
@@ -1695,7 +1732,7 @@ impl<'a> Lowerer<'a> {
                 args = vec![s];
             }
         }
-        let argv = if run.cmd.prepend_shell && !(mounts.iter().any(|m| m.target == "/dev/pipes/")) {
+        let argv = if run.cmd.prepend_shell {
             let mut s = Self::shell_of(state);
             s.push(args.join(" "));
             s
@@ -1958,7 +1995,7 @@ impl<'a> Lowerer<'a> {
             words.extend(build_env);
         }
         words.extend(argv);
-        Self::history(state, format!("RUN {}", words.join(" ")), true);
+        Self::step_history(state, format!("RUN {}", words.join(" ")));
     }
 
     fn dispatch_copy(
@@ -2293,7 +2330,7 @@ impl<'a> Lowerer<'a> {
             msg.push_str(&format!(" <<{}", h.path));
         }
         msg.push_str(&format!(" {dest_raw}"));
-        Self::history(state, msg, true);
+        Self::step_history(state, msg);
     }
 
     fn lint_copy_ignored(&mut self, ins: &Instruction, word: &str, src: &str) {
@@ -2423,6 +2460,83 @@ fn summarize_heredoc(doc: &str) -> String {
     }
 }
 
+/// The shell that shell forms run with when no SHELL is set.
+fn default_shell(os: &str) -> Vec<String> {
+    if os == "windows" {
+        vec!["cmd".into(), "/S".into(), "/C".into()]
+    } else {
+        vec!["/bin/sh".into(), "-c".into()]
+    }
+}
+
+/// Empty Cmd, Entrypoint and Shell lists are left out of the config, as Go's `omitempty` does.
+fn normalize_empty_lists(config: &mut ImageConfig) {
+    for list in [&mut config.cmd, &mut config.entrypoint, &mut config.shell] {
+        if list.as_ref().is_some_and(Vec::is_empty) {
+            *list = None;
+        }
+    }
+}
+
+/// Go's `time.Duration.String()` for a duration in nanoseconds.
+fn go_duration(ns: u64) -> String {
+    fn frac(v: u64, prec: u32) -> (String, u64) {
+        let mut digits = String::new();
+        let mut v = v;
+        let mut printed = false;
+        for _ in 0..prec {
+            let d = v % 10;
+            printed = printed || d != 0;
+            if printed {
+                digits.insert(0, char::from(b'0' + d as u8));
+            }
+            v /= 10;
+        }
+        if printed {
+            digits.insert(0, '.');
+        }
+        (digits, v)
+    }
+    if ns == 0 {
+        return "0s".into();
+    }
+    if ns < 1_000_000_000 {
+        let (unit, prec) = if ns < 1_000 {
+            ("ns", 0)
+        } else if ns < 1_000_000 {
+            ("µs", 3)
+        } else {
+            ("ms", 6)
+        };
+        let (f, whole) = frac(ns, prec);
+        return format!("{whole}{f}{unit}");
+    }
+    let (f, secs) = frac(ns, 9);
+    let mut out = format!("{}{f}s", secs % 60);
+    let mins = secs / 60;
+    if mins > 0 {
+        out = format!("{}m{out}", mins % 60);
+        let hours = mins / 60;
+        if hours > 0 {
+            out = format!("{hours}h{out}");
+        }
+    }
+    out
+}
+
+/// Go's `fmt.Sprintf("%+v", HealthcheckConfig)`, which BuildKit's HEALTHCHECK history uses.
+fn go_healthcheck(h: &HealthConfig) -> String {
+    format!(
+        "{{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        h.test.join(" "),
+        go_duration(h.interval),
+        go_duration(h.timeout),
+        go_duration(h.start_period),
+        go_duration(h.start_interval),
+        h.retries
+    )
+}
+
 /// Go's `fmt.Sprintf("%q", []string)`.
 fn go_q_list(v: &[String]) -> String {
     format!(
@@ -2434,5 +2548,7 @@ fn go_q_list(v: &[String]) -> String {
     )
 }
 
+#[cfg(test)]
+mod config_tests;
 #[cfg(test)]
 mod tests;
