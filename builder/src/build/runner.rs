@@ -486,6 +486,7 @@ impl Runner {
             network,
             terminal: false,
             privileged: e.security == SecurityMode::Insecure,
+            init: false,
             copy_layers: false,
             mounts,
             secret_env: held.env.clone(),

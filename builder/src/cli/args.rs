@@ -116,9 +116,30 @@ pub struct RunArgs {
     /// Give the container all capabilities and no seccomp filter
     #[arg(long)]
     pub privileged: bool,
+    /// Run an init as PID 1 that forwards signals and reaps processes (the command is its
+    /// child), as `docker run --init`
+    #[arg(long)]
+    pub init: bool,
+    /// Pull the image before running: when it is not in the local store, always, or never
+    #[arg(long, value_enum, default_value = "missing")]
+    pub pull: PullPolicy,
+    /// Platform of the image (default: this machine's); pulled for it when missing
+    #[arg(long)]
+    pub platform: Option<String>,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// When `strata run` pulls its image.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull when the local store lacks the image (for the platform asked for)
+    Missing,
+    /// Pull every time
+    Always,
+    /// Never pull
+    Never,
 }
 
 #[derive(Args, Debug)]

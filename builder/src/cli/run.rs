@@ -1,7 +1,7 @@
 //! `strata run`: a command in a container made of an image's layers plus a fresh writable
 //! layer that is thrown away when the command exits.
 
-use super::args::{NetworkArg, RunArgs};
+use super::args::{NetworkArg, PullPolicy, RunArgs};
 use super::config::Global;
 use super::images::{find, open_store};
 use crate::executor::{self, RunRequest, spec::Network};
@@ -31,6 +31,87 @@ impl Drop for RawMode {
     }
 }
 
+/// As `docker run` does, the signals strata gets (SIGINT, SIGTERM, …) go to the container's
+/// PID 1 (through the shim, which forwards them) instead of ending strata: blocked here, in the
+/// only thread, and taken by a thread that sends each to the shim.
+fn proxy_signals(dir: &std::path::Path) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block().context("blocking signals")?;
+    let shim_pid = dir.join("shim.pid");
+    std::thread::spawn(move || {
+        while let Ok(sig) = mask.wait() {
+            let pid = std::fs::read_to_string(&shim_pid)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            match pid {
+                Some(p) => {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), sig);
+                }
+                // Not started yet: the signal ends strata, as it would have.
+                None => std::process::exit(128 + sig as i32),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The image to run, found as `docker run` finds it: in the local store, else (or always, as
+/// `--pull` says) pulled for the platform asked for.
+fn image(
+    g: &Global,
+    store: &mut strata_cache::images::ImageStore,
+    a: &RunArgs,
+) -> Result<strata_cache::images::Image> {
+    let platform = a
+        .platform
+        .as_deref()
+        .map(strata_oci::Platform::parse)
+        .transpose()?;
+    let local = find(store, &a.image).ok().filter(|img| {
+        platform
+            .as_ref()
+            .is_none_or(|p| p.same(&img.config.platform()))
+    });
+    match (a.pull, local) {
+        (PullPolicy::Never, Some(img)) | (PullPolicy::Missing, Some(img)) => return Ok(img),
+        (PullPolicy::Never, None) => match &platform {
+            Some(p) => bail!("no such image: {} for {p} (and --pull=never)", a.image),
+            None => bail!("no such image: {} (and --pull=never)", a.image),
+        },
+        (PullPolicy::Missing, None) => {
+            eprintln!("Unable to find image '{}' locally", a.image);
+        }
+        (PullPolicy::Always, _) => {}
+    }
+    let asked = platform.clone();
+    let platform = platform.unwrap_or_else(strata_oci::Platform::host);
+    let pulled = super::registry::pull_image(g, store, &a.image, &platform, false)?;
+    let img = store.image(pulled.image_id.as_str())?;
+    // A registry's single-platform image is whatever it is: as docker, refuse another one
+    // than asked for.
+    if let Some(p) = asked
+        && !p.same(&img.config.platform())
+    {
+        bail!(
+            "image {} was found but does not match the specified platform: wanted {p}, actual: {}",
+            a.image,
+            img.config.platform()
+        );
+    }
+    Ok(img)
+}
+
 pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     // As docker: every -e variable needs a name (checked before anything is looked up).
     if let Some(e) = a.env.iter().find(|e| e.is_empty() || e.starts_with('=')) {
@@ -38,10 +119,9 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
             "invalid environment variable: {e:?}: the name is empty; write -e NAME=VALUE"
         );
     }
-    let store = open_store(g)?;
+    let mut store = open_store(g)?;
     let _lock = strata_cache::lock::RootLock::shared(&g.root).context("locking the state root")?;
-    let img = find(&store, &a.image)?;
-    let mut store = store;
+    let img = image(g, &mut store, a)?;
     super::registry::ensure_image(g, &mut store, &img)?;
     let cfg = &img.config.config;
     // Top layer first.
@@ -111,15 +191,23 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
         },
         terminal: a.tty,
         privileged: a.privileged,
+        init: a.init,
         copy_layers: g.config.snapshotter == super::config::Snapshotter::Native,
         mounts: vec![],
         secret_env: vec![],
     };
     let runtime = executor::runtime(g.runtime.as_deref())?;
+    if a.init && runtime != executor::init::Runtime::Builtin {
+        bail!(
+            "--init needs the built-in runtime: with an external runtime, the command is PID 1 \
+             (put an init such as tini in the image and make it the ENTRYPOINT instead)"
+        );
+    }
     executor::clean_stale_containers(&g.root.join("containers"));
     // The writable layer is thrown away whatever happens (when `container` drops).
     let container = executor::ContainerDir::create(&g.root.join("containers"), &id)?;
     let dir = container.path();
+    proxy_signals(dir)?;
     let raw = if a.tty { RawMode::enable() } else { None };
     let result = executor::prepare_bundle(dir, &req)
         .and_then(|_| {

@@ -7,12 +7,19 @@
 //!    starts
 //! 2. the **init** (`strata __init BUNDLE`), PID 1 of the new PID namespace: mounts what the
 //!    spec asks for, pivots into the root filesystem, hides masked paths, sets the hostname,
-//!    brings up loopback, drops capabilities, installs the seccomp filter, then starts the
-//!    workload as its child, forwards signals to it, reaps orphans, and exits with its status.
+//!    brings up loopback, drops capabilities, installs the seccomp filter, then becomes the
+//!    command (exec), so the command is PID 1 as in BuildKit and `docker run`. With
+//!    `strata run --init` (a bundle with [`WITH_INIT_FILE`]) it stays PID 1 instead, starts
+//!    the command as its child, forwards signals to it and reaps orphans, as Docker's init.
 //!
-//! When strata dies, the shim dies (parent-death signal), then the init, and with the init the
-//! kernel kills every process of the PID namespace; the mount namespace and its mounts go with
-//! the last process. Nothing is left on the host.
+//! The shim forwards the signals strata gets to PID 1 (from outside the PID namespace, as runc
+//! does: a PID 1 without a handler for a signal does not get it) and, with a terminal, relays
+//! it: the init opens the pty in the container's devpts and sends its master side to the shim
+//! over the console socket (descriptor [`CONSOLE_FD`]).
+//!
+//! When strata dies, the shim dies (parent-death signal), then PID 1, and with it the kernel
+//! kills every process of the PID namespace; the mount namespace and its mounts go with the
+//! last process. Nothing is left on the host.
 
 use super::rootfs;
 use super::sys::{LinuxSyscall, Syscall};
@@ -25,6 +32,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
@@ -189,13 +197,19 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
+/// The descriptor the console socket has in the init.
+pub const CONSOLE_FD: i32 = 3;
+
+/// The file in a bundle that asks for an init between PID 1 and the command (`--init`).
+pub const WITH_INIT_FILE: &str = "with-init";
+
 /// Stage 1.
 pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
     if *runtime == Runtime::Builtin {
         die_with_parent()?;
     }
-    // Ctrl-C reaches the whole process group; the init forwards it to the workload, and the
-    // status says what happened. The shim itself waits.
+    // Ctrl-C reaches the whole process group: the shim forwards it to PID 1 (the built-in
+    // runtime), or the runtime does. The status says what happened.
     let mut int = SigSet::empty();
     int.add(Signal::SIGINT);
     int.thread_block().context("blocking SIGINT")?;
@@ -250,16 +264,191 @@ pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
                 };
             }
             nix::sched::unshare(flags).context("creating the container's namespaces")?;
+            // The signals strata gets go to PID 1 (through this signalfd).
+            let mut mask = forwarded();
+            mask.add(Signal::SIGCHLD);
+            mask.thread_block().context("blocking signals")?;
+            let sfd = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
+                .context("signalfd")?;
+            let terminal = spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+            let console = if terminal {
+                use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+                Some(
+                    socketpair(
+                        AddressFamily::UNIX,
+                        SocketType::STREAM,
+                        SocketFlags::CLOEXEC,
+                        None,
+                    )
+                    .context("making the console socket")?,
+                )
+            } else {
+                None
+            };
             let exe = std::env::current_exe().context("finding the strata binary")?;
             let mut cmd = Command::new(exe);
             // The init is PID 1 of the container: it gets none of strata's environment.
             cmd.arg("__init").arg(bundle).env_clear();
             unblock_signals_in_child(&mut cmd, Start::Helper);
-            let mut child = cmd.spawn().context("starting the container init")?;
-            let status = child.wait().context("waiting for the container")?;
-            Ok(status.code().unwrap_or_else(|| {
-                128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-            }))
+            if let Some((_, theirs)) = &console {
+                pass_console(&mut cmd, theirs.as_raw_fd());
+            }
+            let child = cmd.spawn().context("starting the container init")?;
+            let pid1 = Pid::from_raw(child.id() as i32);
+            drop(child);
+            drop(cmd);
+            let pty = match console {
+                Some((ours, theirs)) => {
+                    drop(theirs);
+                    receive_console(&ours)
+                }
+                None => None,
+            };
+            supervise(pid1, pty.as_ref(), &sfd)
+        }
+    }
+}
+
+/// Gives the init being started the console socket as descriptor [`CONSOLE_FD`].
+#[allow(unsafe_code)]
+fn pass_console(cmd: &mut Command, fd: i32) {
+    // SAFETY: runs in the child between fork and exec; dup2 and fcntl are async-signal-safe
+    // and the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd != CONSOLE_FD && nix::libc::dup2(fd, CONSOLE_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if nix::libc::fcntl(CONSOLE_FD, nix::libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The pty master the init sends over the console socket (`None` when it exits first).
+fn receive_console(sock: &rustix::fd::OwnedFd) -> Option<rustix::fd::OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    recvmsg(
+        sock,
+        &mut [std::io::IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .ok()?;
+    let fd = control.drain().find_map(|m| match m {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    })?;
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK).ok()?;
+    Some(fd)
+}
+
+/// Sends the pty master to the shim over the console socket.
+fn send_console(sock: &rustix::fd::OwnedFd, master: &rustix::fd::OwnedFd) -> Result<()> {
+    use rustix::fd::AsFd;
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [master.as_fd()];
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    sendmsg(
+        sock,
+        &[std::io::IoSlice::new(b"t")],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .context("sending the terminal to the shim")?;
+    Ok(())
+}
+
+/// The console socket the shim gave the init, when it gave one (a spec with a terminal).
+#[allow(unsafe_code)]
+fn console_socket() -> Option<rustix::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // Only a socket the shim placed there is taken.
+    let link = std::fs::read_link(format!("/proc/self/fd/{CONSOLE_FD}")).ok()?;
+    if !link.to_string_lossy().starts_with("socket:") {
+        return None;
+    }
+    // SAFETY: the descriptor is open (its /proc link was just read) and nothing else in this
+    // process owns it: the shim put it there for the init alone.
+    Some(unsafe { rustix::fd::OwnedFd::from_raw_fd(CONSOLE_FD) })
+}
+
+/// Waits for `pid` (PID 1 of the container, or the command under `--init`), forwarding the
+/// signals that arrive on `sfd` to it and relaying the terminal when there is one; reaps every
+/// child; returns `pid`'s exit status (128 + the signal that killed it).
+fn supervise(pid: Pid, pty: Option<&rustix::fd::OwnedFd>, sfd: &SignalFd) -> Result<i32> {
+    let mut stdin_open = pty.is_some();
+    loop {
+        if let Some(master) = pty {
+            // Relay the terminal: our stdin to the pty, the pty to our stdout.
+            use rustix::event::{PollFd, PollFlags, poll};
+            let stdin = std::io::stdin();
+            let mut fds = vec![
+                PollFd::new(sfd, PollFlags::IN),
+                PollFd::new(master, PollFlags::IN),
+            ];
+            if stdin_open {
+                fds.push(PollFd::new(&stdin, PollFlags::IN));
+            }
+            match poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => bail!("poll: {e}"),
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+            drop(fds);
+            if ready[1] {
+                relay(master, &mut std::io::stdout());
+            }
+            if stdin_open && ready.get(2).copied().unwrap_or(false) {
+                stdin_open = relay_to(&std::io::stdin(), master);
+            }
+            if !ready[0] {
+                continue;
+            }
+        }
+        let info = match sfd.read_signal() {
+            Ok(Some(i)) => i,
+            Ok(None) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("reading signals: {e}"),
+        };
+        let signo = info.ssi_signo as i32;
+        if signo == Signal::SIGWINCH as i32
+            && let Some(master) = pty
+            && let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin())
+        {
+            let _ = rustix::termios::tcsetwinsize(master, ws);
+        }
+        if signo == Signal::SIGCHLD as i32 {
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(st) => {
+                        if st.pid() == Some(pid)
+                            && let Some(code) = exit_code(st)
+                        {
+                            if let Some(master) = pty {
+                                // What the command wrote last is still in the pty.
+                                while relay(master, &mut std::io::stdout()) {}
+                            }
+                            return Ok(code);
+                        }
+                    }
+                }
+            }
+        } else if let Ok(sig) = Signal::try_from(signo) {
+            let _ = nix::sys::signal::kill(pid, sig);
         }
     }
 }
@@ -468,7 +657,11 @@ fn unblock_signals_in_child(cmd: &mut Command, start: Start) {
                 .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
             if start != Start::Helper {
                 cloexec_inherited_fds()?;
-                rustix::process::setsid()?;
+                // PID 1 leads its session already (the init made one).
+                match rustix::process::setsid() {
+                    Ok(_) | Err(rustix::io::Errno::PERM) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             if start == Start::WorkloadWithTty {
                 rustix::process::ioctl_tiocsctty(std::io::stdin())?;
@@ -619,6 +812,11 @@ pub fn init(bundle: &Path) -> Result<i32> {
     let spec = load_spec(bundle)?;
     let sys = LinuxSyscall;
     let rootfs_path = bundle.join("rootfs");
+    let with_init = bundle.join(WITH_INIT_FILE).exists();
+    let console = console_socket();
+    // A session of its own: signals reach PID 1 only as the shim forwards them, never from
+    // strata's terminal.
+    rustix::process::setsid().context("starting a session")?;
     // Secrets exposed as environment variables: their values are read from files outside
     // the state root (on tmpfs) before pivot_root, never written to config.json.
     let secret_env: Vec<(String, String)> = match std::fs::read(bundle.join("secret-env.json")) {
@@ -695,19 +893,12 @@ pub fn init(bundle: &Path) -> Result<i32> {
     }
     apply_rlimits(&spec)?;
 
-    // Signals for the init: SIGCHLD and the ones it forwards arrive through a signalfd.
-    let mut mask = forwarded();
-    mask.add(Signal::SIGCHLD);
-    mask.thread_block().context("blocking signals")?;
-    let sfd = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
-        .context("signalfd")?;
-
     // The filter first: installing it needs CAP_SYS_ADMIN (no_new_privs stays off, as in
     // Docker), which the capabilities below drop.
     apply_seccomp(&spec, compiled_seccomp)?;
     apply_capabilities(&spec)?;
-    // The init takes the workload's identity (groups, then gid, then uid) and starts it. It
-    // keeps nothing a container user would not have.
+    // The init takes the command's identity (groups, then gid, then uid). It keeps nothing a
+    // container user would not have.
     let user = process.user();
     let groups: Vec<nix::unistd::Gid> = user
         .additional_gids()
@@ -721,12 +912,6 @@ pub fn init(bundle: &Path) -> Result<i32> {
     nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid())).context("setting the user")?;
     // A change of credentials clears the parent-death signal: set it again.
     die_with_parent()?;
-    // The init holds what the workload must not reach (secrets read for the environment, the
-    // caller's terminal): not dumpable, so the workload, even as root, can neither ptrace it
-    // nor read its /proc/1/{environ,mem,fd} (that needs CAP_SYS_PTRACE, which no container
-    // without --security=insecure has).
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .context("making the init non-dumpable")?;
     let path = env
         .iter()
         .find(|(k, _)| k == "PATH")
@@ -742,8 +927,14 @@ pub fn init(bundle: &Path) -> Result<i32> {
         } else {
             cwd
         });
-    let pty = if process.terminal().unwrap_or(false) {
+    let tty = if process.terminal().unwrap_or(false) {
+        // The pty of the container's own devpts; its master side goes to the shim, which
+        // relays it.
         let (master, slave) = open_pty()?;
+        let console = console.context("a terminal was asked for, but the shim gave no console")?;
+        send_console(&console, &master)?;
+        drop(master);
+        drop(console);
         cmd.stdin(std::process::Stdio::from(
             slave.try_clone().context("dup pty")?,
         ))
@@ -751,87 +942,41 @@ pub fn init(bundle: &Path) -> Result<i32> {
             slave.try_clone().context("dup pty")?,
         ))
         .stderr(std::process::Stdio::from(slave));
-        Some(master)
+        true
     } else {
-        None
+        false
     };
-    unblock_signals_in_child(
-        &mut cmd,
-        if pty.is_some() {
-            Start::WorkloadWithTty
-        } else {
-            Start::Workload
-        },
-    );
+    let start = if tty {
+        Start::WorkloadWithTty
+    } else {
+        Start::Workload
+    };
+    if !with_init {
+        // The command becomes PID 1.
+        unblock_signals_in_child(&mut cmd, start);
+        let e = cmd.exec();
+        return Err(e).with_context(|| format!("starting {program}"));
+    }
+    // `--init`: the command is the init's child. Signals (from the shim) arrive through a
+    // signalfd and are forwarded; orphans are reaped.
+    let mut mask = forwarded();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().context("blocking signals")?;
+    let sfd = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)
+        .context("signalfd")?;
+    // The init holds what the command must not reach (secrets read for the environment):
+    // not dumpable, so the command, even as root, can neither ptrace it nor read its
+    // /proc/1/{environ,mem,fd} (that needs CAP_SYS_PTRACE, which no container without
+    // --security=insecure has).
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("making the init non-dumpable")?;
+    unblock_signals_in_child(&mut cmd, start);
     let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
     let workload = Pid::from_raw(child.id() as i32);
     drop(child);
     // The init keeps no copy of the pty's slave side.
     drop(cmd);
-
-    let mut stdin_open = pty.is_some();
-    loop {
-        if let Some(master) = &pty {
-            // Relay the terminal: our stdin to the pty, the pty to our stdout.
-            use rustix::event::{PollFd, PollFlags, poll};
-            let stdin = std::io::stdin();
-            let mut fds = vec![
-                PollFd::new(&sfd, PollFlags::IN),
-                PollFd::new(master, PollFlags::IN),
-            ];
-            if stdin_open {
-                fds.push(PollFd::new(&stdin, PollFlags::IN));
-            }
-            match poll(&mut fds, None) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => bail!("poll: {e}"),
-            }
-            let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
-            drop(fds);
-            if ready[1] {
-                relay(master, &mut std::io::stdout());
-            }
-            if stdin_open && ready.get(2).copied().unwrap_or(false) {
-                stdin_open = relay_to(&std::io::stdin(), master);
-            }
-            if !ready[0] {
-                continue;
-            }
-        }
-        let info = match sfd.read_signal() {
-            Ok(Some(i)) => i,
-            Ok(None) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => bail!("reading signals: {e}"),
-        };
-        let signo = info.ssi_signo as i32;
-        if signo == Signal::SIGWINCH as i32
-            && let Some(master) = &pty
-            && let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin())
-        {
-            let _ = rustix::termios::tcsetwinsize(master, ws);
-        }
-        if signo == Signal::SIGCHLD as i32 {
-            loop {
-                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) | Err(_) => break,
-                    Ok(st) => {
-                        if st.pid() == Some(workload)
-                            && let Some(code) = exit_code(st)
-                        {
-                            if let Some(master) = &pty {
-                                // What the workload wrote last is still in the pty.
-                                while relay(master, &mut std::io::stdout()) {}
-                            }
-                            return Ok(code);
-                        }
-                    }
-                }
-            }
-        } else if let Ok(sig) = Signal::try_from(signo) {
-            let _ = nix::sys::signal::kill(workload, sig);
-        }
-    }
+    supervise(workload, None, &sfd)
 }
 
 /// Finds `program` on `PATH` inside the container (after pivot_root, so the container's

@@ -38,6 +38,8 @@ pub struct RunRequest {
     pub network: Network,
     pub terminal: bool,
     pub privileged: bool,
+    /// An init between PID 1 and the command (`strata run --init`; built-in runtime only).
+    pub init: bool,
     /// Copy the layers instead of stacking them with overlayfs.
     pub copy_layers: bool,
     /// More mounts (RUN --mount).
@@ -296,6 +298,9 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
         stubs,
     };
     std::fs::write(dir.join("layers.json"), serde_json::to_vec_pretty(&layers)?)?;
+    if req.init {
+        std::fs::write(dir.join(init::WITH_INIT_FILE), b"")?;
+    }
     Ok(())
 }
 

@@ -54,7 +54,12 @@ fn group_entries(group: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
     })
 }
 
-/// Resolves `spec` (empty means root). A numeric uid not in passwd gets gid 0; names must exist.
+/// Resolves `spec` (empty means root) as BuildKit does (its executor, then runc's user
+/// lookup): `uid:gid` (both numbers) is exactly those ids with no supplementary groups;
+/// otherwise the user is looked up in passwd (a number not there is that uid with gid 0, a
+/// name not there an error); an explicit group sets the gid (a number not in the group file
+/// is taken as it is) and gives no supplementary groups; without one, the supplementary
+/// groups are those the group file lists the user's name in.
 pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, UserError> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -65,35 +70,46 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, Us
         Ok(uid) => e.uid == uid,
         Err(_) => e.name == user,
     });
-    let (uid, mut gid, home, name) = match (user.parse::<u32>(), &entry) {
-        (_, Some(e)) => (e.uid, e.gid, e.home.to_string(), Some(e.name.to_string())),
-        (Ok(uid), None) => (uid, 0, "/".to_string(), None),
+    let home = entry
+        .as_ref()
+        .map_or_else(|| "/".to_string(), |e| e.home.to_string());
+    // Both numbers: no lookup decides anything but HOME.
+    if let (Ok(uid), Some(Ok(gid))) = (user.parse::<u32>(), grp.map(str::parse::<u32>)) {
+        return Ok(ResolvedUser {
+            uid,
+            gid,
+            additional_gids: Vec::new(),
+            home,
+        });
+    }
+    let (uid, mut gid, name) = match (user.parse::<u32>(), &entry) {
+        (_, Some(e)) => (e.uid, e.gid, Some(e.name)),
+        (Ok(uid), None) => (uid, 0, None),
         (Err(_), None) => return Err(UserError::NoUser(user.to_string())),
     };
     let mut additional = Vec::new();
-    match grp {
-        Some(g) if !g.is_empty() => {
-            gid = match g.parse::<u32>() {
-                Ok(n) => n,
-                Err(_) => group_entries(group)
-                    .find(|(n, _, _)| *n == g)
-                    .map(|(_, id, _)| id)
-                    .ok_or_else(|| UserError::NoGroup(g.to_string()))?,
+    match grp.filter(|g| !g.is_empty()) {
+        Some(g) => {
+            let found = group_entries(group).find(|(n, id, _)| match g.parse::<u32>() {
+                Ok(want) => *id == want,
+                Err(_) => *n == g,
+            });
+            gid = match (found, g.parse::<u32>()) {
+                (Some((_, id, _)), _) => id,
+                (None, Ok(n)) => n,
+                (None, Err(_)) => return Err(UserError::NoGroup(g.to_string())),
             };
         }
-        _ => {
-            if let Some(n) = &name {
+        None => {
+            if let Some(n) = name {
                 for (_, id, members) in group_entries(group) {
-                    if members.contains(&n.as_str()) && id != gid && !additional.contains(&id) {
+                    if members.contains(&n) && !additional.contains(&id) {
                         additional.push(id);
                     }
                 }
             }
         }
     }
-    // As Docker does, the primary group is also a supplementary group.
-    additional.retain(|g| *g != gid);
-    additional.insert(0, gid);
     Ok(ResolvedUser {
         uid,
         gid,
@@ -116,13 +132,20 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(r(""), Ok((0, 0, vec![0])));
-        assert_eq!(r("app"), Ok((1000, 1000, vec![1000, 29, 44])));
-        assert_eq!(r("1000"), Ok((1000, 1000, vec![1000, 29, 44])));
-        assert_eq!(r("app:audio"), Ok((1000, 29, vec![29])));
-        assert_eq!(r("app:5"), Ok((1000, 5, vec![5])));
-        assert_eq!(r("4242"), Ok((4242, 0, vec![0])));
-        assert_eq!(r("4242:4343"), Ok((4242, 4343, vec![4343])));
+        assert_eq!(r(""), Ok((0, 0, vec![])));
+        assert_eq!(r("root"), Ok((0, 0, vec![])));
+        assert_eq!(r("app"), Ok((1000, 1000, vec![29, 44])));
+        assert_eq!(r("1000"), Ok((1000, 1000, vec![29, 44])));
+        assert_eq!(r("app:audio"), Ok((1000, 29, vec![])));
+        assert_eq!(r("app:44"), Ok((1000, 44, vec![])));
+        assert_eq!(r("app:5"), Ok((1000, 5, vec![])));
+        assert_eq!(r("4242"), Ok((4242, 0, vec![])));
+        assert_eq!(r("4242:4343"), Ok((4242, 4343, vec![])));
+        // Numbers only: exactly those ids, whatever the files say.
+        assert_eq!(r("1000:1000"), Ok((1000, 1000, vec![])));
+        assert_eq!(r("0:0"), Ok((0, 0, vec![])));
+        assert_eq!(resolve("1000:7", PASSWD, GROUP).unwrap().home, "/home/app");
+        assert_eq!(resolve("4242:1", PASSWD, GROUP).unwrap().home, "/");
         assert_eq!(r("ghost"), Err(UserError::NoUser("ghost".into())));
         assert_eq!(r("app:ghosts"), Err(UserError::NoGroup("ghosts".into())));
         assert_eq!(resolve("app", PASSWD, GROUP).unwrap().home, "/home/app");

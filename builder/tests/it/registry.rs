@@ -884,3 +884,58 @@ fn a_registry_that_stops_mid_push_then_a_push_that_succeeds() {
         "{log:?}"
     );
 }
+
+#[test]
+fn run_pulls_an_image_the_store_lacks_as_docker_run_does() {
+    let Some(a) = Root::new("reg-run-a", true) else {
+        return;
+    };
+    let Some(reg) = Registry::start(&a.dir.join("registry")) else {
+        return;
+    };
+    let image = format!("{}/team/runme:1", reg.addr);
+    let ctx = a.context(
+        "runme",
+        "FROM busybox\nRUN echo v1 > /v\nCMD [\"cat\", \"/v\"]\n",
+    );
+    a.ok(&["build", "-q", "-t", &image, "--push", &ctx]);
+    // --pull=never on a root without it: refused, nothing pulled.
+    let Some(b) = Root::new("reg-run-b", false) else {
+        return;
+    };
+    let out = b.run(&["run", "--pull", "never", &image]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no such image"), "{}", stderr(&out));
+    // The default (missing): pulled, then run.
+    let out = b.run(&["run", &image]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "v1\n");
+    assert!(
+        stderr(&out).contains("Unable to find image"),
+        "{}",
+        stderr(&out)
+    );
+    // Now it is local: no pull.
+    let out = b.run(&["run", &image]);
+    assert_eq!(stdout(&out), "v1\n");
+    assert!(!stderr(&out).contains("pulling"), "{}", stderr(&out));
+    // --pull=always sees a newer push.
+    let ctx2 = a.context(
+        "runme2",
+        "FROM busybox\nRUN echo v2 > /v\nCMD [\"cat\", \"/v\"]\n",
+    );
+    a.ok(&["build", "-q", "-t", &image, "--push", &ctx2]);
+    let out = b.run(&["run", &image]);
+    assert_eq!(stdout(&out), "v1\n", "missing does not pull what is local");
+    let out = b.run(&["run", "--pull", "always", &image]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "v2\n");
+    // --platform: an image for this machine's platform is found; another is pulled for it
+    // (and the registry has none).
+    let host = strata_oci::Platform::host().to_string();
+    let out = b.run(&["run", "--platform", &host, &image]);
+    assert_eq!(stdout(&out), "v2\n", "{}", stderr(&out));
+    let out = b.run(&["run", "--platform", "linux/s390x", &image]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("linux/s390x"), "{}", stderr(&out));
+}

@@ -656,6 +656,7 @@ fn the_writable_layer_becomes_a_snapshot() {
         network: strata::executor::spec::Network::None,
         terminal: false,
         privileged: false,
+        init: false,
         copy_layers: false,
         mounts: vec![],
         secret_env: vec![],
