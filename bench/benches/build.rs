@@ -1,4 +1,4 @@
-//! `strata build` end to end (issue #4's speed goals):
+//! `strata build` end to end (the speed goals):
 //!
 //! - 30 trivial RUN steps with `--no-cache`: the overhead per RUN step;
 //! - a no-op rebuild of a 5,000-file, 100 MB context (everything cached);

@@ -88,7 +88,7 @@ fn layer_unpacking(c: &mut Criterion) {
     g.finish();
 }
 
-/// Layer compression (issue #5): a 100 MB, 5,000-file layer tar compressed with the parallel,
+/// Layer compression: a 100 MB, 5,000-file layer tar compressed with the parallel,
 /// reproducible compressor (gzip -6, zstd -3), on all cores and on one.
 fn layer_compression(c: &mut Criterion) {
     use std::io::Write;

@@ -4,10 +4,12 @@
 //! - [`cli`]: raw arguments (clap) → validated settings → the commands;
 //! - [`build`]: `strata build`: cache keys, the scheduler's op runner, image assembly, progress;
 //! - [`executor`]: containers (RUN, `strata run`) and file operations in mount namespaces;
-//! - [`fileop`]: COPY/ADD/WORKDIR semantics on a directory.
+//! - [`fileop`]: COPY/ADD/WORKDIR semantics on a directory;
+//! - [`export`]: OCI layouts, docker archives and root filesystems out of the store;
+//! - [`load`]: docker archives, OCI layouts and skopeo directories into the store;
+//! - [`registry`]: the distribution API client (pull, push, auth), HTTP and Git sources.
 //!
-//! Exporters and the registry client arrive with the issues that build them. This crate is
-//! the only one that mounts or forks, and within it only [`executor`].
+//! This crate is the only one that mounts or forks, and within it only [`executor`].
 //!
 //! Architecture invariant: nothing depends on this crate.
 

@@ -989,7 +989,7 @@ mod tests {
     }
 
     #[test]
-    fn issue8_a_copy_remembers_its_latest_layer() {
+    fn a_copy_remembers_its_latest_layer() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = Metadata::open(dir.path()).unwrap();
         let (key, other) = (Digest::of(b"copy"), Digest::of(b"another copy"));

@@ -1,4 +1,4 @@
-//! strata-solver: the build graph and (from the engine issue on) the scheduler that runs it.
+//! strata-solver: the build graph and the scheduler that runs it.
 //!
 //! - [`graph`]: ops (source, exec, file, merge), their inputs and their definition digests;
 //! - [`image`]: the image config and history a build produces alongside its graph;

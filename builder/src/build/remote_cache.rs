@@ -85,7 +85,9 @@ pub fn parse(spec: &str, client: &dyn Fn() -> Result<Arc<Client>>) -> Result<(Lo
             let r = Reference::parse(r).with_context(|| format!("invalid cache ref {r:?}"))?;
             Location::Registry(client()?, r)
         }
-        Some("inline") => bail!("type=inline cache is not supported yet: use type=registry"),
+        Some("inline") => bail!(
+            "type=inline (cache metadata inside the image config) is not a cache strata writes or reads: use type=registry"
+        ),
         Some(t) => bail!("cache type={t}: strata knows local and registry"),
         None => bail!("a cache spec needs type=local or type=registry"),
     };

@@ -101,7 +101,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         && *p != Platform::host()
     {
         bail!(
-            "--platform {p}: strata builds for this machine's platform ({}) only; cross-platform builds are not supported yet",
+            "--platform {p}: strata builds for this machine's platform ({}) only: it does not emulate other platforms, so RUN steps for {p} cannot run here",
             Platform::host()
         );
     }

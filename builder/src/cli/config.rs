@@ -20,8 +20,8 @@ pub enum Snapshotter {
     Native,
 }
 
-/// The configuration file (`--config`, default `<root>/config.toml`). Sections later issues
-/// read (such as `[registry."…"]`) are accepted and kept.
+/// The configuration file (`--config`, default `<root>/config.toml`). Sections other modules
+/// read (such as `[registry."…"]`) are kept in `other`.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct ConfigFile {
     #[serde(default)]

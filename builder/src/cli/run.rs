@@ -33,7 +33,8 @@ impl Drop for RawMode {
 
 /// As `docker run` does, the signals strata gets (SIGINT, SIGTERM, …) go to the container's
 /// PID 1 (through the shim, which forwards them) instead of ending strata: blocked here, in the
-/// only thread, and taken by a thread that sends each to the shim.
+/// only thread, and taken by a thread that sends each to the shim. A second SIGINT or SIGTERM
+/// ends strata (and so the container).
 fn proxy_signals(dir: &std::path::Path) -> Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     let mut mask = SigSet::empty();
@@ -50,7 +51,17 @@ fn proxy_signals(dir: &std::path::Path) -> Result<()> {
     mask.thread_block().context("blocking signals")?;
     let shim_pid = dir.join("shim.pid");
     std::thread::spawn(move || {
+        let mut stops = 0;
         while let Ok(sig) = mask.wait() {
+            // A PID 1 that ignores SIGINT and SIGTERM (one without handlers does) keeps
+            // running, as with docker run; asking a second time ends strata, and the
+            // container with it.
+            if matches!(sig, Signal::SIGINT | Signal::SIGTERM) {
+                stops += 1;
+                if stops > 1 {
+                    std::process::exit(128 + sig as i32);
+                }
+            }
             let pid = std::fs::read_to_string(&shim_pid)
                 .ok()
                 .and_then(|p| p.trim().parse::<i32>().ok());

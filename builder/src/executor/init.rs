@@ -205,8 +205,15 @@ pub const WITH_INIT_FILE: &str = "with-init";
 
 /// Stage 1.
 pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
+    // The parent (strata) whose death ends the container: the built-in runtime's shim then
+    // kills PID 1 from outside its namespace (SIGTERM tells it, see `supervise`).
+    let parent = nix::unistd::getppid();
     if *runtime == Runtime::Builtin {
-        die_with_parent()?;
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+            .context("setting the parent-death signal")?;
+        if nix::unistd::getppid() != parent {
+            bail!("strata exited before the container started");
+        }
     }
     // Ctrl-C reaches the whole process group: the shim forwards it to PID 1 (the built-in
     // runtime), or the runtime does. The status says what happened.
@@ -308,7 +315,7 @@ pub fn shim(bundle: &Path, runtime: &Runtime, id: &str) -> Result<i32> {
                 }
                 None => None,
             };
-            supervise(pid1, pty.as_ref(), &sfd)
+            supervise(pid1, pty.as_ref(), &sfd, Some(parent))
         }
     }
 }
@@ -386,8 +393,15 @@ fn console_socket() -> Option<rustix::fd::OwnedFd> {
 
 /// Waits for `pid` (PID 1 of the container, or the command under `--init`), forwarding the
 /// signals that arrive on `sfd` to it and relaying the terminal when there is one; reaps every
-/// child; returns `pid`'s exit status (128 + the signal that killed it).
-fn supervise(pid: Pid, pty: Option<&rustix::fd::OwnedFd>, sfd: &SignalFd) -> Result<i32> {
+/// child; returns `pid`'s exit status (128 + the signal that killed it). Once `parent` is gone
+/// (its death signal arrived), `pid` is killed instead: from outside its PID namespace,
+/// SIGKILL always reaches a PID 1.
+fn supervise(
+    pid: Pid,
+    pty: Option<&rustix::fd::OwnedFd>,
+    sfd: &SignalFd,
+    parent: Option<Pid>,
+) -> Result<i32> {
     let mut stdin_open = pty.is_some();
     loop {
         if let Some(master) = pty {
@@ -424,6 +438,9 @@ fn supervise(pid: Pid, pty: Option<&rustix::fd::OwnedFd>, sfd: &SignalFd) -> Res
             Err(e) => bail!("reading signals: {e}"),
         };
         let signo = info.ssi_signo as i32;
+        if parent.is_some_and(|p| nix::unistd::getppid() != p) {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
         if signo == Signal::SIGWINCH as i32
             && let Some(master) = pty
             && let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin())
@@ -976,7 +993,7 @@ pub fn init(bundle: &Path) -> Result<i32> {
     drop(child);
     // The init keeps no copy of the pty's slave side.
     drop(cmd);
-    supervise(workload, None, &sfd)
+    supervise(workload, None, &sfd, None)
 }
 
 /// Finds `program` on `PATH` inside the container (after pivot_root, so the container's

@@ -1222,7 +1222,7 @@ mod tests {
     }
 
     #[test]
-    fn issue8_unchanged_files_are_linked_from_the_previous_result() {
+    fn unchanged_files_are_linked_from_the_previous_result() {
         let fx = fixture();
         let action = previous(&fx);
         // b.txt: other bytes, same size and time (only reading tells); dir/f: another size.
@@ -1263,7 +1263,7 @@ mod tests {
     }
 
     #[test]
-    fn issue8_files_newer_than_the_epoch_or_gone_are_copied() {
+    fn files_newer_than_the_epoch_or_gone_are_copied() {
         let fx = fixture();
         let action = previous(&fx);
         // Commit clamps newer files' times, which would write to the shared inode.
@@ -1289,7 +1289,7 @@ mod tests {
     }
 
     #[test]
-    fn issue8_copy_from_a_snapshot_links_its_own_files() {
+    fn copy_from_a_snapshot_links_its_own_files() {
         let fx = fixture();
         // A one-layer source: the snapshot directory itself.
         let snap = fx._d.path().join("snap");
@@ -1324,7 +1324,7 @@ mod tests {
     }
 
     #[test]
-    fn issue8_one_previous_inode_is_never_linked_twice() {
+    fn one_previous_inode_is_never_linked_twice() {
         let fx = fixture();
         let action = previous(&fx);
         // The previous result has a2.txt as a hard link to a.txt; the context now has two
@@ -1344,7 +1344,7 @@ mod tests {
     }
 
     #[test]
-    fn issue8_links_never_follow_a_symlink_out_of_the_previous_result() {
+    fn links_never_follow_a_symlink_out_of_the_previous_result() {
         let fx = fixture();
         let action = previous(&fx);
         // The previous result's app/dir/sub is now a symlink to a directory outside it that

@@ -1192,7 +1192,7 @@ fn cache_mount_seeded_from_a_stage() {
 }
 
 #[test]
-fn issue8_copy_again_links_unchanged_files_and_makes_the_same_layer() {
+fn copy_again_links_unchanged_files_and_makes_the_same_layer() {
     let Some(fx) = Fx::new("relink") else { return };
     let Some(fresh) = Fx::new("relink-fresh") else {
         return;
@@ -1265,7 +1265,7 @@ fn snapshot_inodes(fx: &Fx, paths: &[&str]) -> Vec<u64> {
 }
 
 #[test]
-fn issue8_copy_from_a_stage_links_the_stage_files() {
+fn copy_from_a_stage_links_the_stage_files() {
     let Some(fx) = Fx::new("link-from") else {
         return;
     };

@@ -728,11 +728,11 @@ fn same_content_as_buildkit() {
     assert!(n >= 2, "no cases found in {}", cases.display());
 }
 
-/// Issue 8 (benchmark scenario 7): an uncompressed export streams a built layer from its
+/// An uncompressed export streams a built layer from its
 /// snapshot, stores no tar of it, and refuses a snapshot changed on disk without leaving a
 /// blob behind.
 #[test]
-fn issue8_uncompressed_layers_stream_from_their_snapshots() {
+fn uncompressed_layers_stream_from_their_snapshots() {
     let Some(fx) = Fx::new("streamed") else {
         return;
     };

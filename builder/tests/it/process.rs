@@ -169,7 +169,10 @@ fn user_gives_the_ids_and_groups_buildkit_gives() {
         "/proc/self/status",
     ])
     .unwrap();
-    let groups = status.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap();
+    let groups = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .unwrap();
     assert_eq!(groups.trim(), "", "{status}");
     assert!(status.contains("Uid:\t1000\t1000\t1000\t1000"), "{status}");
     assert!(status.contains("Gid:\t1000\t1000\t1000\t1000"), "{status}");

@@ -242,10 +242,9 @@ fn http_get(addr: &str, path: &str, accept: &str) -> String {
     out.split_once("\r\n\r\n").unwrap().1.to_string()
 }
 
-/// Issue 8 (benchmark scenario 9): `-o type=image,push=true,compression=zstd` pushed gzip
-/// layers; the output's compression now reaches the registry.
+/// `-o type=image,push=true,compression=zstd`: the output's compression reaches the registry.
 #[test]
-fn issue8_push_output_keeps_its_compression() {
+fn a_pushed_output_keeps_its_compression() {
     let Some(a) = Root::new("reg-zstd", true) else {
         return;
     };
