@@ -361,6 +361,48 @@ fn plan_docker(root: &Root) -> Result<Vec<Plan>> {
     Ok(plans)
 }
 
+/// The manifests an OCI layout beside a docker archive's manifest.json has for its images
+/// (the image for this machine of an index), matched by config; a layout that is not
+/// readable adds nothing.
+fn attach_layout_manifests(root: &Root, plans: &mut [Plan]) {
+    let Ok(bytes) = read_json_file(root, "index.json") else {
+        return;
+    };
+    let Ok(Document::Index(index)) = Document::parse(&bytes, Some(mt::OCI_INDEX)) else {
+        return;
+    };
+    let host = Platform::host();
+    let mut stack: Vec<(Descriptor, usize)> = index.manifests.into_iter().map(|d| (d, 0)).collect();
+    while let Some((desc, depth)) = stack.pop() {
+        let Ok(bytes) = json_blob(root, BlobPaths::Layout, &desc) else {
+            continue;
+        };
+        match Document::parse(&bytes, Some(&desc.media_type)) {
+            Ok(Document::Index(i)) if depth < 8 => {
+                if let Ok(pick) = i.select(&host) {
+                    stack.push((pick.clone(), depth + 1));
+                }
+            }
+            Ok(Document::Manifest(m)) if m.check_image().is_ok() => {
+                let media_type = if m.media_type.is_empty() {
+                    desc.media_type.clone()
+                } else {
+                    m.media_type.clone()
+                };
+                for p in plans.iter_mut() {
+                    if p.manifest.is_none()
+                        && Digest::of(&p.config) == m.config.digest
+                        && m.layers.len() == p.layers.len()
+                    {
+                        p.manifest = Some((bytes.clone(), media_type.clone()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A directory `skopeo copy … dir:` wrote: `manifest.json` is the image's manifest, blobs are
 /// named by their hex digest.
 fn plan_skopeo_dir(root: &Root) -> Result<Vec<Plan>> {
@@ -407,18 +449,19 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
     // Every file of the archive is resolved inside its directory and must be a regular file.
     let root = Root::open(&dir).map_err(|e| anyhow!("{e}"))?;
     let has = |name: &str| root.resolve(name, false).is_ok();
-    let plans = if has("index.json") {
-        // An OCI layout; `docker save` (25 and later) and BuildKit's docker exporter write
-        // one beside manifest.json: the layout keeps the manifests.
-        match plan_oci(&root) {
-            Ok(p) => p,
-            Err(e) if has("manifest.json") => plan_docker(&root).map_err(|_| e)?,
-            Err(e) => return Err(e),
-        }
-    } else if has("manifest.json") && has("version") {
+    let plans = if has("manifest.json") && has("version") && !has("index.json") {
         plan_skopeo_dir(&root)?
     } else if has("manifest.json") {
-        plan_docker(&root)?
+        // A docker archive, read as docker reads it. `docker save` (25 and later) and
+        // BuildKit's docker exporter also write an OCI layout beside manifest.json: the
+        // manifests it has for these images are kept.
+        let mut plans = plan_docker(&root)?;
+        if has("index.json") {
+            attach_layout_manifests(&root, &mut plans);
+        }
+        plans
+    } else if has("index.json") {
+        plan_oci(&root)?
     } else {
         bail!("not an image archive: it has neither manifest.json (docker) nor index.json (OCI)");
     };

@@ -355,8 +355,13 @@ fn the_containers_pid_1_keeps_the_callers_environment_to_itself() {
         !all.contains(&token),
         "the caller's environment leaked:\n{all}"
     );
-    // PID 1's descriptors are not listable by the step, even as root.
-    assert!(all.contains("Permission denied"), "{all}");
+    // PID 1 is the step itself: it holds descriptors 0–2 and nothing else.
+    let fds: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains(" -> "))
+        .filter_map(|l| l.split(" -> ").next()?.split_whitespace().last())
+        .collect();
+    assert_eq!(fds, ["0", "1", "2"], "{all}");
     let out = fx
         .cmd(&["run", "busybox", "sh", "-c", "cat /proc/1/environ; env"])
         .env("STRATA_TEST_REGISTRY_TOKEN", &token)
@@ -364,6 +369,23 @@ fn the_containers_pid_1_keeps_the_callers_environment_to_itself() {
         .unwrap();
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!all.contains(&token), "{all}");
+    // With --init, PID 1 is the init: not dumpable, so even root in the container can read
+    // neither its environment nor its descriptors.
+    let out = fx
+        .cmd(&[
+            "run",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /proc/1/environ; ls /proc/1/fd; env",
+        ])
+        .env("STRATA_TEST_REGISTRY_TOKEN", &token)
+        .output()
+        .unwrap();
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains(&token), "{all}");
+    assert!(all.contains("Permission denied"), "{all}");
 }
 
 #[test]
