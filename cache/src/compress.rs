@@ -62,22 +62,24 @@ impl Compression {
         }
     }
 
+    /// The image model's name for this compression.
+    pub fn layer_compression(self) -> strata_oci::media_type::LayerCompression {
+        use strata_oci::media_type::LayerCompression;
+        match self {
+            Compression::Uncompressed => LayerCompression::None,
+            Compression::Gzip => LayerCompression::Gzip,
+            Compression::Zstd => LayerCompression::Zstd,
+        }
+    }
+
     /// The OCI layer media type.
     pub fn oci_media_type(self) -> &'static str {
-        match self {
-            Compression::Uncompressed => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
+        strata_oci::media_type::oci_layer(self.layer_compression())
     }
 
     /// The Docker schema 2 layer media type (Docker has none for zstd).
     pub fn docker_media_type(self) -> Option<&'static str> {
-        match self {
-            Compression::Uncompressed => Some("application/vnd.docker.image.rootfs.diff.tar"),
-            Compression::Gzip => Some("application/vnd.docker.image.rootfs.diff.tar.gzip"),
-            Compression::Zstd => None,
-        }
+        strata_oci::media_type::docker_layer(self.layer_compression())
     }
 }
 
