@@ -506,10 +506,7 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
                     );
                 }
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = crate::timefmt::now();
             let manifest = p.manifest.as_ref().map(|(b, m)| (&b[..], m.as_str()));
             let id = store.put_distributed_image(&p.config, manifest, &p.tags, now)?;
             out.push(Loaded {

@@ -25,6 +25,14 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// `2026-11-23T04:31:09Z` for a Unix time.
+/// The clock: seconds since the Unix epoch (0 if the clock is before it).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 pub fn rfc3339(secs: i64) -> String {
     let (y, mo, d) = civil_from_days(secs.div_euclid(86400));
     let s = secs.rem_euclid(86400);

@@ -51,8 +51,6 @@ pub enum SourceOp {
         name: String,
         /// Paths the build reads (`COPY` sources, bind-mount sources); empty means all.
         follow_paths: Vec<String>,
-        /// Include patterns; empty means everything.
-        include_patterns: Vec<String>,
         /// `.dockerignore` patterns.
         exclude_patterns: Vec<String>,
     },
@@ -420,11 +418,6 @@ impl BuildGraph {
         self.nodes.push(node);
         self.by_digest.insert(digest, id);
         id
-    }
-
-    /// Marks `id` to run even when cached. Its digest does not change.
-    pub fn set_ignore_cache(&mut self, id: OpId) {
-        self.ops[id.0].ignore_cache = true;
     }
 }
 

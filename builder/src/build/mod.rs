@@ -89,12 +89,7 @@ pub enum BuildError {
     Other(#[from] anyhow::Error),
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::timefmt::now;
 
 /// Runs one build; progress goes to `progress`, Dockerfile warnings to `warnings`.
 pub fn build(

@@ -668,10 +668,7 @@ impl OpRunner for Runner {
         match result {
             Ok(chain) => {
                 if let Some(key) = self.keys.get(&id) {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs() as i64)
-                        .unwrap_or(0);
+                    let now = crate::timefmt::now();
                     let mut store = self.store()?;
                     store
                         .meta

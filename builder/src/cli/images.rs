@@ -13,12 +13,7 @@ use strata_oci::config::History;
 use strata_oci::reference::Reference;
 use strata_solver::Platform;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::timefmt::now;
 
 /// Opens the store and removes what killed strata processes left in `<root>/tmp`.
 pub fn open_store(g: &Global) -> Result<ImageStore> {

@@ -9,7 +9,7 @@ pub mod output;
 pub mod registry;
 pub mod run;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use args::{CommandArgs, GraphFormat, ParseFormat};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -238,16 +238,4 @@ pub fn report_error(e: &anyhow::Error) {
         msg.push_str(&format!("\n  caused by: {cause}"));
     }
     eprintln!("{msg}");
-}
-
-/// Used by tests: lowers text with default options.
-pub fn lower_text(text: &str) -> Result<Lowered> {
-    let (l, diags) = lower(text, &Default::default(), &NoResolver);
-    l.with_context(|| {
-        diags
-            .iter()
-            .map(|d| d.headline("Dockerfile"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
 }

@@ -332,10 +332,7 @@ pub fn load(g: &Global, a: &super::args::LoadArgs) -> Result<i32> {
 pub fn history(g: &Global, a: &super::args::HistoryArgs) -> Result<i32> {
     let store = open_store(g)?;
     let img = find(&store, &a.image)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::timefmt::now();
     let mut layers = img.config.rootfs.diff_ids.iter().rev();
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -214,10 +214,7 @@ fn pull_from(
         ));
         bytes_downloaded = fetch_layers(client, store, ep, repo, &todo, say)?;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::timefmt::now();
     let image_id = store.put_distributed_image(
         &config_bytes,
         Some((&bytes, &media_type)),

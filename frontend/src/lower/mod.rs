@@ -1634,7 +1634,6 @@ impl<'a> Lowerer<'a> {
             kind: OpKind::Source(SourceOp::Local {
                 name: "context".into(),
                 follow_paths: paths,
-                include_patterns: vec![],
                 exclude_patterns: self.opts.dockerignore.clone(),
             }),
             inputs: vec![],
