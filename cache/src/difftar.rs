@@ -228,6 +228,7 @@ struct Pending {
 /// `dir` itself is a host path strata chose (not followed if it is a symlink); everything
 /// below it is reached through descriptors (see the module's documentation). An entry that
 /// changes type while it is read (a directory or file replaced by a symlink) is an error.
+// Long: the walk, with one arm per file type (whiteouts, hard links, xattrs) writing its header.
 pub fn write_diff_tar(
     dir: &Path,
     out: impl Write,

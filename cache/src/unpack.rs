@@ -281,6 +281,7 @@ impl Applier<'_> {
         }
     }
 
+    // Long: one arm per tar entry type, each with its own checks against escaping the root.
     fn apply(&mut self, mut entry: tar::Entry<'_, impl Read>) -> Result<(), UnpackError> {
         let raw_path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();

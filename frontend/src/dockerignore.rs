@@ -304,6 +304,7 @@ fn compile(pattern: &str) -> Result<(MatchType, Option<Glob>), IgnoreError> {
 }
 
 /// [`compile`], with patternmatcher's regex source for the pattern.
+// Long: one pass over a pattern's characters, each syntax (escapes, classes, `**`, separators) an arm of one match.
 fn compile_with_source(pattern: &str) -> Result<(MatchType, Option<Glob>, String), IgnoreError> {
     let chars: Vec<char> = pattern.chars().collect();
     let mut re = String::from("^");

@@ -92,6 +92,7 @@ pub enum BuildError {
 use crate::timefmt::now;
 
 /// Runs one build; progress goes to `progress`, Dockerfile warnings to `warnings`.
+// Long: the build's steps in order (lock, lower, epoch, prefetch, keys, hits, remote cache, run, cache export) over shared state.
 pub fn build(
     req: &BuildRequest,
     progress: Arc<Progress>,

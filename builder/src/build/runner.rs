@@ -123,6 +123,7 @@ fn move_out_of(root: &Path, rel: &str, to: &Path) -> Result<(), String> {
 
 impl Runner {
     /// The executor's mounts for a step's `--mount`s.
+    // Long: one arm per RUN --mount type (bind, cache, tmpfs, secret, ssh).
     fn mounts(
         &self,
         e: &ExecOp,

@@ -75,6 +75,7 @@ fn stdin_context(root: &std::path::Path) -> Result<StdinContext> {
     }
 }
 
+// Long: arguments to a build request, the build, then each output and the metadata file in turn.
 pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
     let _ = open_store(g)?;
     let mut frontend = a.frontend.clone();

@@ -129,6 +129,7 @@ fn in_layers(layers: &[Root], path: &Path) -> bool {
 
 /// Writes the bundle of a container under `dir` (which is created): config.json, layers.json,
 /// the upper and work directories, the rootfs mount point, and the /etc files it bind-mounts.
+// Long: the bundle's files in order: user, environment, hosts, resolv.conf, mounts, spec, layers.
 pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     for d in ["rootfs", "upper", "work"] {
         std::fs::create_dir_all(dir.join(d))

@@ -98,6 +98,7 @@ fn mount(
 }
 
 /// Builds the runtime spec.
+// Long: Docker's defaults for a spec, field by field (mounts, masked paths, capabilities, devices, rlimits, seccomp).
 pub fn build(p: &ProcessSpec) -> Result<Spec, oci_spec::OciSpecError> {
     let caps: HashSet<Capability> = if p.privileged {
         // Every capability strata itself may give: those of its bounding set (a sandboxed

@@ -82,6 +82,7 @@ pub fn apply(root: &Path, sources: &[Option<Source>], actions: &[FileAction]) ->
 
 /// [`apply`], leaving out the files of a lone copy that `reuse` will link (see [`Reuse`]; the
 /// caller makes a `Reuse` that fits the copy's source).
+// Long: one arm per file action (copy, mkdir, mkfile, rm), with reuse threaded through copy.
 pub fn apply_reusing(
     root: &Path,
     sources: &[Option<Source>],

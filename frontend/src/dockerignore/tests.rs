@@ -1,3 +1,5 @@
+//! `.dockerignore` matching tests: patternmatcher's cases and properties.
+
 use super::*;
 use proptest::prelude::*;
 

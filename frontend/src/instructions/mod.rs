@@ -343,6 +343,7 @@ fn valid_stage_name(s: &str) -> bool {
         })
 }
 
+// Long: one match arm per Dockerfile instruction, each a few lines; split, the table would be harder to read against BuildKit's.
 fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
     let cmd = node.command();
     let a = args_of(node);

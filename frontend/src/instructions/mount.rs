@@ -179,6 +179,7 @@ pub fn secret_base_name(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }
 
+// Long: one arm per `--mount` option, in BuildKit's option table order, then the per-type checks.
 pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, String> {
     let fields = csv_fields(val).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
     let mut m = Mount {

@@ -1,3 +1,5 @@
+//! Instruction tests: each instruction's typed form or its error, from Dockerfile text.
+
 use super::*;
 use crate::parser::parse;
 

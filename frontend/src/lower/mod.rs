@@ -853,6 +853,7 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Long: the three ways a stage starts (scratch, another stage, an image), each setting up the same state.
     fn lower_stage_inner(&mut self, i: usize) -> Option<State> {
         let from = self.stages[i].from.clone();
         let from_range = self.stages[i].from_range;
@@ -1216,6 +1217,7 @@ impl<'a> Lowerer<'a> {
         });
     }
 
+    // Long: one match arm per instruction that is not RUN or COPY/ADD, each a few lines.
     fn dispatch(&mut self, i: usize, state: &mut State, ins: &Instruction, name: String) {
         match &ins.command {
             Command::From(_) => {}
@@ -1673,6 +1675,7 @@ impl<'a> Lowerer<'a> {
         self.add_op(op, ins.range)
     }
 
+    // Long: RUN's flags, heredocs, mounts, network and security, in the order BuildKit applies them.
     fn dispatch_run(
         &mut self,
         i: usize,
@@ -1997,6 +2000,7 @@ impl<'a> Lowerer<'a> {
         Self::step_history(state, format!("RUN {}", words.join(" ")));
     }
 
+    // Long: COPY and ADD's flags and source forms (context, stage, image, URL, Git, heredoc), in BuildKit's order.
     fn dispatch_copy(
         &mut self,
         i: usize,

@@ -1,3 +1,5 @@
+//! Lowering tests: the graph, digests, stages and diagnostics a Dockerfile lowers to.
+
 use super::*;
 
 fn opts() -> BuildOptions {

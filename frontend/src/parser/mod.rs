@@ -377,6 +377,7 @@ pub fn chomp_heredoc_content(src: &str) -> String {
 
 /// Parses a Dockerfile. Never fails: problems come back as diagnostics next to whatever could
 /// be parsed.
+// Long: the line loop: continuations, comments inside them, heredocs and directives share its state.
 pub fn parse(src: &str) -> (Ast, Vec<Diagnostic>) {
     let src = src.strip_prefix('\u{FEFF}').unwrap_or(src);
     let mut diags = Vec::new();

@@ -1,3 +1,5 @@
+//! Parser tests: fixture-format dumps and diagnostics for inputs, data-driven.
+
 use super::*;
 use expect_test::{Expect, expect};
 

@@ -1,3 +1,5 @@
+//! Shell lexer tests: expansion and word splitting, tables and properties.
+
 use super::*;
 use proptest::prelude::*;
 
