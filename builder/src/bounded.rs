@@ -164,11 +164,7 @@ pub fn read_file(f: File, limit: u64) -> Result<Vec<u8>, ReadError> {
 
 /// A secret's value: a regular file (the user's path, followed; FIFOs, devices, directories
 /// and sockets refused) or an environment variable, at most BuildKit's 500 KiB either way.
-pub fn read_secret(
-    id: &str,
-    source: &crate::build::runner::SecretSource,
-) -> Result<Vec<u8>, String> {
-    use crate::build::runner::SecretSource;
+pub fn read_secret(id: &str, source: &SecretSource) -> Result<Vec<u8>, String> {
     match source {
         SecretSource::File(p) => open_regular(p)
             .and_then(|f| read_file(f, SECRET_LIMIT))
@@ -190,6 +186,13 @@ fn env_secret(id: &str, var: &str, value: Option<std::ffi::OsString>) -> Result<
         ));
     }
     Ok(value)
+}
+
+/// Where a `--secret` comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    File(std::path::PathBuf),
+    Env(String),
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! - [`build`]: `strata build`: cache keys, the scheduler's op runner, image assembly, progress;
 //! - [`executor`]: containers (RUN, `strata run`) and file operations in mount namespaces;
 //! - [`fileop`]: COPY/ADD/WORKDIR semantics on a directory;
+//! - [`user`]: USER and `--chown` names against an image's /etc/passwd and /etc/group;
 //! - [`export`]: OCI layouts, docker archives and root filesystems out of the store;
 //! - [`load`]: docker archives, OCI layouts and skopeo directories into the store;
 //! - [`registry`]: the distribution API client (pull, push, auth), HTTP and Git sources.
@@ -22,3 +23,4 @@ pub mod fileop;
 pub mod load;
 pub mod registry;
 pub mod timefmt;
+pub mod user;

@@ -273,3 +273,78 @@ fn the_function_finder_finds_functions() {
     assert!(f[0].3.iter().any(|l| l.starts_with("// Long:")));
     assert_eq!((f[1].1.as_str(), f[1].2), ("c", 5));
 }
+
+/// Each crate's top-level modules and the other top-level modules their code (not comments,
+/// not unit tests) names through `crate::`.
+fn module_arrows(crate_dir: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let src = crate_dir.join("src");
+    let mut arrows: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in rust_files(&src) {
+        let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        let top = rel
+            .split('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".rs")
+            .to_string();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if top == "lib" || top == "main" || name == "tests.rs" || name.ends_with("_tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for line in without_tests(&text).lines() {
+            let code = line.split("//").next().unwrap_or_default();
+            for (i, _) in code.match_indices("crate::") {
+                let to: String = code[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                    .collect();
+                let list = arrows.entry(top.clone()).or_default();
+                if !to.is_empty() && to != top && !list.contains(&to) {
+                    list.push(to);
+                }
+            }
+        }
+    }
+    arrows
+}
+
+#[test]
+fn no_crate_has_a_module_cycle() {
+    let mut bad = Vec::new();
+    for c in ["oci", "frontend", "solver", "cache", "builder"] {
+        let arrows = module_arrows(&workspace().join(c));
+        // Depth-first, colouring: a module met again while on the path closes a cycle.
+        fn visit(
+            m: &str,
+            arrows: &std::collections::BTreeMap<String, Vec<String>>,
+            path: &mut Vec<String>,
+            done: &mut Vec<String>,
+            found: &mut Vec<String>,
+        ) {
+            if let Some(i) = path.iter().position(|p| p == m) {
+                found.push(format!("{} -> {m}", path[i..].join(" -> ")));
+                return;
+            }
+            if done.iter().any(|d| d == m) {
+                return;
+            }
+            path.push(m.to_string());
+            for to in arrows.get(m).into_iter().flatten() {
+                visit(to, arrows, path, done, found);
+            }
+            path.pop();
+            done.push(m.to_string());
+        }
+        let mut done = Vec::new();
+        let mut found = Vec::new();
+        for m in arrows.keys() {
+            visit(m, &arrows, &mut Vec::new(), &mut done, &mut found);
+        }
+        bad.extend(found.into_iter().map(|f| format!("{c}: {f}")));
+    }
+    report(
+        "module cycles (a module reaches itself through crate::)",
+        bad,
+    );
+}

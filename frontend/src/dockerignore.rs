@@ -5,7 +5,7 @@
 //! any number of segments, `!` re-includes, the last matching pattern wins, and a pattern that
 //! matches a directory matches everything below it.
 
-use crate::lower::util::clean;
+use crate::path::clean;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IgnoreError {

@@ -30,13 +30,9 @@ pub fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, St
 
 /// A set written as a map to empty objects (`ExposedPorts`, `Volumes`); `null` is empty and
 /// the members' values are not looked at.
-pub fn set<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, crate::config::Empty>, D::Error> {
+pub fn set<'de, D: Deserializer<'de>, T: Default>(d: D) -> Result<BTreeMap<String, T>, D::Error> {
     let m = Option::<BTreeMap<String, IgnoredAny>>::deserialize(d)?.unwrap_or_default();
-    Ok(m.into_keys()
-        .map(|k| (k, crate::config::Empty {}))
-        .collect())
+    Ok(m.into_keys().map(|k| (k, T::default())).collect())
 }
 
 /// Docker's `StrSlice`: a list of strings, or one string; `null` is absent, `[]` is an empty

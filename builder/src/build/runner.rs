@@ -64,12 +64,7 @@ fn layers(r: &FsResult, what: &str) -> Result<Vec<Option<Digest>>, String> {
     }
 }
 
-/// Where a `--secret` comes from.
-#[derive(Debug, Clone)]
-pub enum SecretSource {
-    File(PathBuf),
-    Env(String),
-}
+pub use crate::bounded::SecretSource;
 
 /// What a step holds while it runs: cache-mount locks, secret files (on tmpfs, outside the
 /// state root, removed when the step ends).

@@ -5,7 +5,6 @@
 //! - [`rootfs`]: mounts and masked paths, through [`sys::Syscall`];
 //! - [`init`]: the re-executed processes (shim, container init) that do the privileged work;
 //! - [`overlay`]: overlay stacks of layer snapshots (at most 500 lower layers);
-//! - [`user`]: USER resolution against the image's passwd/group files.
 
 pub mod fileop;
 pub mod init;
@@ -15,7 +14,6 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;
-pub mod user;
 
 use anyhow::{Context, Result, bail};
 use init::{Layers, Runtime};
@@ -138,7 +136,7 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     let layers = layer_roots(&req.lower);
     let passwd = read_from_layers(&layers, "/etc/passwd").unwrap_or_default();
     let group = read_from_layers(&layers, "/etc/group").unwrap_or_default();
-    let u = user::resolve(&req.user, &passwd, &group).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let u = crate::user::resolve(&req.user, &passwd, &group).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut env = req.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());

@@ -12,7 +12,7 @@
 //! no symlink (in the destination, a source, or a chain of them) leads outside. Symlinks
 //! inside copied trees are copied as symlinks, never followed.
 
-use crate::executor::user;
+use crate::user;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
