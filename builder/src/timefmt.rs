@@ -33,6 +33,31 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 7231's IMF-fixdate, an HTTP date) as seconds since
+/// the epoch.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = months.iter().position(|x| x == mon)? + 1;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, mi, sec] = t.as_slice() else {
+        return None;
+    };
+    let text = format!(
+        "{year}-{m:02}-{:02}T{h:02}:{mi:02}:{sec:02}Z",
+        day.parse::<u32>().ok()?
+    );
+    parse_rfc3339(&text)
+}
+
 pub fn rfc3339(secs: i64) -> String {
     let (y, mo, d) = civil_from_days(secs.div_euclid(86400));
     let s = secs.rem_euclid(86400);
@@ -134,6 +159,15 @@ pub fn human_size(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784111777)
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -157,7 +157,7 @@ pub fn build(
             progress.start(url, url, &[]);
             let f = crate::registry::fetch::fetch(url, None, &file);
             progress.done(url, f.as_ref().err().map(|e| format!("{e:#}")).as_deref());
-            let f = f?;
+            let f = f.map_err(anyhow::Error::from)?;
             http_keys.insert(*id, f.digest.clone());
             prefetched.insert(*id, (file, f, filename.clone()));
             guards.push(dir);

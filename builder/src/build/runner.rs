@@ -345,7 +345,11 @@ impl Runner {
         };
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| e.to_string())?;
-        if let Some(t) = fetched.mtime {
+        if let Some(t) = fetched
+            .last_modified
+            .as_deref()
+            .and_then(crate::timefmt::parse_http_date)
+        {
             let ts = rustix::fs::Timespec {
                 tv_sec: t,
                 tv_nsec: 0,

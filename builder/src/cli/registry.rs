@@ -12,8 +12,7 @@ use strata_solver::Platform;
 
 /// The registry client for this configuration.
 pub fn client(g: &Global) -> Result<Client> {
-    let cfg =
-        RegistryConfig::from_table(g.config.other.get("registry")).map_err(anyhow::Error::msg)?;
+    let cfg = RegistryConfig::from_table(g.config.other.get("registry"))?;
     Ok(Client::new(cfg, Credentials::load()))
 }
 

@@ -1,12 +1,8 @@
 //! Registries: pulling images into the local store and pushing images from it, through the
-//! OCI distribution API ([`client`]), with docker's credentials ([`auth`]) and buildkitd-style
-//! host settings ([`config`]).
+//! network crate (`strata-registry`: the distribution API client, docker's credentials,
+//! buildkitd-style host settings, HTTP fetches and Git), re-exported here.
 
-pub mod auth;
-pub mod client;
-pub mod config;
-pub mod fetch;
-pub mod git;
+pub use strata_registry::{auth, client, config, fetch, git};
 
 use anyhow::{Context, Result, bail};
 pub use client::{Client, RegistryError};

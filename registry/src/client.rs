@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::Duration;
-use strata_cache::Digest;
+use strata_oci::Digest;
 
 pub const ACCEPT: &str = strata_oci::media_type::MANIFEST_ACCEPT;
 

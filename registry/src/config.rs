@@ -26,16 +26,18 @@ pub struct RegistryConfig {
     pub hosts: BTreeMap<String, HostConfig>,
 }
 
+/// A `[registry]` table that is not registry settings.
+#[derive(Debug, thiserror::Error)]
+#[error("[registry] in the configuration file: {0}")]
+pub struct ConfigError(#[from] toml::de::Error);
+
 impl RegistryConfig {
     /// From the `registry` table of the configuration file.
-    pub fn from_table(t: Option<&toml::Value>) -> Result<RegistryConfig, String> {
+    pub fn from_table(t: Option<&toml::Value>) -> Result<RegistryConfig, ConfigError> {
         let Some(t) = t else {
             return Ok(RegistryConfig::default());
         };
-        let hosts: BTreeMap<String, HostConfig> = t
-            .clone()
-            .try_into()
-            .map_err(|e| format!("[registry] in the configuration file: {e}"))?;
+        let hosts: BTreeMap<String, HostConfig> = t.clone().try_into()?;
         Ok(RegistryConfig { hosts })
     }
 }

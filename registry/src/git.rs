@@ -1,9 +1,38 @@
 //! `ADD` of a Git repository: the ref resolved to a commit (the step's key), the tree at that
 //! commit checked out, optionally with its `.git` directory. Uses the host's `git`.
 
-use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+/// Why a Git source could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("running git (ADD of a Git repository needs git installed): {0}")]
+    Spawn(std::io::Error),
+    #[error("git {args}: {stderr}")]
+    Failed { args: String, stderr: String },
+    #[error("resolving {want} in {remote}: {source}")]
+    Resolve {
+        remote: String,
+        want: String,
+        source: Box<GitError>,
+    },
+    #[error("{remote} has no ref {want}")]
+    NoRef { remote: String, want: String },
+    #[error("checking out {commit}: {source}")]
+    Checkout {
+        commit: String,
+        source: Box<GitError>,
+    },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, GitError>;
 
 fn git(args: &[&str], dir: Option<&Path>) -> Result<String> {
     let mut c = Command::new("git");
@@ -46,13 +75,12 @@ fn git(args: &[&str], dir: Option<&Path>) -> Result<String> {
         )
         .stdin(Stdio::null())
         .output()
-        .context("running git (ADD of a Git repository needs git installed)")?;
+        .map_err(GitError::Spawn)?;
     if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        return Err(GitError::Failed {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -71,8 +99,11 @@ pub fn resolve(remote: &str, reference: &str) -> Result<String> {
     } else {
         reference
     };
-    let out = git(&["ls-remote", remote, want], None)
-        .with_context(|| format!("resolving {want} in {remote}"))?;
+    let out = git(&["ls-remote", remote, want], None).map_err(|e| GitError::Resolve {
+        remote: remote.to_string(),
+        want: want.to_string(),
+        source: Box::new(e),
+    })?;
     let lines: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once('\t')).collect();
     // Exact names first: HEAD, refs/heads/X, refs/tags/X (a peeled tag `^{}` wins for tags).
     for cand in [
@@ -85,12 +116,19 @@ pub fn resolve(remote: &str, reference: &str) -> Result<String> {
             return Ok(sha.to_string());
         }
     }
-    bail!("{remote} has no ref {want}")
+    Err(GitError::NoRef {
+        remote: remote.to_string(),
+        want: want.to_string(),
+    })
 }
 
 /// Checks `commit` of `remote` out into `dest` (created), keeping `.git` when asked.
 pub fn checkout(remote: &str, commit: &str, dest: &Path, keep_git_dir: bool) -> Result<()> {
-    std::fs::create_dir_all(dest)?;
+    std::fs::create_dir_all(dest).map_err(|source| GitError::Io {
+        op: "creating",
+        path: dest.display().to_string(),
+        source,
+    })?;
     git(&["init", "-q"], Some(dest))?;
     git(&["remote", "add", "origin", remote], Some(dest))?;
     // A commit by its ID needs a server that allows it; fall back to a full fetch.
@@ -106,9 +144,17 @@ pub fn checkout(remote: &str, commit: &str, dest: &Path, keep_git_dir: bool) -> 
         &["-c", "advice.detachedHead=false", "checkout", "-q", commit],
         Some(dest),
     )
-    .with_context(|| format!("checking out {commit}"))?;
+    .map_err(|e| GitError::Checkout {
+        commit: commit.to_string(),
+        source: Box::new(e),
+    })?;
     if !keep_git_dir {
-        std::fs::remove_dir_all(dest.join(".git"))?;
+        let d = dest.join(".git");
+        std::fs::remove_dir_all(&d).map_err(|source| GitError::Io {
+            op: "removing",
+            path: d.display().to_string(),
+            source,
+        })?;
     }
     Ok(())
 }
