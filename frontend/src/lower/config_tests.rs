@@ -2,6 +2,7 @@
 //! produce, compared with what BuildKit's `dockerfile2llb` writes.
 
 use super::*;
+use super::metadata::go_duration;
 
 fn opts() -> BuildOptions {
     BuildOptions {
