@@ -21,6 +21,17 @@ impl Cancel {
     }
 }
 
+/// Why an op gave no output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// The solve was cancelled (another op failed) before or while it ran.
+    #[error("cancelled")]
+    Cancelled,
+    /// It failed; the message says why (for the user: the step's report).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// What runs one op. `inputs` are the outputs of the op's inputs, in order.
 pub trait OpRunner: Send + Sync + 'static {
     type Output: Clone + Send + Sync + 'static;
@@ -30,7 +41,7 @@ pub trait OpRunner: Send + Sync + 'static {
         op: &Op,
         inputs: Vec<Self::Output>,
         cancel: &Cancel,
-    ) -> Result<Self::Output, String>;
+    ) -> Result<Self::Output, OpError>;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -201,12 +212,12 @@ async fn solve<R: OpRunner>(
                     let permit = s.acquire_owned().await;
                     let out = tokio::task::spawn_blocking(move || {
                         if c.is_cancelled() {
-                            return Err("cancelled".to_string());
+                            return Err(OpError::Cancelled);
                         }
                         r.run(id, g.op(id), inputs, &c)
                     })
                     .await
-                    .unwrap_or_else(|e| Err(format!("the op panicked: {e}")));
+                    .unwrap_or_else(|e| Err(OpError::Failed(format!("the op panicked: {e}"))));
                     drop(permit);
                     (id, out)
                 });
@@ -228,13 +239,13 @@ async fn solve<R: OpRunner>(
                     }
                 }
             }
-            Err(message) => {
+            Err(e) => {
                 if failure.is_none() {
                     cancel.cancel();
                     failure = Some(SolveError::Op {
                         id,
                         name: graph.op(id).name.clone(),
-                        message,
+                        message: e.to_string(),
                     });
                 }
             }
@@ -304,7 +315,7 @@ mod tests {
             op: &Op,
             inputs: Vec<String>,
             cancel: &Cancel,
-        ) -> Result<String, String> {
+        ) -> Result<String, OpError> {
             let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_active.fetch_max(now, Ordering::SeqCst);
             if let Ok(mut r) = self.runs.lock() {
@@ -312,14 +323,14 @@ mod tests {
             }
             if self.fail.as_deref() == Some(op.name.as_str()) {
                 self.active.fetch_sub(1, Ordering::SeqCst);
-                return Err("exit code 1".into());
+                return Err(OpError::Failed("exit code 1".into()));
             }
             if op.name.starts_with("slow") {
                 // Runs until cancelled (bounded).
                 for _ in 0..500 {
                     if cancel.is_cancelled() {
                         self.active.fetch_sub(1, Ordering::SeqCst);
-                        return Err("cancelled".into());
+                        return Err(OpError::Cancelled);
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }

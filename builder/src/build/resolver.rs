@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use strata_cache::images::{Image, ImageStore};
-use strata_frontend::lower::{ImageResolver, ResolvedImage};
+use strata_frontend::lower::{ImageResolver, ResolveError, ResolvedImage};
 use strata_solver::graph::{Op, OpKind, Platform, SourceOp};
 use strata_solver::image::{HistoryEntry, ImageConfig};
 
@@ -46,7 +46,7 @@ impl ImageResolver for StoreResolver<'_> {
         &self,
         reference: &str,
         _platform: &Platform,
-    ) -> Result<Option<ResolvedImage>, String> {
+    ) -> Result<Option<ResolvedImage>, ResolveError> {
         let Some(img) = lookup(self.store, reference) else {
             return Ok(None);
         };
@@ -101,7 +101,7 @@ pub fn base_images(
             &self,
             reference: &str,
             platform: &Platform,
-        ) -> Result<Option<ResolvedImage>, String> {
+        ) -> Result<Option<ResolvedImage>, ResolveError> {
             let mut v = self.0.borrow_mut();
             if !v.iter().any(|(r, p)| r == reference && p == platform) {
                 v.push((reference.to_string(), platform.clone()));

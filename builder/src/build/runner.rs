@@ -16,7 +16,7 @@ use strata_cache::images::ImageStore;
 use strata_solver::graph::{
     BuildGraph, ExecOp, MountKind, NetworkMode, Op, OpId, OpKind, SecurityMode,
 };
-use strata_solver::scheduler::{Cancel, OpRunner};
+use strata_solver::scheduler::{Cancel, OpError, OpRunner};
 
 /// The filesystem an op produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -610,6 +610,25 @@ impl OpRunner for Runner {
     type Output = FsResult;
 
     fn run(
+        &self,
+        id: OpId,
+        op: &Op,
+        inputs: Vec<FsResult>,
+        cancel: &Cancel,
+    ) -> Result<FsResult, OpError> {
+        self.run_op(id, op, inputs, cancel).map_err(|e| {
+            if e == "cancelled" {
+                OpError::Cancelled
+            } else {
+                OpError::Failed(e)
+            }
+        })
+    }
+}
+
+impl Runner {
+    /// One op, its failure as the message the step's report shows.
+    fn run_op(
         &self,
         id: OpId,
         op: &Op,

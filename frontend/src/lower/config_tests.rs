@@ -1,8 +1,8 @@
 //! The image config and history each way of starting a stage and each metadata instruction
 //! produce, compared with what BuildKit's `dockerfile2llb` writes.
 
-use super::*;
 use super::metadata::go_duration;
+use super::*;
 
 fn opts() -> BuildOptions {
     BuildOptions {
@@ -22,7 +22,7 @@ fn on(platform: &str) -> BuildOptions {
 /// `base/arm` (an arm64 image).
 struct Images;
 impl ImageResolver for Images {
-    fn resolve(&self, r: &str, _: &Platform) -> Result<Option<ResolvedImage>, String> {
+    fn resolve(&self, r: &str, _: &Platform) -> Result<Option<ResolvedImage>, ResolveError> {
         let image = |config, os: &str, arch: &str| ResolvedImage {
             config,
             history: vec![HistoryEntry {

@@ -86,14 +86,29 @@ pub trait ImageResolver {
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> Result<Option<ResolvedImage>, String>;
+    ) -> Result<Option<ResolvedImage>, ResolveError>;
+}
+
+/// Why a base image could not be looked up (not found is `Ok(None)`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct ResolveError {
+    pub reason: String,
+}
+
+impl ResolveError {
+    pub fn new(reason: impl Into<String>) -> ResolveError {
+        ResolveError {
+            reason: reason.into(),
+        }
+    }
 }
 
 /// A resolver that knows no images: every base image has an empty config.
 pub struct NoResolver;
 
 impl ImageResolver for NoResolver {
-    fn resolve(&self, _: &str, _: &Platform) -> Result<Option<ResolvedImage>, String> {
+    fn resolve(&self, _: &str, _: &Platform) -> Result<Option<ResolvedImage>, ResolveError> {
         Ok(None)
     }
 }

@@ -436,7 +436,7 @@ fn onbuild_triggers_of_a_stage_base_fire() {
 
 struct FakeResolver;
 impl ImageResolver for FakeResolver {
-    fn resolve(&self, r: &str, _: &Platform) -> Result<Option<ResolvedImage>, String> {
+    fn resolve(&self, r: &str, _: &Platform) -> Result<Option<ResolvedImage>, ResolveError> {
         if r.contains("onbuild") {
             let config = ImageConfig {
                 env: vec!["PATH=/custom".into(), "LANG=C".into()],
@@ -449,7 +449,7 @@ impl ImageResolver for FakeResolver {
                 ..ResolvedImage::default()
             }));
         }
-        Err(format!("{r} not found"))
+        Err(ResolveError::new(format!("{r} not found")))
     }
 }
 
