@@ -430,6 +430,14 @@ enum XattrsOf<'a> {
 }
 
 /// Extended attributes other than overlay's own, as PAX records (sorted), and whether
+/// Whether a layer, a copy or a copied snapshot carries the xattr `name`: all but overlayfs's
+/// own (`trusted.overlay.*`: opaque markers and redirects belong to the directory they are
+/// on, never to its content elsewhere). The one rule for layers (here), file ops and the
+/// copying snapshotter.
+pub fn carried_xattr(name: &str) -> bool {
+    !name.starts_with("trusted.overlay.")
+}
+
 /// `trusted.overlay.opaque` is `y`.
 fn xattrs_of(of: XattrsOf<'_>) -> (Vec<(String, Vec<u8>)>, bool) {
     use xattr::FileExt;
@@ -452,7 +460,7 @@ fn xattrs_of(of: XattrsOf<'_>) -> (Vec<(String, Vec<u8>)>, bool) {
             continue;
         }
         let n = n.to_string_lossy().into_owned();
-        if n.starts_with("trusted.overlay.") {
+        if !carried_xattr(&n) {
             continue;
         }
         if let Ok(Some(v)) = get(OsStr::new(&n)) {

@@ -42,7 +42,7 @@ fn copy_meta(src: &Path, m: &std::fs::Metadata, dst: &Path) -> Result<()> {
             .with_context(|| format!("chmod {}", dst.display()))?;
         if let Ok(names) = xattr::list(src) {
             for n in names {
-                if n.to_string_lossy().starts_with("trusted.overlay.") {
+                if !strata_cache::difftar::carried_xattr(&n.to_string_lossy()) {
                     continue;
                 }
                 if let Ok(Some(v)) = xattr::get(src, &n) {

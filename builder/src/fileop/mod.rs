@@ -849,7 +849,7 @@ fn copy_times(md: &std::fs::Metadata, target: &Path) -> Result<()> {
 
 /// The names of the extended attributes a copy carries: all but overlayfs's own.
 fn carried_xattrs(p: &Path) -> std::io::Result<impl Iterator<Item = std::ffi::OsString>> {
-    Ok(xattr::list(p)?.filter(|n| !n.to_string_lossy().starts_with("trusted.overlay.")))
+    Ok(xattr::list(p)?.filter(|n| strata_cache::difftar::carried_xattr(&n.to_string_lossy())))
 }
 
 fn copy_xattrs(src: &Path, target: &Path) {
