@@ -8,27 +8,33 @@
 //!    what only they needed (a hit on a stage's last step unpacks and runs nothing before it);
 //! 4. the rest runs ([`runner`]): RUN in a container, COPY/ADD/WORKDIR as file operations, each
 //!    leaving one layer (or none when nothing changed), recorded under its key;
-//! 5. the target's layers, config and history become an image ([`assemble`]).
+//! 5. the target's layers, config and history become an image ([`assemble`]);
+//! 6. the build cache goes where `--cache-to` says ([`remote_cache`]).
+//!
+//! Each step is a module: [`sources`] (what ADD fetches and which commit a Git ref is, before
+//! the keys), [`keys`], [`hits`] (what is done already, imported caches), [`solve`] (the
+//! scheduler and the runner), [`assemble`], [`cache_export`].
 
 pub mod assemble;
+mod cache_export;
+mod hits;
 pub mod keys;
 pub mod progress;
 pub mod remote_cache;
 pub mod resolver;
 pub mod runner;
+mod solve;
+mod sources;
 
 use crate::executor::init::Runtime;
-use anyhow::Context as _;
 use progress::Progress;
-use runner::{FsResult, Runner};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_cache::Digest;
 use strata_cache::images::ImageStore;
 use strata_frontend::lower::{BuildOptions, lower};
-use strata_solver::graph::{NetworkMode, OpId, OpKind, SourceOp};
-use strata_solver::scheduler::{Scheduler, SolveError};
+use strata_solver::graph::{NetworkMode, OpId, OpKind};
 
 /// Everything one build needs.
 pub struct BuildRequest {
@@ -92,7 +98,6 @@ pub enum BuildError {
 use crate::timefmt::now;
 
 /// Runs one build; progress goes to `progress`, Dockerfile warnings to `warnings`.
-// Long: the build's steps in order (lock, lower, epoch, prefetch, keys, hits, remote cache, run, cache export) over shared state.
 pub fn build(
     req: &BuildRequest,
     progress: Arc<Progress>,
@@ -105,89 +110,17 @@ pub fn build(
     crate::executor::clean_stale_containers(&req.root.join("containers"));
     store.content.clean_leftovers();
     // 1. Lower.
-    let resolver = resolver::StoreResolver::new(&store);
-    let (lowered, diags) = lower(&req.dockerfile, &req.opts, &resolver);
-    let mut errors = String::new();
-    for d in &diags {
-        let text = d.render(&req.dockerfile_name, &req.dockerfile);
-        if d.is_error() {
-            errors.push_str(&format!("{text}\n"));
-        } else {
-            let _ = writeln!(warnings, "warning: {text}");
-        }
-    }
-    let lowered = match lowered {
-        Some(l) if errors.is_empty() => l,
-        _ => return Err(BuildError::Dockerfile(errors.trim_end().to_string())),
-    };
-    // SOURCE_DATE_EPOCH (a build arg, or the environment through the CLI): new layers' mtimes
-    // are clamped to it and it is the image's creation time.
-    let epoch = match req.opts.build_args.get("SOURCE_DATE_EPOCH") {
-        Some(v) if !v.is_empty() => Some(v.parse::<i64>().map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
-        })?),
-        _ => None,
-    };
+    let lowered = lower_dockerfile(req, &store, warnings)?;
+    let epoch = source_date_epoch(req)?;
     let target = lowered.target;
     let graph = Arc::new(lowered.graph.clone());
     let needed = graph.ancestors(target);
     check_entitlements(req, &graph, &needed)?;
-    // 2. Keys.
+    // 2. Sources whose content is their key, then every needed op's key.
+    let fetched = sources::prefetch(req, &graph, &needed, &progress)?;
     let mut meta =
         strata_cache::metadata::Metadata::open(&req.root).map_err(anyhow::Error::from)?;
     let mut contexts = keys::Contexts::new(&req.context, &req.opts.dockerignore);
-    // Files ADD fetches by URL without a --checksum: fetched now, their content is the key.
-    let mut http_keys = BTreeMap::new();
-    let mut prefetched = BTreeMap::new();
-    let mut guards = Vec::new();
-    let mut git_commits: BTreeMap<OpId, String> = BTreeMap::new();
-    for id in &needed {
-        let op = graph.op(*id);
-        if let OpKind::Source(SourceOp::Http {
-            url,
-            checksum: None,
-            filename,
-        }) = &op.kind
-        {
-            let dir = crate::executor::ContainerDir::create(
-                &req.root.join("containers"),
-                &format!("url-{}", crate::executor::random_id()),
-            )?;
-            let file = dir.path().join("fetched");
-            progress.start(url, url, &[]);
-            let f = crate::registry::fetch::fetch(url, None, &file);
-            progress.done(url, f.as_ref().err().map(|e| format!("{e:#}")).as_deref());
-            let f = f.map_err(anyhow::Error::from)?;
-            http_keys.insert(*id, f.digest.clone());
-            prefetched.insert(*id, (file, f, filename.clone()));
-            guards.push(dir);
-        }
-        // Git sources: the ref resolved to a commit, which is the key (and --checksum's check).
-        if let OpKind::Source(SourceOp::Git {
-            remote,
-            reference,
-            checksum,
-            ..
-        }) = &op.kind
-        {
-            let commit = crate::registry::git::resolve(remote, reference)
-                .with_context(|| format!("ADD {remote}"))?;
-            if let Some(c) = checksum
-                && !commit.starts_with(c.as_str())
-            {
-                return Err(anyhow::anyhow!(
-                    "ADD {remote}: checksum mismatch: --checksum says {c}, {} is {commit}",
-                    if reference.is_empty() {
-                        "HEAD"
-                    } else {
-                        reference
-                    }
-                )
-                .into());
-            }
-            git_commits.insert(*id, commit);
-        }
-    }
     let keys = keys::compute(
         &graph,
         &needed,
@@ -197,162 +130,21 @@ pub fn build(
             meta: &mut meta,
             progress: &progress,
             epoch,
-            http: &http_keys,
-            git: &git_commits,
+            http: &fetched.http_keys,
+            git: &fetched.git_commits,
         },
     )?;
-    // 3. What is done already: sources, and cache hits.
-    let mut done: BTreeMap<OpId, FsResult> = BTreeMap::new();
-    for id in &needed {
-        let op = graph.op(*id);
-        match &op.kind {
-            OpKind::Source(SourceOp::Scratch) => {
-                done.insert(*id, FsResult::Layers(vec![]));
-            }
-            OpKind::Source(SourceOp::Image { .. }) => {
-                let img = resolver::find_image(&store, op)?;
-                let layers = img.record.layers.iter().cloned().map(Some).collect();
-                done.insert(*id, FsResult::Layers(layers));
-            }
-            OpKind::Source(SourceOp::Local { .. }) => {
-                done.insert(*id, FsResult::Context(req.context.clone()));
-            }
-            // Fetched (or made from what was fetched for its key) when a step needs it.
-            OpKind::Source(SourceOp::Http { .. }) => {}
-            // Checked out when a step needs it.
-            OpKind::Source(SourceOp::Git { .. }) => {}
-            _ if op.ignore_cache => {}
-            _ => {
-                let key = &keys[id];
-                if let Some(layers) = store.cached_chain(key).map_err(anyhow::Error::from)? {
-                    done.insert(*id, FsResult::Layers(layers));
-                }
-            }
-        }
-    }
-    // Imported caches: walking down from the target as the scheduler will, the first step
-    // an imported cache has becomes local (only its layers are fetched) and ends the walk.
+    // 3. What is done already: sources, cache hits, then imported caches.
+    let mut done = hits::done_already(req, &store, &graph, &needed, &keys)?;
     if !req.cache_from.is_empty() {
-        let mut imported = Vec::new();
-        for loc in &req.cache_from {
-            match remote_cache::import(loc) {
-                Ok(i) => {
-                    if let Err(e) = i.seed_cache_mounts(&store, &req.root) {
-                        let _ = writeln!(warnings, "warning: seeding cache mounts failed: {e:#}");
-                    }
-                    imported.push(i)
-                }
-                Err(e) => {
-                    let _ = writeln!(warnings, "warning: importing a cache failed: {e:#}");
-                }
-            }
-        }
-        let mut store_w = ImageStore::open(&req.root).map_err(anyhow::Error::from)?;
-        let mut seen = std::collections::BTreeSet::new();
-        let mut stack = vec![target];
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id) || done.contains_key(&id) {
-                continue;
-            }
-            let op = graph.op(id);
-            if matches!(op.kind, OpKind::Source(_)) {
-                continue;
-            }
-            if !op.ignore_cache {
-                let key = &keys[&id];
-                for imp in &imported {
-                    if imp
-                        .materialize(&mut store_w, key, now())
-                        .with_context(|| format!("fetching the cached result of {}", op.name))?
-                        && let Some(chain) = meta.cached_result(key).map_err(anyhow::Error::from)?
-                    {
-                        done.insert(id, FsResult::Layers(chain));
-                        break;
-                    }
-                }
-            }
-            if !done.contains_key(&id) {
-                stack.extend(op.inputs.iter().copied());
-            }
-        }
+        hits::import_caches(
+            req, &store, &graph, target, &keys, &meta, &mut done, warnings,
+        )?;
     }
-    // What the build shows as cached: the hits the scheduler will stop at.
-    let mut cached = 0;
-    let mut seen = std::collections::BTreeSet::new();
-    let mut stack = vec![target];
-    let mut shown = Vec::new();
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        let op = graph.op(id);
-        if done.contains_key(&id) {
-            shown.push(id);
-            continue;
-        }
-        stack.extend(op.inputs.iter().copied());
-    }
-    shown.sort();
-    let digest_of = |id: OpId| graph.digest(id).as_str().to_string();
-    for id in &shown {
-        let op = graph.op(*id);
-        let inputs: Vec<String> = op.inputs.iter().map(|i| digest_of(*i)).collect();
-        match &op.kind {
-            OpKind::Source(SourceOp::Local { .. }) => {}
-            OpKind::Source(_) => {
-                progress.start(&digest_of(*id), &op.name, &inputs);
-                progress.done(&digest_of(*id), None);
-            }
-            _ => {
-                cached += 1;
-                progress.cached(&digest_of(*id), &op.name, &inputs);
-            }
-        }
-    }
+    let cached = hits::show(&graph, target, &done, &progress);
     // 4. Run what is left.
-    let runner = Arc::new(Runner {
-        graph: graph.clone(),
-        registry: req.registry.clone(),
-        root: req.root.clone(),
-        keys: keys.clone(),
-        progress: progress.clone(),
-        runtime: req.runtime.clone(),
-        network: req.network,
-        strata_exe: req.strata_exe.clone(),
-        ignore: req.opts.dockerignore.clone(),
-        executed: Default::default(),
-        epoch,
-        secrets: req.secrets.clone(),
-        ssh: req.ssh.clone(),
-        allow_insecure: req.allow_insecure,
-        prefetched: std::sync::Mutex::new(prefetched),
-        git_commits: git_commits.clone(),
-    });
-    let scheduler = match req.max_parallelism {
-        Some(n) => Scheduler::with_limit(n),
-        None => Scheduler::default(),
-    };
-    let result = scheduler.run_from(graph.clone(), target, runner.clone(), done);
-    let layers = match result {
-        Ok(FsResult::Layers(l)) => l,
-        Ok(FsResult::Context(_)) => {
-            return Err(anyhow::anyhow!("the target is the build context, not a stage").into());
-        }
-        Err(SolveError::Op { id, name, message }) => {
-            let digest = digest_of(id);
-            let tail = progress.tail(&digest);
-            return Err(BuildError::Step {
-                report: failure_report(
-                    &name,
-                    graph.op(id).location.as_ref(),
-                    &req.dockerfile,
-                    &tail,
-                    &message,
-                ),
-            });
-        }
-        Err(e) => return Err(anyhow::Error::from(e).into()),
-    };
+    let (layers, executed) =
+        solve::run(req, &graph, target, &keys, &progress, epoch, fetched, done)?;
     // 5. The image.
     // The image's creation time is when its last step's result was made, so a rebuild that
     // is all cache hits gives the same image ID (as BuildKit's does).
@@ -366,66 +158,61 @@ pub fn build(
         assemble::put_image(&mut store, &lowered, &layers, &req.tags, created)?;
     let used: Vec<Digest> = needed.iter().filter_map(|i| keys.get(i).cloned()).collect();
     let _ = meta.touch_cached(&used, now());
+    // 6. The cache, where asked.
     for (loc, mode, with_mounts) in &req.cache_to {
-        // The cache mounts the build's steps used, when asked.
-        let mounts: Vec<(String, PathBuf)> = if *with_mounts {
-            let mut v: Vec<(String, PathBuf)> = needed
-                .iter()
-                .filter_map(|i| match &graph.op(*i).kind {
-                    OpKind::Exec(e) => Some(e.mounts.iter().filter_map(|m| {
-                        match &m.kind {
-                            strata_solver::graph::MountKind::Cache { id, .. } => Some((
-                                id.clone(),
-                                req.root
-                                    .join("cachemounts")
-                                    .join(Digest::of(id.as_bytes()).hex()),
-                            )),
-                            _ => None,
-                        }
-                    })),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        } else {
-            vec![]
-        };
-        let keys_out: Vec<Digest> = match mode {
-            remote_cache::Mode::Max => used.clone(),
-            remote_cache::Mode::Min => {
-                // The final image's lineage: each step's root filesystem input, down to the base.
-                let mut v = Vec::new();
-                let mut id = target;
-                loop {
-                    let op = graph.op(id);
-                    match &op.kind {
-                        OpKind::Exec(_) | OpKind::File { base: true, .. } => {
-                            v.extend(keys.get(&id).cloned());
-                            match op.inputs.first() {
-                                Some(i) => id = *i,
-                                None => break,
-                            }
-                        }
-                        _ => break,
-                    }
-                }
-                v
-            }
-        };
-        let n = remote_cache::export(&mut store, &keys_out, loc, &mounts)
-            .context("exporting the cache")?;
+        let n = cache_export::export(
+            req,
+            &mut store,
+            &graph,
+            &needed,
+            target,
+            &keys,
+            &used,
+            (loc, *mode, *with_mounts),
+        )?;
         let _ = writeln!(warnings, "exported {n} cache entries");
     }
-    let executed = runner.executed.load(std::sync::atomic::Ordering::SeqCst);
     Ok(BuildResult {
         image_id,
         manifest_digest,
         executed,
         cached,
     })
+}
+
+/// The Dockerfile lowered with base images resolved in the store; warnings written out,
+/// errors returned all together.
+fn lower_dockerfile(
+    req: &BuildRequest,
+    store: &ImageStore,
+    warnings: &mut dyn std::io::Write,
+) -> Result<strata_frontend::lower::Lowered, BuildError> {
+    let resolver = resolver::StoreResolver::new(store);
+    let (lowered, diags) = lower(&req.dockerfile, &req.opts, &resolver);
+    let mut errors = String::new();
+    for d in &diags {
+        let text = d.render(&req.dockerfile_name, &req.dockerfile);
+        if d.is_error() {
+            errors.push_str(&format!("{text}\n"));
+        } else {
+            let _ = writeln!(warnings, "warning: {text}");
+        }
+    }
+    match lowered {
+        Some(l) if errors.is_empty() => Ok(l),
+        _ => Err(BuildError::Dockerfile(errors.trim_end().to_string())),
+    }
+}
+
+/// SOURCE_DATE_EPOCH (a build arg, or the environment through the CLI): new layers' mtimes
+/// are clamped to it and it is the image's creation time.
+fn source_date_epoch(req: &BuildRequest) -> Result<Option<i64>, BuildError> {
+    match req.opts.build_args.get("SOURCE_DATE_EPOCH") {
+        Some(v) if !v.is_empty() => Ok(Some(v.parse::<i64>().map_err(|_| {
+            anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+        })?)),
+        _ => Ok(None),
+    }
 }
 
 /// Every step the target needs, cached or not, may only ask for the entitlements the build

@@ -1,0 +1,79 @@
+//! `--cache-to`: which entries go out (the final image's lineage with `mode=min`, every step
+//! with `mode=max`) and, when asked, the RUN cache mounts the build used.
+
+use super::{BuildError, BuildRequest, remote_cache};
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use strata_cache::Digest;
+use strata_cache::images::ImageStore;
+use strata_solver::graph::{BuildGraph, MountKind, OpId, OpKind};
+
+/// Exports the build's cache to one `--cache-to` destination; returns how many entries.
+#[allow(clippy::too_many_arguments)]
+pub fn export(
+    req: &BuildRequest,
+    store: &mut ImageStore,
+    graph: &BuildGraph,
+    needed: &[OpId],
+    target: OpId,
+    keys: &BTreeMap<OpId, Digest>,
+    used: &[Digest],
+    (loc, mode, with_mounts): (&remote_cache::Location, remote_cache::Mode, bool),
+) -> Result<usize, BuildError> {
+    let mounts = if with_mounts {
+        cache_mounts(req, graph, needed)
+    } else {
+        vec![]
+    };
+    let keys_out: Vec<Digest> = match mode {
+        remote_cache::Mode::Max => used.to_vec(),
+        remote_cache::Mode::Min => lineage(graph, target, keys),
+    };
+    Ok(remote_cache::export(store, &keys_out, loc, &mounts).context("exporting the cache")?)
+}
+
+/// The cache mounts the build's steps used: id → directory.
+fn cache_mounts(req: &BuildRequest, graph: &BuildGraph, needed: &[OpId]) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = needed
+        .iter()
+        .filter_map(|i| match &graph.op(*i).kind {
+            OpKind::Exec(e) => Some(e.mounts.iter().filter_map(|m| {
+                match &m.kind {
+                    MountKind::Cache { id, .. } => Some((
+                        id.clone(),
+                        req.root
+                            .join("cachemounts")
+                            .join(Digest::of(id.as_bytes()).hex()),
+                    )),
+                    _ => None,
+                }
+            })),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The final image's lineage: each step's root filesystem input, down to the base.
+fn lineage(graph: &BuildGraph, target: OpId, keys: &BTreeMap<OpId, Digest>) -> Vec<Digest> {
+    let mut v = Vec::new();
+    let mut id = target;
+    loop {
+        let op = graph.op(id);
+        match &op.kind {
+            OpKind::Exec(_) | OpKind::File { base: true, .. } => {
+                v.extend(keys.get(&id).cloned());
+                match op.inputs.first() {
+                    Some(i) => id = *i,
+                    None => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    v
+}
