@@ -75,7 +75,7 @@ fn stdin_context(root: &std::path::Path) -> Result<StdinContext> {
     }
 }
 
-// Long: arguments to a build request, the build, then each output and the metadata file in turn.
+/// `strata build`: arguments to a request, the build, its outputs, what it prints.
 pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
     let _ = open_store(g)?;
     let mut frontend = a.frontend.clone();
@@ -97,7 +97,57 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         },
         None => config::load_dockerfile(&frontend)?,
     };
-    let mut opts = config::build_options(&frontend, &df)?;
+    let opts = build_options(a, &frontend, &df)?;
+    // Secrets and agents are checked before anything is pulled or run.
+    let secrets = parse_secrets(&a.secrets)?;
+    let ssh = parse_ssh(&a.ssh)?;
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| normalize_tag(t))
+        .collect::<Result<Vec<_>>>()?;
+    let (outputs, to_stdout) = outputs(a)?;
+    if g.config.snapshotter == Snapshotter::Native {
+        bail!(
+            "strata build needs the overlayfs snapshotter (a RUN step's layer is its overlay upper directory); the native snapshotter only serves `strata run` so far"
+        );
+    }
+    let mode = progress_mode(a);
+    pull_bases(g, &df, &opts, a.pull, mode)?;
+    let progress = Arc::new(Progress::new(mode, Box::new(std::io::stderr())));
+    let req = request(g, a, &frontend, &df, opts, secrets, ssh)?;
+    let mut warnings: Box<dyn Write> = if mode == Mode::Quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    let result = crate::build::build(&req, progress.clone(), &mut warnings);
+    progress.finish();
+    drop(stdin);
+    let r = match result {
+        Ok(r) => r,
+        Err(BuildError::Step { report }) => {
+            eprintln!("{report}");
+            return Ok(1);
+        }
+        Err(BuildError::Dockerfile(text)) => {
+            eprintln!("{text}");
+            return Ok(1);
+        }
+        Err(BuildError::Other(e)) => return Err(e),
+    };
+    export_outputs(g, &r, &outputs, &tags, &progress)?;
+    report(a, &r, &tags, mode, to_stdout, &progress)?;
+    Ok(0)
+}
+
+/// The frontend's options from the arguments and the Dockerfile.
+fn build_options(
+    a: &BuildArgs,
+    frontend: &super::args::FrontendArgs,
+    df: &config::DockerfileSource,
+) -> Result<strata_frontend::lower::BuildOptions> {
+    let mut opts = config::build_options(frontend, df)?;
     if let Some(p) = &opts.platform
         && *p != Platform::host()
     {
@@ -121,15 +171,12 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         }
         opts.labels.insert(k.to_string(), v.to_string());
     }
-    // Secrets and agents are checked before anything is pulled or run.
-    let secrets = parse_secrets(&a.secrets)?;
-    let ssh = parse_ssh(&a.ssh)?;
-    let tags = a
-        .tags
-        .iter()
-        .map(|t| normalize_tag(t))
-        .collect::<Result<Vec<_>>>()?;
-    // Outputs are checked before anything runs; none means the local store.
+    Ok(opts)
+}
+
+/// The outputs asked for (none: the local store), checked before anything runs, and how many
+/// write to standard output.
+fn outputs(a: &BuildArgs) -> Result<(Vec<super::output::OutputSpec>, usize)> {
     let mut outputs = a
         .outputs
         .iter()
@@ -160,42 +207,61 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
     if to_stdout > 1 {
         bail!("only one --output can write to standard output");
     }
-    if g.config.snapshotter == Snapshotter::Native {
-        bail!(
-            "strata build needs the overlayfs snapshotter (a RUN step's layer is its overlay upper directory); the native snapshotter only serves `strata run` so far"
-        );
-    }
-    let mode = match (a.quiet, a.progress) {
+    Ok((outputs, to_stdout))
+}
+
+fn progress_mode(a: &BuildArgs) -> Mode {
+    match (a.quiet, a.progress) {
         (true, _) | (_, ProgressArg::Quiet) => Mode::Quiet,
         (_, ProgressArg::Plain) => Mode::Plain,
         (_, ProgressArg::Rawjson) => Mode::RawJson,
         (_, ProgressArg::Tty) => Mode::Tty,
         (_, ProgressArg::Auto) if std::io::stderr().is_terminal() => Mode::Tty,
         (_, ProgressArg::Auto) => Mode::Plain,
-    };
-    // Base images not in the store (all of them with --pull) come from their registries.
-    {
-        let mut store = open_store(g)?;
-        for (reference, platform) in crate::build::resolver::base_images(&df.text, &opts) {
-            if a.pull || !crate::build::resolver::is_local(&store, &reference) {
-                if mode != Mode::Quiet {
-                    eprintln!("pulling {}", familiar(&reference));
-                }
-                super::registry::pull_image(g, &mut store, &reference, &platform, true).with_context(
-                    || {
-                        format!(
-                            "base image {} is not in the local store and could not be pulled (`strata import` or `strata load` it, or check the registry)",
-                            familiar(&reference)
-                        )
-                    },
-                )?;
+    }
+}
+
+/// Base images not in the store (all of them with `--pull`) come from their registries
+/// (lazily: layers when a step needs them).
+fn pull_bases(
+    g: &Global,
+    df: &config::DockerfileSource,
+    opts: &strata_frontend::lower::BuildOptions,
+    pull: bool,
+    mode: Mode,
+) -> Result<()> {
+    let mut store = open_store(g)?;
+    for (reference, platform) in crate::build::resolver::base_images(&df.text, opts) {
+        if pull || !crate::build::resolver::is_local(&store, &reference) {
+            if mode != Mode::Quiet {
+                eprintln!("pulling {}", familiar(&reference));
             }
+            super::registry::pull_image(g, &mut store, &reference, &platform, true).with_context(
+                || {
+                    format!(
+                        "base image {} is not in the local store and could not be pulled (`strata import` or `strata load` it, or check the registry)",
+                        familiar(&reference)
+                    )
+                },
+            )?;
         }
     }
-    let progress = Arc::new(Progress::new(mode, Box::new(std::io::stderr())));
+    Ok(())
+}
+
+/// The build request.
+fn request(
+    g: &Global,
+    a: &BuildArgs,
+    frontend: &super::args::FrontendArgs,
+    df: &config::DockerfileSource,
+    opts: strata_frontend::lower::BuildOptions,
+    secrets: std::collections::BTreeMap<String, crate::build::runner::SecretSource>,
+    ssh: std::collections::BTreeMap<String, PathBuf>,
+) -> Result<BuildRequest> {
     let client =
         || -> Result<Arc<crate::registry::Client>> { Ok(Arc::new(super::registry::client(g)?)) };
-    let req = BuildRequest {
+    Ok(BuildRequest {
         root: g.root.clone(),
         context: std::fs::canonicalize(&frontend.context)
             .with_context(|| format!("opening the build context {}", frontend.context.display()))?,
@@ -243,30 +309,20 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
                     .with_context(|| format!("--cache-to {s}"))
             })
             .collect::<Result<_>>()?,
-    };
-    let mut warnings: Box<dyn Write> = if mode == Mode::Quiet {
-        Box::new(std::io::sink())
-    } else {
-        Box::new(std::io::stderr())
-    };
-    let result = crate::build::build(&req, progress.clone(), &mut warnings);
-    progress.finish();
-    drop(stdin);
-    let r = match result {
-        Ok(r) => r,
-        Err(BuildError::Step { report }) => {
-            eprintln!("{report}");
-            return Ok(1);
-        }
-        Err(BuildError::Dockerfile(text)) => {
-            eprintln!("{text}");
-            return Ok(1);
-        }
-        Err(BuildError::Other(e)) => return Err(e),
-    };
+    })
+}
+
+/// Writes each output (the image is in the store already; named, exported, pushed).
+fn export_outputs(
+    g: &Global,
+    r: &crate::build::BuildResult,
+    outputs: &[super::output::OutputSpec],
+    tags: &[String],
+    progress: &Progress,
+) -> Result<()> {
     let id = r.image_id.as_str().to_string();
     let mut store = open_store(g)?;
-    for o in &outputs {
+    for o in outputs {
         let v = match &o.output {
             super::output::Output::Image { .. } => "exporting to image".to_string(),
             other => format!("exporting to {}", describe(other)),
@@ -278,10 +334,24 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
                 progress.log(&v, format!("naming to {t} done\n").as_bytes());
             }
         }
-        let r = super::output::export(g, &mut store, &id, &tags, o);
-        progress.done(&v, r.as_ref().err().map(|e| format!("{e:#}")).as_deref());
-        r?;
+        let res = super::output::export(g, &mut store, &id, tags, o);
+        progress.done(&v, res.as_ref().err().map(|e| format!("{e:#}")).as_deref());
+        res?;
     }
+    Ok(())
+}
+
+/// What a build prints: the summary, the image ID (unless an archive went to standard
+/// output), `--iidfile` and `--metadata-file`.
+fn report(
+    a: &BuildArgs,
+    r: &crate::build::BuildResult,
+    tags: &[String],
+    mode: Mode,
+    to_stdout: usize,
+    progress: &Progress,
+) -> Result<()> {
+    let id = r.image_id.as_str().to_string();
     if mode != Mode::Quiet {
         progress.finish();
         eprintln!(
@@ -317,7 +387,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         }
         write_file(p, serde_json::to_string_pretty(&m)?.as_bytes())?;
     }
-    Ok(0)
+    Ok(())
 }
 
 fn write_file(p: &PathBuf, data: &[u8]) -> Result<()> {
