@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 /// The busybox base tarball (made once), or `None` when the tests cannot run here.
 fn base_tar() -> Option<&'static Path> {
     static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    TAR.get_or_init(|| busybox_tar("strata-build-tests"))
-        .as_deref()
+    base_tar_in(&TAR, "strata-build-tests")
 }
 
 /// A state root with busybox imported, and an empty context directory.

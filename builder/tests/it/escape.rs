@@ -13,8 +13,7 @@ use std::sync::OnceLock;
 
 fn base_tar() -> Option<&'static Path> {
     static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    TAR.get_or_init(|| busybox_tar("strata-escape-tests"))
-        .as_deref()
+    base_tar_in(&TAR, "strata-escape-tests")
 }
 
 /// A state root with busybox imported, a context, and a canary directory on the host.

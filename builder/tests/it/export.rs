@@ -9,8 +9,7 @@ use std::sync::OnceLock;
 
 fn base_tar() -> Option<&'static Path> {
     static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    TAR.get_or_init(|| busybox_tar("strata-export-tests"))
-        .as_deref()
+    base_tar_in(&TAR, "strata-export-tests")
 }
 
 struct Fx {

@@ -31,14 +31,6 @@ fn rootfs(path: &Path, marker: &str) {
     b.into_inner().unwrap().finish().unwrap();
 }
 
-fn strata_in(root: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .env("STRATA_ROOT", root)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn import_list_tag_inspect_remove() {
     let dir = tempfile::tempdir().unwrap();

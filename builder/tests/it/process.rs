@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// A root with busybox, and `groups`: busybox plus `audio` (app) and `video` (app, root) in
@@ -16,7 +16,7 @@ fn root() -> Option<&'static PathBuf> {
         let dir = tar.parent()?.join("root");
         let _ = std::fs::remove_dir_all(&dir);
         let ok = |args: &[&str]| {
-            let o = strata_at(&dir, args);
+            let o = strata_in(&dir, args);
             assert!(o.status.success(), "{args:?}: {}", stderr(&o));
         };
         ok(&["import", &tar.to_string_lossy(), "busybox"]);
@@ -41,17 +41,8 @@ fn root() -> Option<&'static PathBuf> {
     .as_ref()
 }
 
-fn strata_at(root: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .env("STRATA_ROOT", root)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 fn run(args: &[&str]) -> Option<String> {
-    let o = strata_at(root()?, args);
+    let o = strata_in(root()?, args);
     assert!(o.status.success(), "{args:?}: {}", stderr(&o));
     Some(stdout(&o))
 }

@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 fn base_tar() -> Option<&'static Path> {
     static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    TAR.get_or_init(|| busybox_tar("strata-registry-tests"))
-        .as_deref()
+    base_tar_in(&TAR, "strata-registry-tests")
 }
 
 fn free_port() -> u16 {
@@ -405,8 +404,9 @@ impl Fake {
     }
 }
 
+/// A digest through the image model, as a string.
 fn sha(b: &[u8]) -> String {
-    strata_cache::Digest::of(b).as_str().to_string()
+    strata_oci::Digest::of(b).to_string()
 }
 
 /// A one-layer image (a file /hello) for `arch`: (config, layer blob, manifest).

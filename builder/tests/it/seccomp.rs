@@ -6,7 +6,7 @@
 use crate::support::*;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const PROBE_C: &str = r#"
 #define _GNU_SOURCE
@@ -81,12 +81,7 @@ fn compile_probe(dir: &Path) -> Option<()> {
 }
 
 fn strata(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .env("STRATA_ROOT", root)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    strata_in(root, args)
 }
 
 /// The probe's lines in a build log: name → (return value, errno).

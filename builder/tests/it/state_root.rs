@@ -19,15 +19,6 @@ fn test_dir(name: &str) -> PathBuf {
     d
 }
 
-fn strata_in(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .env("STRATA_ROOT", root)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 fn ok(out: &Output) {
     assert!(
         out.status.success(),
@@ -47,8 +38,7 @@ fn mode(p: &Path) -> u32 {
 /// The busybox base tarball (made once), or `None` when the tests cannot run here.
 fn base_tar() -> Option<&'static Path> {
     static TAR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    TAR.get_or_init(|| busybox_tar("strata-state-root-base"))
-        .as_deref()
+    base_tar_in(&TAR, "strata-state-root-base")
 }
 
 /// A state root with busybox imported, and a context directory.

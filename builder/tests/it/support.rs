@@ -31,6 +31,25 @@ pub fn conformance_dir() -> Option<PathBuf> {
     found
 }
 
+/// Runs the `strata` binary on the state root `root`, with no standard input.
+pub fn strata_in(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .env("STRATA_ROOT", root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run strata")
+}
+
+/// A test file's busybox tarball ([`busybox_tar`] in `temp_dir()/name`), made once per test
+/// binary run and kept in `cell`.
+pub fn base_tar_in(
+    cell: &'static std::sync::OnceLock<Option<PathBuf>>,
+    name: &str,
+) -> Option<&'static Path> {
+    cell.get_or_init(|| busybox_tar(name)).as_deref()
+}
+
 /// Runs the `strata` binary.
 pub fn strata(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
