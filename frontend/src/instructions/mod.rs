@@ -12,6 +12,7 @@ use crate::parser::{Heredoc, Node, chomp_heredoc_content, parse_heredoc_word};
 use crate::suggest::did_you_mean;
 use flags::Flags;
 use serde::Serialize;
+use strata_solver::graph::{NetworkMode, SecurityMode};
 
 /// A command line for RUN / CMD / ENTRYPOINT.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -69,8 +70,8 @@ pub struct RunCmd {
     pub cmd: CmdLine,
     /// Raw `--mount` values (expanded and fully validated while lowering).
     pub mounts: Vec<String>,
-    pub network: String,
-    pub security: String,
+    pub network: NetworkMode,
+    pub security: SecurityMode,
     pub devices: Vec<String>,
 }
 
@@ -389,16 +390,23 @@ fn parse_command(node: &Node) -> Result<(Command, Vec<String>), Diag> {
             for m in f.get_strings("mount") {
                 mount::parse_mount(&m, None)?;
             }
-            let network = f.get_string("network");
-            if !matches!(network.as_str(), "" | "default" | "none" | "host") {
-                return Err(err(format!("unsupported network mode {network:?}"))
-                    .hint("use --network=default, none or host"));
-            }
-            let security = f.get_string("security");
-            if !matches!(security.as_str(), "" | "sandbox" | "insecure") {
-                return Err(err(format!("unsupported security mode {security:?}"))
-                    .hint("use --security=sandbox or insecure"));
-            }
+            let network = match f.get_string("network").as_str() {
+                "" | "default" => NetworkMode::Default,
+                "none" => NetworkMode::None,
+                "host" => NetworkMode::Host,
+                other => {
+                    return Err(err(format!("unsupported network mode {other:?}"))
+                        .hint("use --network=default, none or host"));
+                }
+            };
+            let security = match f.get_string("security").as_str() {
+                "" | "sandbox" => SecurityMode::Sandbox,
+                "insecure" => SecurityMode::Insecure,
+                other => {
+                    return Err(err(format!("unsupported security mode {other:?}"))
+                        .hint("use --security=sandbox or insecure"));
+                }
+            };
             (
                 Command::Run(RunCmd {
                     cmd: cmdline(node),

@@ -90,7 +90,8 @@ fn run_flags() {
         panic!()
     };
     assert_eq!(run.mounts, vec!["type=cache,target=/c"]);
-    assert_eq!(run.network, "none");
+    assert_eq!(run.network, NetworkMode::None);
+    assert_eq!(run.security, SecurityMode::Insecure);
     assert_eq!(run.cmd.args, vec!["make"]);
     assert!(run.cmd.prepend_shell);
     assert!(one_err("FROM a\nRUN --network=bridge x\n").contains("unsupported network mode"));

@@ -35,8 +35,8 @@ use crate::shell::{Env, Lexer};
 use crate::suggest::did_you_mean;
 use std::collections::{BTreeMap, BTreeSet};
 use strata_solver::graph::{
-    BuildGraph, CacheSharing, Chmod, Chown, ExecOp, FileAction, Mount, MountKind, NetworkMode, Op,
-    OpId, OpKind, Platform, SecurityMode, SourceLocation, SourceOp,
+    BuildGraph, CacheSharing, Chmod, Chown, ExecOp, FileAction, Mount, MountKind, Op, OpId, OpKind,
+    Platform, SourceLocation, SourceOp,
 };
 use strata_solver::image::{Empty, HealthConfig, HistoryEntry, ImageConfig};
 use strata_solver::reference::Reference;

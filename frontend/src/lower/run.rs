@@ -367,16 +367,8 @@ impl Lowerer<'_> {
                 .get("BUILDKIT_SANDBOX_HOSTNAME")
                 .cloned()
                 .unwrap_or_else(|| DEFAULT_HOSTNAME.into()),
-            network: match run.network.as_str() {
-                "none" => NetworkMode::None,
-                "host" => NetworkMode::Host,
-                _ => NetworkMode::Default,
-            },
-            security: if run.security == "insecure" {
-                SecurityMode::Insecure
-            } else {
-                SecurityMode::Sandbox
-            },
+            network: run.network,
+            security: run.security,
             mounts,
             proxy_env,
         };

@@ -1,6 +1,7 @@
 //! Lowering tests: the graph, digests, stages and diagnostics a Dockerfile lowers to.
 
 use super::*;
+use strata_solver::graph::NetworkMode;
 
 fn opts() -> BuildOptions {
     BuildOptions {
