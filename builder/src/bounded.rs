@@ -195,6 +195,42 @@ pub enum SecretSource {
     Env(String),
 }
 
+/// A writer into memory that refuses more than `limit` bytes in all (a document fetched
+/// whole, read no further than its bound).
+pub struct CappedWriter {
+    out: Vec<u8>,
+    limit: u64,
+}
+
+impl CappedWriter {
+    pub fn new(limit: u64) -> CappedWriter {
+        CappedWriter {
+            out: Vec::new(),
+            limit,
+        }
+    }
+
+    pub fn into_inner(self) -> Vec<u8> {
+        self.out
+    }
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if (self.out.len() + buf.len()) as u64 > self.limit {
+            return Err(std::io::Error::other(format!(
+                "larger than the limit of {}",
+                human(self.limit)
+            )));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,11 +92,6 @@ fn read_json_file(root: &Root, rel: &str) -> Result<Vec<u8>> {
     bounded::read_file(f, MAX_JSON).map_err(|e| anyhow!("the archive's {rel:?}: {e}"))
 }
 
-/// A descriptor's digest and size (`None`: the descriptor gives none).
-fn descriptor(desc: &Descriptor) -> (Digest, Option<u64>) {
-    (desc.digest.clone(), (desc.size > 0).then_some(desc.size))
-}
-
 /// Where a blob is in the archive: `blobs/sha256/HEX` in an OCI layout, `HEX` in a
 /// directory skopeo wrote.
 #[derive(Clone, Copy)]
@@ -117,7 +112,7 @@ impl BlobPaths {
 /// A JSON blob (manifest, index, config) of an OCI layout: at most its descriptor's size and
 /// [`MAX_JSON`] bytes are read, and it must match both.
 fn json_blob(root: &Root, paths: BlobPaths, desc: &Descriptor) -> Result<Vec<u8>> {
-    let (d, want) = descriptor(desc);
+    let (d, want) = (desc.digest.clone(), desc.stated_size());
     if let Some(w) = want
         && w > MAX_JSON
     {
@@ -155,7 +150,7 @@ fn layer_blob(
     desc: &Descriptor,
     seen: &mut HashMap<Digest, LayerSrc>,
 ) -> Result<LayerSrc> {
-    let (d, want) = descriptor(desc);
+    let (d, want) = (desc.digest.clone(), desc.stated_size());
     if let Some(l) = seen.get(&d) {
         if want.is_some_and(|w| w != l.size) {
             bail!("blob {d} is {} bytes, its descriptor says {want:?}", l.size);
@@ -229,11 +224,17 @@ fn plan_manifest(
     })
 }
 
-/// Adds `p` to `plans`, or its tags to the plan of the same config.
-fn add_plan(plans: &mut Vec<Plan>, p: Plan) {
-    match plans.iter_mut().find(|q| q.config == p.config) {
-        Some(q) => q.tags.extend(p.tags),
-        None => plans.push(p),
+/// Adds `p` to `plans`, or its tags to the plan of the same config; returns its index.
+fn add_plan(plans: &mut Vec<Plan>, p: Plan) -> usize {
+    match plans.iter().position(|q| q.config == p.config) {
+        Some(i) => {
+            plans[i].tags.extend(p.tags);
+            i
+        }
+        None => {
+            plans.push(p);
+            plans.len() - 1
+        }
     }
 }
 
@@ -287,9 +288,22 @@ fn plan_oci(root: &Root) -> Result<Vec<Plan>> {
     if stack.is_empty() {
         bail!("the archive's index.json lists no image");
     }
+    // Each document is read once, however often the layout names it: an index's choice and a
+    // manifest's plan are remembered by digest (a layout listing one blob a million times
+    // costs one read).
+    let mut chosen: HashMap<Digest, Descriptor> = HashMap::new();
+    let mut planned: HashMap<Digest, usize> = HashMap::new();
     while let Some((desc, tags, depth)) = stack.pop() {
         if depth > 8 {
             bail!("the archive's indexes nest more than 8 deep");
+        }
+        if let Some(pick) = chosen.get(&desc.digest) {
+            stack.push((pick.clone(), tags, depth + 1));
+            continue;
+        }
+        if let Some(&i) = planned.get(&desc.digest) {
+            plans[i].tags.extend(tags);
+            continue;
         }
         let bytes = json_blob(root, BlobPaths::Layout, &desc)?;
         match Document::parse(&bytes, Some(&desc.media_type))
@@ -300,6 +314,7 @@ fn plan_oci(root: &Root) -> Result<Vec<Plan>> {
                 let pick = i
                     .select(&host)
                     .with_context(|| format!("index {}", desc.digest))?;
+                chosen.insert(desc.digest.clone(), pick.clone());
                 stack.push((pick.clone(), tags, depth + 1));
             }
             Document::Manifest(_) => {
@@ -311,7 +326,7 @@ fn plan_oci(root: &Root) -> Result<Vec<Plan>> {
                     tags,
                     &mut seen,
                 )?;
-                add_plan(&mut plans, p);
+                planned.insert(desc.digest.clone(), add_plan(&mut plans, p));
             }
         }
     }
@@ -372,8 +387,13 @@ fn attach_layout_manifests(root: &Root, plans: &mut [Plan]) {
         return;
     };
     let host = Platform::host();
+    let configs: Vec<Digest> = plans.iter().map(|p| Digest::of(&p.config)).collect();
+    let mut read = std::collections::HashSet::new();
     let mut stack: Vec<(Descriptor, usize)> = index.manifests.into_iter().map(|d| (d, 0)).collect();
     while let Some((desc, depth)) = stack.pop() {
+        if !read.insert(desc.digest.clone()) {
+            continue;
+        }
         let Ok(bytes) = json_blob(root, BlobPaths::Layout, &desc) else {
             continue;
         };
@@ -389,9 +409,9 @@ fn attach_layout_manifests(root: &Root, plans: &mut [Plan]) {
                 } else {
                     m.media_type.clone()
                 };
-                for p in plans.iter_mut() {
+                for (p, config) in plans.iter_mut().zip(&configs) {
                     if p.manifest.is_none()
-                        && Digest::of(&p.config) == m.config.digest
+                        && *config == m.config.digest
                         && m.layers.len() == p.layers.len()
                     {
                         p.manifest = Some((bytes.clone(), media_type.clone()));

@@ -62,6 +62,16 @@ impl Compression {
         }
     }
 
+    /// The compression the image model names.
+    pub fn of_layer(c: strata_oci::media_type::LayerCompression) -> Compression {
+        use strata_oci::media_type::LayerCompression;
+        match c {
+            LayerCompression::None => Compression::Uncompressed,
+            LayerCompression::Gzip => Compression::Gzip,
+            LayerCompression::Zstd => Compression::Zstd,
+        }
+    }
+
     /// The image model's name for this compression.
     pub fn layer_compression(self) -> strata_oci::media_type::LayerCompression {
         use strata_oci::media_type::LayerCompression;

@@ -59,6 +59,12 @@ impl Descriptor {
         }
     }
 
+    /// The size the descriptor states; `None` when it states none (0, or absent: a document
+    /// or layer is never empty).
+    pub fn stated_size(&self) -> Option<u64> {
+        (self.size > 0).then_some(self.size)
+    }
+
     /// Whether this entry of an index is a BuildKit attestation manifest (provenance, SBOM).
     pub fn is_attestation(&self) -> bool {
         self.annotations

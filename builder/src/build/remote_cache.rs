@@ -141,11 +141,6 @@ fn cache_manifest(bytes: &[u8]) -> Result<Manifest> {
     }
 }
 
-/// A descriptor's digest and size (`None`: it gives none).
-fn descriptor(desc: &Descriptor) -> (Digest, Option<u64>) {
-    (desc.digest.clone(), (desc.size > 0).then_some(desc.size))
-}
-
 /// A small blob of the cache directory (its manifest, its config), read whole: at most its
 /// descriptor's size (and `limit`), verified by digest.
 fn read_local_blob(
@@ -192,28 +187,6 @@ fn blob_rel(d: &Digest) -> String {
     format!("blobs/sha256/{}", d.hex())
 }
 
-/// A writer that refuses more than `limit` bytes in all.
-struct Bounded<'a> {
-    out: &'a mut Vec<u8>,
-    limit: u64,
-}
-
-impl std::io::Write for Bounded<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if (self.out.len() + buf.len()) as u64 > self.limit {
-            return Err(std::io::Error::other(format!(
-                "larger than the limit of {}",
-                crate::bounded::human(self.limit)
-            )));
-        }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Reads a cache's entries (no layers yet).
 pub fn import(loc: &Location) -> Result<Imported> {
     let config_bytes = match loc {
@@ -222,15 +195,14 @@ pub fn import(loc: &Location) -> Result<Imported> {
             // no further than its bound.
             let root = Root::open(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
             let index = read_index(&root)?;
-            let (md, msize) = descriptor(
-                index
-                    .manifests
-                    .first()
-                    .context("the cache's index.json lists no manifest")?,
-            );
+            let m_desc = index
+                .manifests
+                .first()
+                .context("the cache's index.json lists no manifest")?;
+            let (md, msize) = (m_desc.digest.clone(), m_desc.stated_size());
             let m_bytes = read_local_blob(&root, &md, msize, MAX_JSON, "manifest")?;
             let m = cache_manifest(&m_bytes)?;
-            let (cd, csize) = descriptor(&m.config);
+            let (cd, csize) = (m.config.digest.clone(), m.config.stated_size());
             read_local_blob(&root, &cd, csize, MAX_CONFIG, "config")?
         }
         Location::Registry(client, r) => {
@@ -241,19 +213,11 @@ pub fn import(loc: &Location) -> Result<Imported> {
             let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
             let (m_bytes, _, _) = client.get_manifest(&ep, &r.path, &tag)?;
             let cd = cache_manifest(&m_bytes)?.config.digest;
-            let mut c = Vec::new();
+            let mut c = crate::bounded::CappedWriter::new(MAX_CONFIG);
             client
-                .get_blob(
-                    &ep,
-                    &r.path,
-                    &cd,
-                    &mut Bounded {
-                        out: &mut c,
-                        limit: MAX_CONFIG,
-                    },
-                )
+                .get_blob(&ep, &r.path, &cd, &mut c)
                 .context("the cache config")?;
-            c
+            c.into_inner()
         }
     };
     let config: CacheConfig =

@@ -36,18 +36,10 @@ impl Drop for RawMode {
 /// only thread, and taken by a thread that sends each to the shim. A second SIGINT or SIGTERM
 /// ends strata (and so the container).
 fn proxy_signals(dir: &std::path::Path) -> Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ] {
-        mask.add(s);
-    }
+    use nix::sys::signal::Signal;
+    // The ones the shim passes on, but the window size: the shim sees its changes itself.
+    let mut mask = executor::init::forwarded();
+    mask.remove(Signal::SIGWINCH);
     mask.thread_block().context("blocking signals")?;
     let shim_pid = dir.join("shim.pid");
     std::thread::spawn(move || {

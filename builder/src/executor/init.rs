@@ -156,8 +156,8 @@ fn die_with_parent() -> Result<()> {
         .context("setting the parent-death signal")
 }
 
-/// Signals the init forwards to the workload.
-fn forwarded() -> SigSet {
+/// Signals the shim (and an init under `--init`) pass on to the command.
+pub fn forwarded() -> SigSet {
     let mut s = SigSet::empty();
     for sig in [
         Signal::SIGINT,

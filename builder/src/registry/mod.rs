@@ -25,39 +25,11 @@ pub struct Pulled {
 
 /// The compression a layer media type names.
 fn compression_of(media_type: &str) -> Option<strata_cache::compress::Compression> {
-    use strata_cache::compress::Compression;
-    use strata_oci::media_type::LayerCompression;
-    Some(match mt::layer_compression(media_type)? {
-        LayerCompression::None => Compression::Uncompressed,
-        LayerCompression::Gzip => Compression::Gzip,
-        LayerCompression::Zstd => Compression::Zstd,
-    })
+    mt::layer_compression(media_type).map(strata_cache::compress::Compression::of_layer)
 }
 
 /// The largest image config read from a registry.
 const MAX_CONFIG: u64 = 16 << 20;
-
-/// A writer into memory that refuses more than `limit` bytes.
-struct Capped {
-    out: Vec<u8>,
-    limit: u64,
-}
-
-impl std::io::Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if (self.out.len() + buf.len()) as u64 > self.limit {
-            return Err(std::io::Error::other(format!(
-                "larger than the limit of {} bytes",
-                self.limit
-            )));
-        }
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Pulls `r` for `platform` into the store (layers already there are not downloaded again)
 /// and names it `r` there. `say` gets one line per step.
@@ -138,14 +110,11 @@ fn pull_from(
             m.config.size
         );
     }
-    let mut capped = Capped {
-        out: Vec::new(),
-        limit: MAX_CONFIG,
-    };
+    let mut capped = crate::bounded::CappedWriter::new(MAX_CONFIG);
     client
         .get_blob(ep, repo, &config_digest, &mut capped)
         .context("the image config")?;
-    let config_bytes = capped.out;
+    let config_bytes = capped.into_inner();
     let config = ImageConfig::parse(&config_bytes).with_context(|| format!("{r}"))?;
     let layers = m.layers.clone();
     if layers.len() != config.rootfs.diff_ids.len() {
