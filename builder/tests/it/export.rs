@@ -45,14 +45,7 @@ impl Fx {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
+        expect_ok(&self.strata(args), args)
     }
 
     fn p(&self, name: &str) -> String {

@@ -41,6 +41,17 @@ pub fn strata_in(root: &Path, args: &[&str]) -> Output {
         .expect("run strata")
 }
 
+/// `out`'s standard output, after asserting that `strata args` succeeded.
+pub fn expect_ok(out: &Output, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "strata {args:?}: {}{}",
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
 /// A test file's busybox tarball ([`busybox_tar`] in `temp_dir()/name`), made once per test
 /// binary run and kept in `cell`.
 pub fn base_tar_in(

@@ -42,23 +42,11 @@ impl Fx {
     }
 
     fn strata(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(args)
-            .env("STRATA_ROOT", &self.root)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        strata_in(&self.root, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
+        expect_ok(&self.strata(args), args)
     }
 
     /// `strata load -i input`: the names (or the ID, for an untagged image) it reports.
