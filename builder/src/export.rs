@@ -447,7 +447,10 @@ pub fn layer_dirs(store: &ImageStore, img: &Image) -> Result<Vec<PathBuf>> {
 /// The final root filesystem as files under `dest` (type=local).
 pub fn write_local(store: &ImageStore, img: &Image, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
-    crate::executor::native::materialize(&layer_dirs(store, img)?, dest)
+    Ok(strata_executor::native::materialize(
+        &layer_dirs(store, img)?,
+        dest,
+    )?)
 }
 
 /// The final root filesystem as one tar (type=tar): made under `scratch` (removed after).

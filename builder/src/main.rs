@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() {
     // Descriptors strata inherited (a caller's `exec 7</etc/shadow`) reach none of its children.
-    if let Err(e) = strata::executor::init::cloexec_inherited_fds() {
+    if let Err(e) = strata_executor::init::cloexec_inherited_fds() {
         eprintln!("strata: marking inherited file descriptors close-on-exec: {e}");
         std::process::exit(2);
     }

@@ -5,7 +5,8 @@
 //! - every source file starts with its `//!` line;
 //! - code, messages and comments speak of the code, not of issue numbers or plans;
 //! - an integration test that skips its work fails under CI (`CI` set) and says it skipped;
-//! - a function longer than 150 lines says why, in a `// Long:` comment above it.
+//! - a function longer than 150 lines says why, in a `// Long:` comment above it;
+//! - only the executor crate mounts, enters namespaces or holds `unsafe`.
 
 use std::path::{Path, PathBuf};
 
@@ -41,7 +42,7 @@ fn all_files() -> Vec<PathBuf> {
     let root = workspace();
     let mut out = Vec::new();
     for c in [
-        "oci", "frontend", "solver", "cache", "registry", "builder", "bench",
+        "oci", "frontend", "solver", "cache", "registry", "executor", "builder", "bench",
     ] {
         for d in ["src", "tests", "benches"] {
             out.extend(rust_files(&root.join(c).join(d)));
@@ -162,7 +163,7 @@ fn a_test_that_skips_fails_under_ci() {
     let root = workspace();
     let mut files = Vec::new();
     for c in [
-        "oci", "frontend", "solver", "cache", "registry", "builder", "bench",
+        "oci", "frontend", "solver", "cache", "registry", "executor", "builder", "bench",
     ] {
         files.extend(rust_files(&root.join(c).join("tests")));
         files.extend(rust_files(&root.join(c).join("src")));
@@ -252,7 +253,9 @@ fn functions(text: &str) -> Vec<(usize, String, usize, Vec<String>)> {
 fn a_function_over_150_lines_says_why() {
     let root = workspace();
     let mut bad = Vec::new();
-    for c in ["oci", "frontend", "solver", "cache", "registry", "builder"] {
+    for c in [
+        "oci", "frontend", "solver", "cache", "registry", "executor", "builder",
+    ] {
         for f in rust_files(&root.join(c).join("src")) {
             let text = std::fs::read_to_string(&f).unwrap();
             for (line, name, len, above) in functions(without_tests(&text)) {
@@ -264,6 +267,38 @@ fn a_function_over_150_lines_says_why() {
     }
     report(
         "functions over 150 lines without a `// Long:` comment saying why",
+        bad,
+    );
+}
+
+#[test]
+fn only_the_executor_mounts_unshares_or_holds_unsafe() {
+    let root = workspace();
+    let words = [
+        ["allow(unsafe", "_code)"].concat(),
+        ["unsafe", " {"].concat(),
+        ["rustix::", "mount"].concat(),
+        ["nix::", "mount"].concat(),
+        ["unsh", "are("].concat(),
+        ["CloneFl", "ags"].concat(),
+        ["setn", "s("].concat(),
+    ];
+    let mut bad = Vec::new();
+    for c in [
+        "oci", "frontend", "solver", "cache", "registry", "builder", "bench",
+    ] {
+        for f in rust_files(&root.join(c).join("src")) {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                if words.iter().any(|w| code.contains(w.as_str())) {
+                    bad.push(format!("{}:{}", rel(&f), i + 1));
+                }
+            }
+        }
+    }
+    report(
+        "mounts, namespaces or unsafe outside executor/ (move the code into strata-executor)",
         bad,
     );
 }
@@ -316,7 +351,9 @@ fn module_arrows(crate_dir: &Path) -> std::collections::BTreeMap<String, Vec<Str
 #[test]
 fn no_crate_has_a_module_cycle() {
     let mut bad = Vec::new();
-    for c in ["oci", "frontend", "solver", "cache", "registry", "builder"] {
+    for c in [
+        "oci", "frontend", "solver", "cache", "registry", "executor", "builder",
+    ] {
         let arrows = module_arrows(&workspace().join(c));
         // Depth-first, colouring: a module met again while on the path closes a cycle.
         fn visit(

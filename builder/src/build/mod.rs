@@ -26,13 +26,13 @@ pub mod runner;
 mod solve;
 mod sources;
 
-use crate::executor::init::Runtime;
 use progress::Progress;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_cache::Digest;
 use strata_cache::images::ImageStore;
+use strata_executor::init::Runtime;
 use strata_frontend::lower::{BuildOptions, lower};
 use strata_solver::graph::{NetworkMode, OpId, OpKind};
 
@@ -92,6 +92,8 @@ pub enum BuildError {
     #[error("{report}")]
     Step { report: String },
     #[error(transparent)]
+    Exec(#[from] strata_executor::ExecError),
+    #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
@@ -107,7 +109,7 @@ pub fn build(
     // Held for the whole build: `prune` and `rmi` wait, so no layer goes while we use it.
     let _lock = strata_cache::lock::RootLock::shared(&req.root)
         .map_err(|e| anyhow::anyhow!("locking the state root: {e}"))?;
-    crate::executor::clean_stale_containers(&req.root.join("containers"));
+    strata_executor::clean_stale_containers(&req.root.join("containers"));
     store.content.clean_leftovers();
     // 1. Lower.
     let lowered = lower_dockerfile(req, &store, warnings)?;

@@ -3,16 +3,16 @@
 //! recorded in the build cache under the op's key as soon as it exists.
 
 use super::progress::Progress;
-use crate::executor::fileop::{FileOpRequest, SourceFs, run_file_op};
-use crate::executor::init::Runtime;
-use crate::executor::spec::Network;
-use crate::executor::{self, ContainerDir, RunMount, RunRequest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use strata_cache::Digest;
 use strata_cache::images::ImageStore;
+use strata_executor::fileop::{FileOpRequest, SourceFs, run_file_op};
+use strata_executor::init::Runtime;
+use strata_executor::spec::Network;
+use strata_executor::{self as executor, ContainerDir, RunMount, RunRequest};
 use strata_solver::graph::{
     BuildGraph, ExecOp, MountKind, NetworkMode, Op, OpId, OpKind, SecurityMode,
 };
@@ -204,7 +204,7 @@ impl Runner {
                                 let p = strata_cache::inroot::Root::open(ctx)
                                     .and_then(|r| r.resolve(&m.source, true))
                                     .map_err(|e| format!("seeding the cache mount: {e}"))?;
-                                crate::executor::native::materialize(
+                                strata_executor::native::materialize(
                                     &[p.path().to_path_buf()],
                                     &dir,
                                 )
@@ -214,7 +214,7 @@ impl Runner {
                             Some(FsResult::Layers(chain)) => {
                                 let tmp =
                                     base.join(format!("seed-{}", &executor::random_id()[..12]));
-                                let r = crate::executor::native::materialize(
+                                let r = strata_executor::native::materialize(
                                     &self.dirs(store, chain),
                                     &tmp,
                                 )
@@ -276,7 +276,7 @@ impl Runner {
                     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
                         .map_err(|e| e.to_string())?;
                     if let Some(var) = as_env {
-                        if self.runtime != crate::executor::init::Runtime::Builtin {
+                        if self.runtime != strata_executor::init::Runtime::Builtin {
                             return Err(format!(
                                 "RUN --mount=type=secret,id={id},env={var}: secrets as environment variables need the built-in runtime (an external runtime would need them in config.json)"
                             ));

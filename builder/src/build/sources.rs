@@ -18,7 +18,7 @@ pub struct Fetched {
     /// … and the file, with its name, for the step that adds it.
     pub prefetched: BTreeMap<OpId, (PathBuf, crate::registry::fetch::Fetched, String)>,
     /// The directories holding those files (removed when dropped).
-    pub guards: Vec<crate::executor::ContainerDir>,
+    pub guards: Vec<strata_executor::ContainerDir>,
     /// Git sources: the commit each ref names.
     pub git_commits: BTreeMap<OpId, String>,
 }
@@ -43,9 +43,9 @@ pub fn prefetch(
                 checksum: None,
                 filename,
             }) => {
-                let dir = crate::executor::ContainerDir::create(
+                let dir = strata_executor::ContainerDir::create(
                     &req.root.join("containers"),
-                    &format!("url-{}", crate::executor::random_id()),
+                    &format!("url-{}", strata_executor::random_id()),
                 )?;
                 let file = dir.path().join("fetched");
                 progress.start(url, url, &[]);

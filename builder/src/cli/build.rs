@@ -5,11 +5,11 @@ use super::config::{self, Global, Snapshotter};
 use super::images::{familiar, normalize_tag, open_store};
 use crate::build::progress::{Mode, Progress};
 use crate::build::{BuildError, BuildRequest};
-use crate::executor;
 use anyhow::{Context, Result, bail};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use strata_executor as executor;
 use strata_solver::Platform;
 use strata_solver::graph::NetworkMode;
 
@@ -134,6 +134,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
             eprintln!("{text}");
             return Ok(1);
         }
+        Err(BuildError::Exec(e)) => return Err(e.into()),
         Err(BuildError::Other(e)) => return Err(e),
     };
     export_outputs(g, &r, &outputs, &tags, &progress)?;

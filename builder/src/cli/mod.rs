@@ -39,7 +39,7 @@ fn print_diagnostics(
 /// report (once, with its context); printed here only when it could not be recorded.
 fn setup_failure(bundle: &std::path::Path, r: Result<i32>) -> Result<i32> {
     match r {
-        Err(e) if crate::executor::init::report_setup_error(bundle, &e) => Ok(2),
+        Err(e) if strata_executor::init::report_setup_error(bundle, &e) => Ok(2),
         r => r,
     }
 }
@@ -108,16 +108,16 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
         CommandArgs::Prune(a) => images::prune(&global, &a),
         CommandArgs::Shim(a) => {
             let rt = match a.runtime_path {
-                Some(p) => crate::executor::init::Runtime::External(p),
-                None => crate::executor::init::Runtime::Builtin,
+                Some(p) => strata_executor::init::Runtime::External(p),
+                None => strata_executor::init::Runtime::Builtin,
             };
             setup_failure(
                 &a.bundle,
-                crate::executor::init::shim(&a.bundle, &rt, &a.id),
+                strata_executor::init::shim(&a.bundle, &rt, &a.id),
             )
         }
-        CommandArgs::Init(a) => setup_failure(&a.bundle, crate::executor::init::init(&a.bundle)),
-        CommandArgs::FileOp(a) => crate::executor::fileop::child(&a.bundle).map(|_| 0),
+        CommandArgs::Init(a) => setup_failure(&a.bundle, strata_executor::init::init(&a.bundle)),
+        CommandArgs::FileOp(a) => strata_executor::fileop::child(&a.bundle).map(|_| 0),
         CommandArgs::Graph(g) => {
             let df = config::load_dockerfile(&g.frontend)?;
             let opts = config::build_options(&g.frontend, &df)?;

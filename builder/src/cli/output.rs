@@ -261,7 +261,7 @@ pub fn export(
             let scratch = g
                 .root
                 .join("containers")
-                .join(format!("export-{}", crate::executor::random_id()));
+                .join(format!("export-{}", strata_executor::random_id()));
             export::write_rootfs_tar(store, &img, &scratch, &mut w)?;
             w.flush()?;
             drop(w);
@@ -310,9 +310,9 @@ pub fn save(g: &Global, a: &super::args::SaveArgs) -> Result<i32> {
 pub fn load(g: &Global, a: &super::args::LoadArgs) -> Result<i32> {
     let mut store = open_store(g)?;
     let _lock = strata_cache::lock::RootLock::shared(&g.root)?;
-    let scratch = crate::executor::ContainerDir::create(
+    let scratch = strata_executor::ContainerDir::create(
         &g.root.join("containers"),
-        &format!("load-{}", crate::executor::random_id()),
+        &format!("load-{}", strata_executor::random_id()),
     )?;
     let src = a.input.clone().unwrap_or_else(|| "-".into());
     let loaded = crate::load::load(&mut store, &src, &scratch.path().join("archive"))

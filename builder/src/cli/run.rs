@@ -4,8 +4,8 @@
 use super::args::{NetworkArg, PullPolicy, RunArgs};
 use super::config::Global;
 use super::images::{find, open_store};
-use crate::executor::{self, RunRequest, spec::Network};
 use anyhow::{Context, Result, bail};
+use strata_executor::{self as executor, RunRequest, spec::Network};
 
 /// The terminal in raw mode while a `-t` container runs; restored when dropped.
 struct RawMode(rustix::termios::Termios);
@@ -213,6 +213,7 @@ pub fn run(g: &Global, a: &RunArgs) -> Result<i32> {
     proxy_signals(dir)?;
     let raw = if a.tty { RawMode::enable() } else { None };
     let result = executor::prepare_bundle(dir, &req)
+        .map_err(anyhow::Error::from)
         .and_then(|_| {
             let stdio = if a.tty {
                 executor::Stdio::Terminal

@@ -650,7 +650,7 @@ fn the_writable_layer_becomes_a_snapshot() {
         .rev()
         .map(|d| store.snapshot_dir(d))
         .collect();
-    let req = strata::executor::RunRequest {
+    let req = strata_executor::RunRequest {
         lower,
         args: vec![
             "sh".into(),
@@ -661,7 +661,7 @@ fn the_writable_layer_becomes_a_snapshot() {
         cwd: "/".into(),
         user: String::new(),
         hostname: "h".into(),
-        network: strata::executor::spec::Network::None,
+        network: strata_executor::spec::Network::None,
         terminal: false,
         privileged: false,
         init: false,
@@ -670,17 +670,17 @@ fn the_writable_layer_becomes_a_snapshot() {
         secret_env: vec![],
     };
     let bundle = root.join("containers").join("test-commit");
-    strata::executor::prepare_bundle(&bundle, &req).unwrap();
-    let code = strata::executor::run_bundle_with(
+    strata_executor::prepare_bundle(&bundle, &req).unwrap();
+    let code = strata_executor::run_bundle_with(
         Path::new(env!("CARGO_BIN_EXE_strata")),
         &bundle,
         "test-commit",
-        &strata::executor::init::Runtime::Builtin,
-        strata::executor::Stdio::Pipes { stdin: false },
+        &strata_executor::init::Runtime::Builtin,
+        strata_executor::Stdio::Pipes { stdin: false },
     )
     .unwrap();
     assert_eq!(code, 0);
-    let layer = strata::executor::commit_upper(&bundle, &mut store, None)
+    let layer = strata_executor::commit_upper(&bundle, &mut store, None)
         .unwrap()
         .expect("the step changed files");
     let snap = store.snapshot_dir(&layer.diff_id);

@@ -4,7 +4,7 @@
 //! Owners, modes, xattrs, symlinks, hardlinks within a layer, device nodes and times are kept;
 //! file contents go through `copy_file_range` (reflinks where the filesystem has them).
 
-use anyhow::{Context, Result};
+use crate::error::{ExecError, IoContext};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -27,7 +27,7 @@ fn remove_any(p: &Path) -> std::io::Result<()> {
     }
 }
 
-fn copy_meta(src: &Path, m: &std::fs::Metadata, dst: &Path) -> Result<()> {
+fn copy_meta(src: &Path, m: &std::fs::Metadata, dst: &Path) -> Result<(), ExecError> {
     let is_link = m.file_type().is_symlink();
     rustix::fs::chownat(
         rustix::fs::CWD,
@@ -36,10 +36,10 @@ fn copy_meta(src: &Path, m: &std::fs::Metadata, dst: &Path) -> Result<()> {
         Some(rustix::fs::Gid::from_raw(m.gid())),
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
-    .with_context(|| format!("chown {}", dst.display()))?;
+    .doing(|| format!("chown {}", dst.display()))?;
     if !is_link {
         std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
-            .with_context(|| format!("chmod {}", dst.display()))?;
+            .doing(|| format!("chmod {}", dst.display()))?;
         if let Ok(names) = xattr::list(src) {
             for n in names {
                 if !strata_cache::difftar::carried_xattr(&n.to_string_lossy()) {
@@ -68,40 +68,42 @@ fn copy_meta(src: &Path, m: &std::fs::Metadata, dst: &Path) -> Result<()> {
 }
 
 /// Copies one layer directory onto `dst`, applying its whiteouts.
-fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> Result<()> {
+fn apply_layer(
+    src: &Path,
+    dst: &Path,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<(), ExecError> {
     let mut dirs: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut stack: Vec<(PathBuf, PathBuf)> = vec![(src.to_path_buf(), dst.to_path_buf())];
     while let Some((s, d)) = stack.pop() {
         if is_opaque(&s) && d != dst {
             // Nothing from below shows through an opaque directory.
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                remove_any(&e.path())
-                    .with_context(|| format!("clearing {}", e.path().display()))?;
+                remove_any(&e.path()).doing(|| format!("clearing {}", e.path().display()))?;
             }
         }
         let mut entries: Vec<(OsString, PathBuf)> = std::fs::read_dir(&s)
-            .with_context(|| format!("reading {}", s.display()))?
+            .doing(|| format!("reading {}", s.display()))?
             .flatten()
             .map(|e| (e.file_name(), e.path()))
             .collect();
         entries.sort();
         for (name, sp) in entries {
             let dp = d.join(&name);
-            let m =
-                std::fs::symlink_metadata(&sp).with_context(|| format!("stat {}", sp.display()))?;
+            let m = std::fs::symlink_metadata(&sp).doing(|| format!("stat {}", sp.display()))?;
             let ft = m.file_type();
             if is_whiteout(&m) {
-                remove_any(&dp).with_context(|| format!("removing {}", dp.display()))?;
+                remove_any(&dp).doing(|| format!("removing {}", dp.display()))?;
                 continue;
             }
             if let Ok(existing) = std::fs::symlink_metadata(&dp)
                 && !(existing.is_dir() && ft.is_dir())
             {
-                remove_any(&dp).with_context(|| format!("replacing {}", dp.display()))?;
+                remove_any(&dp).doing(|| format!("replacing {}", dp.display()))?;
             }
             if ft.is_dir() {
                 if !dp.is_dir() {
-                    std::fs::create_dir(&dp).with_context(|| format!("mkdir {}", dp.display()))?;
+                    std::fs::create_dir(&dp).doing(|| format!("mkdir {}", dp.display()))?;
                 }
                 dirs.push((sp.clone(), dp.clone()));
                 stack.push((sp, dp));
@@ -110,18 +112,18 @@ fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>)
             if ft.is_file() && m.nlink() > 1 {
                 let key = (m.dev(), m.ino());
                 if let Some(first) = links.get(&key) {
-                    std::fs::hard_link(first, &dp)
-                        .with_context(|| format!("link {}", dp.display()))?;
+                    std::fs::hard_link(first, &dp).doing(|| format!("link {}", dp.display()))?;
                     continue;
                 }
                 links.insert(key, dp.clone());
             }
             if ft.is_file() {
-                std::fs::copy(&sp, &dp).with_context(|| format!("copy {}", sp.display()))?;
+                std::fs::copy(&sp, &dp).doing(|| format!("copy {}", sp.display()))?;
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(&sp)?;
+                let target =
+                    std::fs::read_link(&sp).doing(|| format!("readlink {}", sp.display()))?;
                 std::os::unix::fs::symlink(&target, &dp)
-                    .with_context(|| format!("symlink {}", dp.display()))?;
+                    .doing(|| format!("symlink {}", dp.display()))?;
             } else {
                 let kind = if ft.is_char_device() {
                     rustix::fs::FileType::CharacterDevice
@@ -139,7 +141,7 @@ fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>)
                     rustix::fs::Mode::from_raw_mode(m.mode() & 0o7777),
                     m.rdev(),
                 )
-                .with_context(|| format!("mknod {}", dp.display()))?;
+                .doing(|| format!("mknod {}", dp.display()))?;
             }
             copy_meta(&sp, &m, &dp)?;
         }
@@ -147,19 +149,18 @@ fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>)
     // Directory metadata last, deepest first, so copying children does not move the times.
     dirs.sort_by_key(|(_, d)| std::cmp::Reverse(d.components().count()));
     for (s, d) in dirs {
-        let m = std::fs::symlink_metadata(&s)?;
+        let m = std::fs::symlink_metadata(&s).doing(|| format!("stat {}", s.display()))?;
         copy_meta(&s, &m, &d)?;
     }
     Ok(())
 }
 
 /// Fills `dst` with the merged view of `lower` (top layer first, as overlayfs takes them).
-pub fn materialize(lower: &[PathBuf], dst: &Path) -> Result<()> {
-    std::fs::create_dir_all(dst)?;
+pub fn materialize(lower: &[PathBuf], dst: &Path) -> Result<(), ExecError> {
+    std::fs::create_dir_all(dst).doing(|| format!("creating {}", dst.display()))?;
     for layer in lower.iter().rev() {
         let mut links = HashMap::new();
-        apply_layer(layer, dst, &mut links)
-            .with_context(|| format!("copying layer {}", layer.display()))?;
+        apply_layer(layer, dst, &mut links)?;
     }
     Ok(())
 }

@@ -1,13 +1,14 @@
 //! File operations in a private mount namespace: `strata __fileop DIR` mounts the step's base
 //! layers as an overlay (writes go to `DIR/upper`, the new layer; deletions become whiteouts)
 //! and the layers of other stages it copies from as read-only overlays, then applies the
-//! actions with [`crate::fileop::apply`]. Like the shim, it is strata re-executed, so nothing
+//! actions with [`crate::fileaction::apply`]. Like the shim, it is strata re-executed, so nothing
 //! runs in a fork of a multi-threaded process, and the mounts vanish with the process.
 
 use super::init::{Layers, mount_layers_ro, mount_overlay, private_mount_namespace};
 use super::sys::{LinuxSyscall, Syscall};
-use crate::fileop::{Reuse, Source};
-use anyhow::{Context, Result, bail};
+use crate::error::{ExecError, IoContext};
+use crate::fileaction::{Reuse, Source};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -41,32 +42,35 @@ pub struct FileOpRequest {
 
 /// Runs a file op; its diff is left in `dir/upper`. Returns what it reports (how many files it
 /// linked from a previous result), for the step's log.
-pub fn run_file_op(strata: &Path, dir: &Path, req: &FileOpRequest) -> Result<String> {
+pub fn run_file_op(strata: &Path, dir: &Path, req: &FileOpRequest) -> Result<String, ExecError> {
     if !rustix::process::geteuid().is_root() {
-        bail!("file operations need root (overlay mounts); run strata as root");
+        return Err(ExecError::NeedsRoot(
+            "file operations need root (overlay mounts)",
+        ));
     }
     for d in ["upper", "work", "root", "empty"] {
         std::fs::create_dir_all(dir.join(d))
-            .with_context(|| format!("creating {}", dir.join(d).display()))?;
+            .doing(|| format!("creating {}", dir.join(d).display()))?;
     }
-    std::fs::write(dir.join("fileop.json"), serde_json::to_vec(req)?)?;
+    let json = serde_json::to_vec(req).map_err(|source| ExecError::Json {
+        what: "encoding fileop.json",
+        source,
+    })?;
+    std::fs::write(dir.join("fileop.json"), json).doing(|| "writing fileop.json".into())?;
     let out = Command::new(strata)
         .arg("__fileop")
         .arg(dir)
         .stdin(Stdio::null())
         .output()
-        .context("starting the file operation")?;
+        .doing(|| "starting the file operation".into())?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         let msg = msg.trim().trim_start_matches("error: ");
-        bail!(
-            "{}",
-            if msg.is_empty() {
-                "the file operation failed"
-            } else {
-                msg
-            }
-        );
+        return Err(ExecError::FileOp(if msg.is_empty() {
+            "the file operation failed".into()
+        } else {
+            msg.to_string()
+        }));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -138,7 +142,7 @@ pub fn child(dir: &Path) -> Result<()> {
         },
         _ => None,
     };
-    crate::fileop::apply_reusing(&root, &sources, &req.actions, reuse.as_mut())?;
+    crate::fileaction::apply_reusing(&root, &sources, &req.actions, reuse.as_mut())?;
     if let Some(r) = reuse
         && r.pending() > 0
     {

@@ -230,9 +230,9 @@ pub fn finish(spec: &Spec, sys: &dyn Syscall) -> Result<(), RootfsError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::spec::{Network, ProcessSpec, build};
-    use super::super::sys::{Call, RecordingSyscall};
     use super::*;
+    use crate::spec::{Network, ProcessSpec, build};
+    use crate::sys::{Call, RecordingSyscall};
     use std::path::PathBuf;
 
     fn spec() -> Spec {

@@ -603,7 +603,7 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::spec::DEFAULT_CAPS;
+    use crate::spec::DEFAULT_CAPS;
     use seccompiler::sock_filter;
 
     /// The architectures strata builds filters for.

@@ -1,11 +1,26 @@
-//! Running processes in containers: an image's layers (shared snapshots) plus one fresh writable
-//! layer, described by a standard OCI bundle and run by the built-in runtime or by runc/crun.
+//! strata-executor: running processes in containers and file operations in private mount
+//! namespaces. An image's layers (shared snapshots) plus one fresh writable layer are described
+//! by a standard OCI bundle and run by the built-in runtime or by runc/crun.
 //!
 //! - [`spec`]: the OCI runtime spec with Docker's defaults;
 //! - [`rootfs`]: mounts and masked paths, through [`sys::Syscall`];
 //! - [`init`]: the re-executed processes (shim, container init) that do the privileged work;
 //! - [`overlay`]: overlay stacks of layer snapshots (at most 500 lower layers);
+//! - [`seccomp`]: the default seccomp profile, compiled to BPF;
+//! - [`native`]: the copying snapshotter for runtimes that cannot mount overlays;
+//! - [`fileop`]: the re-executed file-operation process (`strata __fileop`);
+//! - [`fileaction`]: COPY/ADD/WORKDIR semantics on a directory;
+//! - [`user`]: USER and `--chown` names against an image's /etc/passwd and /etc/group.
+//!
+//! Architecture invariant: this is the only crate that mounts, forks a container or holds
+//! `unsafe`. The functions the builder calls return [`ExecError`]; the re-executed processes'
+//! entry points ([`init::shim`], [`init::init`], [`fileop::child`]) are process edges and report
+//! with `anyhow`, the way a command line does.
 
+mod error;
+pub use error::ExecError;
+use error::IoContext;
+pub mod fileaction;
 pub mod fileop;
 pub mod init;
 pub mod native;
@@ -14,8 +29,8 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;
+pub mod user;
 
-use anyhow::{Context, Result, bail};
 use init::{Layers, Runtime};
 use spec::{Network, ProcessSpec};
 use std::path::{Path, PathBuf};
@@ -88,7 +103,7 @@ pub fn random_id() -> String {
 }
 
 /// Picks the runtime for `--runtime` (none: built-in).
-pub fn runtime(name: Option<&str>) -> Result<Runtime> {
+pub fn runtime(name: Option<&str>) -> Result<Runtime, ExecError> {
     match name {
         None | Some("builtin") | Some("strata") => Ok(Runtime::Builtin),
         Some(n) if n.contains('/') => Ok(Runtime::External(PathBuf::from(n))),
@@ -98,7 +113,7 @@ pub fn runtime(name: Option<&str>) -> Result<Runtime> {
                 .map(|d| d.join(n))
                 .find(|p| p.is_file())
                 .map(Runtime::External)
-                .with_context(|| format!("runtime {n:?} is not installed (not found on PATH)"))
+                .ok_or_else(|| ExecError::RuntimeNotFound(n.to_string()))
         }
     }
 }
@@ -128,15 +143,15 @@ fn in_layers(layers: &[Root], path: &Path) -> bool {
 /// Writes the bundle of a container under `dir` (which is created): config.json, layers.json,
 /// the upper and work directories, the rootfs mount point, and the /etc files it bind-mounts.
 // Long: the bundle's files in order: user, environment, hosts, resolv.conf, mounts, spec, layers.
-pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
+pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<(), ExecError> {
     for d in ["rootfs", "upper", "work"] {
         std::fs::create_dir_all(dir.join(d))
-            .with_context(|| format!("creating {}", dir.join(d).display()))?;
+            .doing(|| format!("creating {}", dir.join(d).display()))?;
     }
     let layers = layer_roots(&req.lower);
     let passwd = read_from_layers(&layers, "/etc/passwd").unwrap_or_default();
     let group = read_from_layers(&layers, "/etc/group").unwrap_or_default();
-    let u = crate::user::resolve(&req.user, &passwd, &group).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let u = crate::user::resolve(&req.user, &passwd, &group)?;
     let mut env = req.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -154,7 +169,8 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
             "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
             h = req.hostname
         ),
-    )?;
+    )
+    .doing(|| format!("writing {}", hosts.display()))?;
     let resolv = dir.join("resolv.conf");
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv_text = if req.network == Network::None || host_resolv.contains("nameserver 127.") {
@@ -163,9 +179,10 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     } else {
         host_resolv
     };
-    std::fs::write(&resolv, resolv_text)?;
+    std::fs::write(&resolv, resolv_text).doing(|| format!("writing {}", resolv.display()))?;
     let hostname = dir.join("hostname");
-    std::fs::write(&hostname, format!("{}\n", req.hostname))?;
+    std::fs::write(&hostname, format!("{}\n", req.hostname))
+        .doing(|| format!("writing {}", hostname.display()))?;
     let mut extra_mounts = Vec::new();
     let mut extra = Vec::new();
     for (n, m) in req.mounts.iter().enumerate() {
@@ -204,10 +221,12 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
             } => {
                 let base = dir.join("extra").join(n.to_string());
                 for d in ["root", "upper", "work"] {
-                    std::fs::create_dir_all(base.join(d))?;
+                    std::fs::create_dir_all(base.join(d))
+                        .doing(|| format!("creating {}", base.join(d).display()))?;
                 }
                 let lower = if lower.is_empty() {
-                    std::fs::create_dir_all(base.join("empty"))?;
+                    std::fs::create_dir_all(base.join("empty"))
+                        .doing(|| format!("creating {}", base.join("empty").display()))?;
                     vec![base.join("empty")]
                 } else {
                     lower.clone()
@@ -250,16 +269,16 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
         ],
         privileged: req.privileged,
     };
-    let spec = spec::build(&p).context("building the runtime spec")?;
+    let spec = spec::build(&p)?;
     spec.save(dir.join("config.json"))
-        .context("writing config.json")?;
+        .map_err(ExecError::Spec)?;
     // Compiled here, once per process, so no container's init compiles the profile.
-    if let Some(progs) = seccomp::for_spec(&spec).context("compiling the seccomp filter")? {
+    if let Some(progs) = seccomp::for_spec(&spec)? {
         seccomp::write_programs(&dir.join(init::SECCOMP_FILE), &progs)
-            .context("writing the seccomp filter")?;
+            .doing(|| "writing the seccomp filter".into())?;
     }
     if req.copy_layers {
-        native::materialize(&req.lower, &dir.join("rootfs")).context("copying the layers")?;
+        native::materialize(&req.lower, &dir.join("rootfs"))?;
     }
     // Mount points the image does not have: the runtime creates them in the writable layer.
     let mut stubs = Vec::new();
@@ -277,16 +296,18 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
     // An empty image (FROM scratch): overlayfs needs one lower directory.
     let lower = if req.lower.is_empty() {
         let empty = dir.join("empty");
-        std::fs::create_dir_all(&empty)?;
+        std::fs::create_dir_all(&empty).doing(|| format!("creating {}", empty.display()))?;
         vec![empty]
     } else {
         req.lower.clone()
     };
     if !req.secret_env.is_empty() {
-        std::fs::write(
-            dir.join("secret-env.json"),
-            serde_json::to_vec(&req.secret_env)?,
-        )?;
+        let json = serde_json::to_vec(&req.secret_env).map_err(|source| ExecError::Json {
+            what: "encoding the secret environment",
+            source,
+        })?;
+        std::fs::write(dir.join("secret-env.json"), json)
+            .doing(|| "writing the secret environment".into())?;
     }
     let layers = Layers {
         extra,
@@ -296,9 +317,14 @@ pub fn prepare_bundle(dir: &Path, req: &RunRequest) -> Result<()> {
         copied: req.copy_layers,
         stubs,
     };
-    std::fs::write(dir.join("layers.json"), serde_json::to_vec_pretty(&layers)?)?;
+    let json = serde_json::to_vec_pretty(&layers).map_err(|source| ExecError::Json {
+        what: "encoding layers.json",
+        source,
+    })?;
+    std::fs::write(dir.join("layers.json"), json).doing(|| "writing layers.json".into())?;
     if req.init {
-        std::fs::write(dir.join(init::WITH_INIT_FILE), b"")?;
+        std::fs::write(dir.join(init::WITH_INIT_FILE), b"")
+            .doing(|| "writing the init marker".into())?;
     }
     Ok(())
 }
@@ -315,8 +341,8 @@ pub enum Stdio {
 
 /// Runs a prepared bundle through the shim; returns the process's exit code (128+N when killed
 /// by signal N).
-pub fn run_bundle(dir: &Path, id: &str, runtime: &Runtime, stdio: Stdio) -> Result<i32> {
-    let exe = std::env::current_exe().context("finding the strata binary")?;
+pub fn run_bundle(dir: &Path, id: &str, runtime: &Runtime, stdio: Stdio) -> Result<i32, ExecError> {
+    let exe = std::env::current_exe().doing(|| "finding the strata binary".into())?;
     run_bundle_with(&exe, dir, id, runtime, stdio)
 }
 
@@ -341,10 +367,12 @@ pub fn run_bundle_with(
     id: &str,
     runtime: &Runtime,
     stdio: Stdio,
-) -> Result<i32> {
+) -> Result<i32, ExecError> {
     use std::process::Stdio as S;
     if !rustix::process::geteuid().is_root() {
-        bail!("running containers needs root (namespaces and overlay mounts); run strata as root");
+        return Err(ExecError::NeedsRoot(
+            "running containers needs root (namespaces and overlay mounts)",
+        ));
     }
     let mut cmd = shim_command(strata, dir, id, runtime);
     if let Stdio::Pipes { stdin } = stdio {
@@ -352,7 +380,7 @@ pub fn run_bundle_with(
             .stdout(S::piped())
             .stderr(S::piped());
     }
-    let mut child = cmd.spawn().context("starting the container shim")?;
+    let mut child = cmd.spawn().doing(|| "starting the container shim".into())?;
     let _ = std::fs::write(dir.join("shim.pid"), child.id().to_string());
     let (input, out, err) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     let status = std::thread::scope(|s| {
@@ -376,7 +404,7 @@ pub fn run_bundle_with(
         }
         status
     })
-    .context("waiting for the container")?;
+    .doing(|| "waiting for the container".into())?;
     Ok(status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
     }))
@@ -419,16 +447,22 @@ pub fn run_bundle_logged(
     runtime: &Runtime,
     log: &mut dyn FnMut(&[u8]),
     stop: &(dyn Fn() -> bool + Sync),
-) -> Result<i32> {
+) -> Result<i32, ExecError> {
     if !rustix::process::geteuid().is_root() {
-        bail!("running containers needs root (namespaces and overlay mounts); run strata as root");
+        return Err(ExecError::NeedsRoot(
+            "running containers needs root (namespaces and overlay mounts)",
+        ));
     }
-    let (mut reader, writer) = std::io::pipe().context("creating the output pipe")?;
+    let (mut reader, writer) = std::io::pipe().doing(|| "creating the output pipe".into())?;
     let mut cmd = shim_command(strata, dir, id, runtime);
     cmd.stdin(std::process::Stdio::null())
-        .stdout(writer.try_clone().context("duplicating the output pipe")?)
+        .stdout(
+            writer
+                .try_clone()
+                .doing(|| "duplicating the output pipe".into())?,
+        )
         .stderr(writer);
-    let mut child = cmd.spawn().context("starting the container shim")?;
+    let mut child = cmd.spawn().doing(|| "starting the container shim".into())?;
     drop(cmd); // our copies of the pipe's write end, so reading ends with the container
     let _ = std::fs::write(dir.join("shim.pid"), child.id().to_string());
     let pid = rustix::process::Pid::from_raw(child.id() as i32);
@@ -454,8 +488,8 @@ pub fn run_bundle_logged(
         });
         let status = child.wait();
         drop(done_tx);
-        read.context("reading the container's output")?;
-        status.context("waiting for the container")
+        read.doing(|| "reading the container's output".into())?;
+        status.doing(|| "waiting for the container".into())
     })?;
     Ok(status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
@@ -476,12 +510,12 @@ impl ContainerDir {
     /// Creates `containers/ID` and takes its lock. The lock file is locked under a temporary
     /// name and renamed into place, so a `lock` file that can be locked by someone else always
     /// means its owner is gone.
-    pub fn create(containers: &Path, id: &str) -> Result<ContainerDir> {
+    pub fn create(containers: &Path, id: &str) -> Result<ContainerDir, ExecError> {
         use rustix::fs::{FlockOperation, flock};
         let dir = containers.join(id);
         strata_cache::root::private_dir_all(containers)
-            .with_context(|| format!("creating {}", containers.display()))?;
-        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            .doing(|| format!("creating {}", containers.display()))?;
+        std::fs::create_dir(&dir).doing(|| format!("creating {}", dir.display()))?;
         let tmp = dir.join("lock.tmp");
         let lock = std::fs::File::create(&tmp)
             .and_then(|f| {
@@ -489,7 +523,7 @@ impl ContainerDir {
                 std::fs::rename(&tmp, dir.join("lock"))?;
                 Ok(f)
             })
-            .with_context(|| format!("locking {}", dir.display()));
+            .doing(|| format!("locking {}", dir.display()));
         match lock {
             Ok(_lock) => Ok(ContainerDir { dir, _lock }),
             Err(e) => {
@@ -564,13 +598,16 @@ pub fn commit_upper(
     dir: &Path,
     store: &mut strata_cache::images::ImageStore,
     clamp_mtime: Option<i64>,
-) -> Result<Option<strata_cache::metadata::LayerRecord>> {
+) -> Result<Option<strata_cache::metadata::LayerRecord>, ExecError> {
     let layers: Layers = serde_json::from_slice(
-        &std::fs::read(dir.join("layers.json")).context("reading layers.json")?,
+        &std::fs::read(dir.join("layers.json")).doing(|| "reading layers.json".into())?,
     )
-    .context("parsing layers.json")?;
+    .map_err(|source| ExecError::Json {
+        what: "parsing layers.json",
+        source,
+    })?;
     if layers.copied {
-        bail!("the copying snapshotter keeps no separate writable layer to commit");
+        return Err(ExecError::NoWritableLayer);
     }
     remove_stubs(&layers)?;
     Ok(store.commit_layer(&layers.upper, clamp_mtime)?)
@@ -581,10 +618,13 @@ pub fn commit_upper(
 /// may have moved or replaced any of them (a stub's directory renamed, a symlink put in its
 /// place): every path is resolved inside the upper directory with no symlink allowed, and
 /// each removal is an `unlinkat` in the directory found, so nothing outside is touched.
-fn remove_stubs(layers: &Layers) -> Result<()> {
+fn remove_stubs(layers: &Layers) -> Result<(), ExecError> {
     use rustix::fs::{AtFlags, FileType};
     use std::os::unix::fs::MetadataExt;
-    let upper = Root::open(&layers.upper).context("opening the writable layer")?;
+    let upper = Root::open(&layers.upper).map_err(|source| ExecError::InRoot {
+        what: "opening the writable layer",
+        source,
+    })?;
     let lower = layer_roots(&layers.lower);
     let mut stubs = layers.stubs.clone();
     stubs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
