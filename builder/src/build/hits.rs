@@ -31,8 +31,14 @@ pub fn done_already(
                 let layers = img.record.layers.iter().cloned().map(Some).collect();
                 done.insert(*id, FsResult::Layers(layers));
             }
-            OpKind::Source(SourceOp::Local { .. }) => {
-                done.insert(*id, FsResult::Context(req.context.clone()));
+            OpKind::Source(SourceOp::Local {
+                exclude_patterns, ..
+            }) => {
+                let ctx = FsResult::Context {
+                    dir: req.context.clone(),
+                    ignore: exclude_patterns.clone(),
+                };
+                done.insert(*id, ctx);
             }
             // Fetched (or made from what was fetched for its key) when a step needs it.
             OpKind::Source(SourceOp::Http { .. }) => {}

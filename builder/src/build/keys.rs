@@ -27,29 +27,36 @@ use strata_solver::graph::{BuildGraph, FileAction, OpId, OpKind, SourceOp};
 /// The build context, hashed at most once.
 pub struct Contexts {
     dir: PathBuf,
-    ignore: Vec<String>,
     sum: Option<TreeSum>,
 }
 
+/// What the build reads of the context, from its source ops in the graph.
+struct ContextReads<'a> {
+    /// Paths followed; empty: all of it.
+    follow: Vec<String>,
+    /// The `.dockerignore` patterns the frontend gave the context's source.
+    ignore: &'a [String],
+}
+
 impl Contexts {
-    pub fn new(dir: &Path, ignore: &[String]) -> Contexts {
+    pub fn new(dir: &Path) -> Contexts {
         Contexts {
             dir: dir.to_path_buf(),
-            ignore: ignore.to_vec(),
             sum: None,
         }
     }
 
     fn sum(
         &mut self,
-        follow: &[String],
+        reads: &ContextReads<'_>,
         meta: &mut Metadata,
         progress: &Progress,
     ) -> Result<&TreeSum> {
         if self.sum.is_none() {
             let id = "[internal] load build context";
             progress.start(id, id, &[]);
-            let ignore = PatternMatcher::new(&self.ignore).context("invalid .dockerignore")?;
+            let follow = &reads.follow;
+            let ignore = PatternMatcher::new(reads.ignore).context("invalid .dockerignore")?;
             let follows: Vec<Vec<String>> =
                 follow.iter().map(|f| components(f)).collect::<Vec<_>>();
             let all = follows.is_empty() || follows.iter().any(|f| f.is_empty());
@@ -185,17 +192,24 @@ pub fn compute(
     let (store, epoch, http) = (env.store, env.epoch, env.http);
     let progress = env.progress;
     // The paths the build reads from the context; an op that follows nothing reads it all.
-    let locals: Vec<&Vec<String>> = needed
+    let locals: Vec<(&Vec<String>, &Vec<String>)> = needed
         .iter()
         .filter_map(|id| match &graph.op(*id).kind {
-            OpKind::Source(SourceOp::Local { follow_paths, .. }) => Some(follow_paths),
+            OpKind::Source(SourceOp::Local {
+                follow_paths,
+                exclude_patterns,
+                ..
+            }) => Some((follow_paths, exclude_patterns)),
             _ => None,
         })
         .collect();
-    let follow: Vec<String> = if locals.iter().any(|f| f.is_empty()) {
-        vec![]
-    } else {
-        locals.into_iter().flatten().cloned().collect()
+    let reads = ContextReads {
+        follow: if locals.iter().any(|(f, _)| f.is_empty()) {
+            vec![]
+        } else {
+            locals.iter().flat_map(|(f, _)| f.iter().cloned()).collect()
+        },
+        ignore: locals.first().map(|(_, i)| i.as_slice()).unwrap_or(&[]),
     };
     let mut keys: BTreeMap<OpId, Digest> = BTreeMap::new();
     for id in needed {
@@ -241,7 +255,7 @@ pub fn compute(
                     ) {
                         continue;
                     }
-                    let sum = env.contexts.sum(&follow, env.meta, progress)?;
+                    let sum = env.contexts.sum(&reads, env.meta, progress)?;
                     content.push(selection_digest(&sum.entries, &m.source, &[]));
                 }
                 h["content"] = content.into();
@@ -267,7 +281,7 @@ pub fn compute(
                     ) {
                         continue;
                     }
-                    let sum = env.contexts.sum(&follow, env.meta, progress)?;
+                    let sum = env.contexts.sum(&reads, env.meta, progress)?;
                     content.push(selection_digest(&sum.entries, src, exclude));
                 }
                 h["content"] = content.into();

@@ -71,6 +71,8 @@ pub struct BuildRequest {
     pub allow_insecure: bool,
     /// `--allow network.host` (or `--network host`): RUN --network=host may run.
     pub allow_network_host: bool,
+    /// Where base images the store lacks come from while the Dockerfile is lowered.
+    pub bases: resolver::BaseImages,
 }
 
 /// What a build produced.
@@ -113,7 +115,7 @@ pub fn build(
     store.content.clean_leftovers();
     // 1. Lower.
     let lowered = lower_dockerfile(req, &store, warnings)?;
-    let epoch = source_date_epoch(req)?;
+    let epoch = lowered.epoch;
     let target = lowered.target;
     let graph = Arc::new(lowered.graph.clone());
     let needed = graph.ancestors(target);
@@ -122,7 +124,7 @@ pub fn build(
     let fetched = sources::prefetch(req, &graph, &needed, &progress)?;
     let mut meta =
         strata_cache::metadata::Metadata::open(&req.root).map_err(anyhow::Error::from)?;
-    let mut contexts = keys::Contexts::new(&req.context, &req.opts.dockerignore);
+    let mut contexts = keys::Contexts::new(&req.context);
     let keys = keys::compute(
         &graph,
         &needed,
@@ -189,7 +191,7 @@ fn lower_dockerfile(
     store: &ImageStore,
     warnings: &mut dyn std::io::Write,
 ) -> Result<strata_frontend::lower::Lowered, BuildError> {
-    let resolver = resolver::StoreResolver::new(store);
+    let resolver = resolver::StoreResolver::new(store, &req.bases);
     let (lowered, diags) = lower(&req.dockerfile, &req.opts, &resolver);
     let mut errors = String::new();
     for d in &diags {
@@ -203,17 +205,6 @@ fn lower_dockerfile(
     match lowered {
         Some(l) if errors.is_empty() => Ok(l),
         _ => Err(BuildError::Dockerfile(errors.trim_end().to_string())),
-    }
-}
-
-/// SOURCE_DATE_EPOCH (a build arg, or the environment through the CLI): new layers' mtimes
-/// are clamped to it and it is the image's creation time.
-fn source_date_epoch(req: &BuildRequest) -> Result<Option<i64>, BuildError> {
-    match req.opts.build_args.get("SOURCE_DATE_EPOCH") {
-        Some(v) if !v.is_empty() => Ok(Some(v.parse::<i64>().map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
-        })?)),
-        _ => Ok(None),
     }
 }
 

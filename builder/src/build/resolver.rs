@@ -1,6 +1,7 @@
-//! Base images in the local store (the build pulls the ones it lacks before it lowers the
-//! Dockerfile): the frontend gets their config and history through [`StoreResolver`], the build
-//! their layers through [`find_image`].
+//! Base images in the local store: the frontend gets their config and history through
+//! [`StoreResolver`] (which pulls, through [`BaseImages`], the ones the store lacks, or all
+//! of them under `--pull`, as the Dockerfile is lowered), the build their layers through
+//! [`find_image`].
 
 use anyhow::{Result, bail};
 use strata_cache::images::{Image, ImageStore};
@@ -8,13 +9,51 @@ use strata_frontend::lower::{ImageResolver, ResolveError, ResolvedImage};
 use strata_solver::graph::{Op, OpKind, Platform, SourceOp};
 use strata_solver::image::{HistoryEntry, ImageConfig};
 
+/// Brings a base image (reference, platform) into the store: lazily, manifest and config.
+pub type Puller = dyn Fn(&str, &Platform) -> anyhow::Result<()> + Send + Sync;
+
+/// Where base images the store lacks come from.
+#[derive(Default, Clone)]
+pub struct BaseImages {
+    /// `None`: the store only (a missing base image is an error).
+    pub puller: Option<std::sync::Arc<Puller>>,
+    /// `--pull`: every base image is pulled again, even when the store has it.
+    pub always: bool,
+}
+
 pub struct StoreResolver<'a> {
     store: &'a ImageStore,
+    bases: &'a BaseImages,
+    /// The references pulled by this lowering (each is pulled once).
+    pulled: std::cell::RefCell<Vec<(String, Platform)>>,
 }
 
 impl<'a> StoreResolver<'a> {
-    pub fn new(store: &'a ImageStore) -> Self {
-        StoreResolver { store }
+    pub fn new(store: &'a ImageStore, bases: &'a BaseImages) -> Self {
+        StoreResolver {
+            store,
+            bases,
+            pulled: Default::default(),
+        }
+    }
+
+    /// Pulls `reference` unless this lowering did already.
+    fn pull(&self, reference: &str, platform: &Platform) -> Result<bool, ResolveError> {
+        let Some(puller) = &self.bases.puller else {
+            return Ok(false);
+        };
+        let key = (reference.to_string(), platform.clone());
+        if self.pulled.borrow().contains(&key) {
+            return Ok(false);
+        }
+        self.pulled.borrow_mut().push(key);
+        puller(reference, platform).map_err(|e| {
+            ResolveError::new(format!(
+                "base image {reference} is not in the local store and could not be pulled \
+                 (`strata import` or `strata load` it, or check the registry): {e:#}"
+            ))
+        })?;
+        Ok(true)
     }
 }
 
@@ -45,10 +84,18 @@ impl ImageResolver for StoreResolver<'_> {
     fn resolve(
         &self,
         reference: &str,
-        _platform: &Platform,
+        platform: &Platform,
     ) -> Result<Option<ResolvedImage>, ResolveError> {
-        let Some(img) = lookup(self.store, reference) else {
-            return Ok(None);
+        if self.bases.always {
+            self.pull(reference, platform)?;
+        }
+        let img = match lookup(self.store, reference) {
+            Some(img) => img,
+            None if self.pull(reference, platform)? => match lookup(self.store, reference) {
+                Some(img) => img,
+                None => return Ok(None),
+            },
+            None => return Ok(None),
         };
         // What BuildKit reads of a base: the fields its image model names (Docker's others,
         // `Hostname`, `Image`, …, are not carried into the images built on it).
@@ -87,34 +134,4 @@ pub fn find_image(store: &ImageStore, op: &Op) -> Result<Image> {
              load it (`strata load`) or import a root filesystem (`strata import ROOTFS.tar NAME`)"
         ),
     }
-}
-
-/// The base images a Dockerfile's target needs (reference and platform), found by lowering
-/// it once with a resolver that only records what it is asked.
-pub fn base_images(
-    dockerfile: &str,
-    opts: &strata_frontend::lower::BuildOptions,
-) -> Vec<(String, Platform)> {
-    struct Recorder(std::cell::RefCell<Vec<(String, Platform)>>);
-    impl ImageResolver for Recorder {
-        fn resolve(
-            &self,
-            reference: &str,
-            platform: &Platform,
-        ) -> Result<Option<ResolvedImage>, ResolveError> {
-            let mut v = self.0.borrow_mut();
-            if !v.iter().any(|(r, p)| r == reference && p == platform) {
-                v.push((reference.to_string(), platform.clone()));
-            }
-            Ok(None)
-        }
-    }
-    let rec = Recorder(Default::default());
-    let _ = strata_frontend::lower::lower(dockerfile, opts, &rec);
-    rec.0.into_inner()
-}
-
-/// Whether the store has `reference`.
-pub fn is_local(store: &ImageStore, reference: &str) -> bool {
-    lookup(store, reference).is_some()
 }

@@ -23,8 +23,8 @@ use strata_solver::scheduler::{Cancel, OpError, OpRunner};
 pub enum FsResult {
     /// Layers, bottom first; `None` for a step that changed nothing.
     Layers(Vec<Option<Digest>>),
-    /// The build context, read in place.
-    Context(PathBuf),
+    /// The build context, read in place, with the `.dockerignore` patterns its source carries.
+    Context { dir: PathBuf, ignore: Vec<String> },
 }
 
 pub struct Runner {
@@ -38,8 +38,6 @@ pub struct Runner {
     /// The network of RUN steps that do not choose.
     pub network: NetworkMode,
     pub strata_exe: PathBuf,
-    /// `.dockerignore` patterns of the context.
-    pub ignore: Vec<String>,
     /// How many ops ran.
     pub executed: AtomicUsize,
     /// SOURCE_DATE_EPOCH: new layers' mtimes are clamped to it.
@@ -60,7 +58,7 @@ pub struct Runner {
 fn layers(r: &FsResult, what: &str) -> Result<Vec<Option<Digest>>, String> {
     match r {
         FsResult::Layers(l) => Ok(l.clone()),
-        FsResult::Context(_) => Err(format!("{what}: the build context is not a filesystem")),
+        FsResult::Context { .. } => Err(format!("{what}: the build context is not a filesystem")),
     }
 }
 
@@ -132,7 +130,7 @@ impl Runner {
             let src_input = m.input.and_then(|i| inputs.get(i));
             match &m.kind {
                 MountKind::Bind => match src_input {
-                    Some(FsResult::Context(dir)) => {
+                    Some(FsResult::Context { dir, .. }) => {
                         // Resolved inside the context by the shim when it mounts; checked here
                         // for the message.
                         let found = strata_cache::inroot::Root::open(dir)
@@ -200,7 +198,7 @@ impl Runner {
                     if !dir.is_dir() {
                         // A new cache starts empty, or (`from=`) with that filesystem's `source`.
                         let seeded = match src_input {
-                            Some(FsResult::Context(ctx)) => {
+                            Some(FsResult::Context { dir: ctx, .. }) => {
                                 let p = strata_cache::inroot::Root::open(ctx)
                                     .and_then(|r| r.resolve(&m.source, true))
                                     .map_err(|e| format!("seeding the cache mount: {e}"))?;
@@ -418,7 +416,7 @@ impl Runner {
             .iter()
             .filter_map(|r| match r {
                 FsResult::Layers(l) => Some(l.iter().flatten().cloned()),
-                FsResult::Context(_) => None,
+                FsResult::Context { .. } => None,
             })
             .flatten()
             .filter(|d| !store.snapshot_dir(d).is_dir())
@@ -546,9 +544,9 @@ impl Runner {
             .map(|r| {
                 Some(match r {
                     FsResult::Layers(l) => SourceFs::Layers(self.dirs(&store, l)),
-                    FsResult::Context(p) => SourceFs::Context {
-                        dir: p.clone(),
-                        ignore: self.ignore.clone(),
+                    FsResult::Context { dir, ignore } => SourceFs::Context {
+                        dir: dir.clone(),
+                        ignore: ignore.clone(),
                     },
                 })
             })
@@ -558,7 +556,7 @@ impl Runner {
         // and the context's directory: the same copy of another directory is another copy.
         let reuse_key = match actions {
             [strata_solver::graph::FileAction::Copy { input, .. }] => match inputs.get(*input) {
-                Some(FsResult::Context(dir)) => Some(Digest::of(
+                Some(FsResult::Context { dir, .. }) => Some(Digest::of(
                     format!("{definition}\n{}", dir.display()).as_bytes(),
                 )),
                 _ => None,

@@ -40,7 +40,6 @@ pub fn run(
         runtime: req.runtime.clone(),
         network: req.network,
         strata_exe: req.strata_exe.clone(),
-        ignore: req.opts.dockerignore.clone(),
         executed: Default::default(),
         epoch,
         secrets: req.secrets.clone(),
@@ -57,7 +56,7 @@ pub fn run(
     drop(guards);
     let layers = match result {
         Ok(FsResult::Layers(l)) => l,
-        Ok(FsResult::Context(_)) => {
+        Ok(FsResult::Context { .. }) => {
             return Err(anyhow::anyhow!("the target is the build context, not a stage").into());
         }
         Err(SolveError::Op { id, name, message }) => {

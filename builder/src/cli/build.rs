@@ -113,7 +113,6 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         );
     }
     let mode = progress_mode(a);
-    pull_bases(g, &df, &opts, a.pull, mode)?;
     let progress = Arc::new(Progress::new(mode, Box::new(std::io::stderr())));
     let req = request(g, a, &frontend, &df, opts, secrets, ssh)?;
     let mut warnings: Box<dyn Write> = if mode == Mode::Quiet {
@@ -222,32 +221,21 @@ fn progress_mode(a: &BuildArgs) -> Mode {
     }
 }
 
-/// Base images not in the store (all of them with `--pull`) come from their registries
-/// (lazily: layers when a step needs them).
-fn pull_bases(
-    g: &Global,
-    df: &config::DockerfileSource,
-    opts: &strata_frontend::lower::BuildOptions,
-    pull: bool,
-    mode: Mode,
-) -> Result<()> {
-    let mut store = open_store(g)?;
-    for (reference, platform) in crate::build::resolver::base_images(&df.text, opts) {
-        if pull || !crate::build::resolver::is_local(&store, &reference) {
-            if mode != Mode::Quiet {
-                eprintln!("pulling {}", familiar(&reference));
-            }
-            super::registry::pull_image(g, &mut store, &reference, &platform, true).with_context(
-                || {
-                    format!(
-                        "base image {} is not in the local store and could not be pulled (`strata import` or `strata load` it, or check the registry)",
-                        familiar(&reference)
-                    )
-                },
-            )?;
+/// Base images not in the store (all of them with `--pull`) come from their registries as the
+/// Dockerfile is lowered (lazily: layers when a step needs them).
+fn base_images(g: &Global, pull: bool, mode: Mode) -> crate::build::resolver::BaseImages {
+    let g = g.clone();
+    let puller = move |reference: &str, platform: &strata_solver::graph::Platform| {
+        if mode != Mode::Quiet {
+            eprintln!("pulling {}", familiar(reference));
         }
+        let mut store = open_store(&g)?;
+        super::registry::pull_image(&g, &mut store, reference, platform, true).map(|_| ())
+    };
+    crate::build::resolver::BaseImages {
+        puller: Some(Arc::new(puller)),
+        always: pull,
     }
-    Ok(())
 }
 
 /// The build request.
@@ -292,6 +280,7 @@ fn request(
         // As buildx: asking for the host's network with --network host grants it.
         allow_network_host: a.allow.iter().any(|e| e == "network.host")
             || a.network == Some(NetworkArg::Host),
+        bases: base_images(g, a.pull, progress_mode(a)),
         cache_from: a
             .cache_from
             .iter()

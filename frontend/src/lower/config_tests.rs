@@ -400,3 +400,24 @@ fn go_duration_matches_go() {
         assert_eq!(go_duration(*ns), *s, "{ns}");
     }
 }
+
+#[test]
+fn source_date_epoch_reaches_the_builder_in_the_lowered_result() {
+    let mut o = opts();
+    o.build_args
+        .insert("SOURCE_DATE_EPOCH".into(), "1700000000".into());
+    assert_eq!(lower_with("FROM scratch\n", &o).epoch, Some(1_700_000_000));
+    o.build_args
+        .insert("SOURCE_DATE_EPOCH".into(), String::new());
+    assert_eq!(lower_with("FROM scratch\n", &o).epoch, None);
+    o.build_args
+        .insert("SOURCE_DATE_EPOCH".into(), "yesterday".into());
+    let (l, diags) = lower("FROM scratch\n", &o, &NoResolver);
+    assert!(l.is_none());
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.is_error() && d.message.contains("SOURCE_DATE_EPOCH=\"yesterday\"")),
+        "{diags:?}"
+    );
+}

@@ -174,6 +174,9 @@ pub struct Lowered {
     pub author: String,
     pub platform: Platform,
     pub stages: Vec<StageInfo>,
+    /// `SOURCE_DATE_EPOCH` (a build arg): new layers' mtimes are clamped to it and it is the
+    /// image's creation time.
+    pub epoch: Option<i64>,
 }
 
 struct StageDef {
@@ -391,6 +394,7 @@ impl<'a> Lowerer<'a> {
         self.done = vec![None; self.stages.len()];
         self.in_progress = vec![false; self.stages.len()];
         self.attempted = vec![false; self.stages.len()];
+        let epoch = self.source_date_epoch()?;
         self.lint_stage_names();
         self.meta_args(&global_args);
         self.lint_from_args();
@@ -475,7 +479,26 @@ impl<'a> Lowerer<'a> {
             author: state.author,
             platform: self.result_platform(&state.image_platform),
             stages,
+            epoch,
         })
+    }
+
+    /// `SOURCE_DATE_EPOCH` from the build args: a whole number of seconds, or unset (empty).
+    fn source_date_epoch(&mut self) -> Option<Option<i64>> {
+        match self.opts.build_args.get("SOURCE_DATE_EPOCH") {
+            Some(v) if !v.is_empty() => match v.parse::<i64>() {
+                Ok(e) => Some(Some(e)),
+                Err(_) => {
+                    self.error_hint(
+                        LineRange::default(),
+                        format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"),
+                        "give it as whole seconds, e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)",
+                    );
+                    None
+                }
+            },
+            _ => Some(None),
+        }
     }
 
     fn add_op(&mut self, op: Op, range: LineRange) -> Option<OpId> {
