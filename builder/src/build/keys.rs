@@ -21,7 +21,8 @@ use strata_cache::Digest;
 use strata_cache::contenthash::{EntrySum, Selection, TreeSum, checksum_tree};
 use strata_cache::images::ImageStore;
 use strata_cache::metadata::Metadata;
-use strata_frontend::dockerignore::{PatternMatcher, contains_wildcards, path_match};
+use strata_executor::fileaction::select::{SourceSelection, component_matches};
+use strata_frontend::dockerignore::PatternMatcher;
 use strata_solver::graph::{BuildGraph, FileAction, OpId, OpKind, SourceOp};
 
 /// The build context, hashed at most once.
@@ -98,12 +99,10 @@ fn components(p: &str) -> Vec<String> {
         .collect()
 }
 
+/// A followed path's component against a name (a bad pattern follows nothing: the copy
+/// reports it).
 fn comp_match(pat: &str, name: &str) -> bool {
-    if contains_wildcards(pat) {
-        path_match(pat, name).unwrap_or(false)
-    } else {
-        pat == name
-    }
+    component_matches(pat, name).unwrap_or(false)
 }
 
 /// Whether `path` is a followed path, below one, or a directory on the way to one.
@@ -128,45 +127,35 @@ fn follow_selection(follows: &[Vec<String>], path: &str) -> Selection {
 }
 
 /// The context entries one COPY source selects: the matched path and everything below it,
-/// minus `--exclude` patterns (relative to the matched path).
+/// minus `--exclude` patterns (relative to the matched path), by the copy's own rule.
 pub fn select_entries<'a>(
     entries: &'a [EntrySum],
     src: &str,
     exclude: &[String],
-) -> Vec<&'a EntrySum> {
-    let pat = components(src);
-    let ex = if exclude.is_empty() {
-        None
-    } else {
-        PatternMatcher::new(exclude).ok()
-    };
-    entries
-        .iter()
-        .filter(|e| {
-            let p: Vec<&str> = e.path.split('/').collect();
-            if p.len() < pat.len() || !(0..pat.len()).all(|i| comp_match(&pat[i], p[i])) {
-                return false;
-            }
-            match &ex {
-                Some(ex) if p.len() > pat.len() => {
-                    !ex.matches(&p[pat.len()..].join("/")).unwrap_or(false)
-                }
-                _ => true,
-            }
-        })
-        .collect()
+) -> Result<Vec<&'a EntrySum>> {
+    let sel = SourceSelection::new(src, exclude).with_context(|| format!("COPY {src}"))?;
+    let mut out = Vec::new();
+    for e in entries {
+        if sel
+            .selects(&e.path)
+            .with_context(|| format!("COPY {src}: bad pattern"))?
+        {
+            out.push(e);
+        }
+    }
+    Ok(out)
 }
 
 /// The digest of the (path, checksum) list a COPY source or a bind mount selects.
-fn selection_digest(entries: &[EntrySum], src: &str, exclude: &[String]) -> String {
+fn selection_digest(entries: &[EntrySum], src: &str, exclude: &[String]) -> Result<String> {
     let mut text = String::new();
-    for e in select_entries(entries, src, exclude) {
+    for e in select_entries(entries, src, exclude)? {
         text.push_str(&e.path);
         text.push('\0');
         text.push_str(e.digest.as_str());
         text.push('\n');
     }
-    Digest::of(text.as_bytes()).as_str().to_string()
+    Ok(Digest::of(text.as_bytes()).as_str().to_string())
 }
 
 /// Keys of the `needed` ops (in topological order).
@@ -256,7 +245,7 @@ pub fn compute(
                         continue;
                     }
                     let sum = env.contexts.sum(&reads, env.meta, progress)?;
-                    content.push(selection_digest(&sum.entries, &m.source, &[]));
+                    content.push(selection_digest(&sum.entries, &m.source, &[])?);
                 }
                 h["content"] = content.into();
             }
@@ -282,7 +271,7 @@ pub fn compute(
                         continue;
                     }
                     let sum = env.contexts.sum(&reads, env.meta, progress)?;
-                    content.push(selection_digest(&sum.entries, src, exclude));
+                    content.push(selection_digest(&sum.entries, src, exclude)?);
                 }
                 h["content"] = content.into();
             }
@@ -316,18 +305,20 @@ mod tests {
         ];
         let paths = |v: Vec<&EntrySum>| v.iter().map(|e| e.path.clone()).collect::<Vec<_>>();
         assert_eq!(
-            paths(select_entries(&entries, "/app", &[])),
+            paths(select_entries(&entries, "/app", &[]).unwrap()),
             vec!["app", "app/main.c", "app/test", "app/test/t.c"]
         );
         assert_eq!(
-            paths(select_entries(&entries, "*.txt", &[])),
+            paths(select_entries(&entries, "*.txt", &[]).unwrap()),
             vec!["a.txt", "b.txt"]
         );
         assert_eq!(
-            paths(select_entries(&entries, "app", &["test".into()])),
+            paths(select_entries(&entries, "app", &["test".into()]).unwrap()),
             vec!["app", "app/main.c"]
         );
-        assert_eq!(paths(select_entries(&entries, ".", &[])).len(), 6);
+        assert_eq!(paths(select_entries(&entries, ".", &[]).unwrap()).len(), 6);
+        // A bad --exclude pattern is an error, never a key that leaves it out.
+        assert!(select_entries(&entries, ".", &["[".into()]).is_err());
     }
 
     #[test]

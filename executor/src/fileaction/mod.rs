@@ -19,11 +19,13 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use strata_cache::inroot::{Entry, InRootError, Root};
-use strata_frontend::dockerignore::{PatternMatcher, contains_wildcards, path_match};
+use strata_frontend::dockerignore::{PatternMatcher, contains_wildcards};
 use strata_solver::graph::{Chmod, Chown, FileAction};
 
 mod reuse;
+pub mod select;
 pub use reuse::{LinkStats, Reuse};
+use select::{SourceSelection, component_matches};
 
 /// The most of /etc/passwd or /etc/group read to resolve `--chown` names.
 const ETC_FILE_LIMIT: u64 = 16 << 20;
@@ -131,14 +133,8 @@ pub fn apply_reusing(
                     } else {
                         None
                     },
-                    exclude: if exclude.is_empty() {
-                        None
-                    } else {
-                        Some(
-                            PatternMatcher::new(exclude)
-                                .map_err(|e| FileOpError::Invalid(format!("--exclude: {e}")))?,
-                        )
-                    },
+                    selection: SourceSelection::new(src, exclude)
+                        .map_err(|e| FileOpError::Invalid(format!("--exclude: {e}")))?,
                     owner: match chown {
                         Some(c) => Some(resolve_chown(root, c)?),
                         None => None,
@@ -362,7 +358,7 @@ fn glob(root: &Root, pattern: &str, ignore: Option<&PatternMatcher>) -> Result<V
                 .collect();
             names.sort();
             for n in names {
-                if path_match(comp, &n)
+                if component_matches(comp, &n)
                     .map_err(|e| FileOpError::Invalid(format!("bad pattern {pattern:?}: {e}")))?
                 {
                     next.push(join_rel(base, &n));
@@ -411,7 +407,8 @@ struct CopySpec<'a> {
     source: &'a Source,
     src_root: Root,
     ignore: Option<PatternMatcher>,
-    exclude: Option<PatternMatcher>,
+    /// The source pattern and its `--exclude` (the rule the cache key selects by).
+    selection: SourceSelection,
     owner: Option<(u32, u32)>,
     chmod: Option<Chmod>,
     follow_symlinks: bool,
@@ -633,11 +630,9 @@ impl CopySpec<'_> {
                 }
                 continue;
             }
-            if let Some(ex) = &self.exclude {
-                let below = r.strip_prefix(rel).unwrap_or(&r).trim_start_matches('/');
-                if ex.matches(below).unwrap_or(false) {
-                    continue;
-                }
+            let below = r.strip_prefix(rel).unwrap_or(&r).trim_start_matches('/');
+            if self.selection.excludes(below) {
+                continue;
             }
             let md = std::fs::symlink_metadata(&p).map_err(io_in("stat", &r))?;
             let target = Item::In {

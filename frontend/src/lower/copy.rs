@@ -91,6 +91,15 @@ impl Lowerer<'_> {
                 }
             }
         };
+        // Checked here, with the line, so a bad pattern never reaches the cache key or the copy.
+        if let Err(e) = crate::dockerignore::PatternMatcher::new(&c.exclude) {
+            self.error_hint(
+                ins.range,
+                format!("invalid --exclude pattern: {e}"),
+                "--exclude takes .dockerignore-style patterns, like *.log or tests/**",
+            );
+            return;
+        }
         let checksum = if c.checksum.is_empty() {
             None
         } else {

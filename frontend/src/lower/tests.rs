@@ -515,3 +515,11 @@ fn syntax_directive_warns_only_for_other_frontends() {
     assert!(d[0].message.contains("built-in Dockerfile frontend"));
     assert!(!d[0].is_error());
 }
+
+#[test]
+fn an_invalid_exclude_pattern_is_an_error_at_its_line() {
+    let e = errors("FROM scratch\nCOPY --exclude=[ . /\n", &opts());
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("invalid --exclude pattern"), "{e:?}");
+    assert!(errors("FROM scratch\nCOPY --exclude=*.log . /\n", &opts()).is_empty());
+}
