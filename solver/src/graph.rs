@@ -18,7 +18,6 @@
 //! positions travel as opaque [`SourceLocation`]s for error messages only, and are not part of
 //! any digest.
 
-use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -297,8 +296,6 @@ struct DigestInput<'a> {
 pub struct BuildGraph {
     ops: Vec<Op>,
     digests: Vec<Digest>,
-    graph: DiGraph<OpId, ()>,
-    nodes: Vec<NodeIndex>,
     by_digest: BTreeMap<Digest, OpId>,
 }
 
@@ -354,27 +351,28 @@ impl BuildGraph {
 
     /// The ops that use `id` as an input.
     pub fn users(&self, id: OpId) -> Vec<OpId> {
-        let mut v: Vec<OpId> = self
-            .graph
-            .neighbors_directed(self.nodes[id.0], petgraph::Direction::Outgoing)
-            .map(|n| self.graph[n])
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    /// The petgraph view, for algorithms and DOT output.
-    pub fn petgraph(&self) -> &DiGraph<OpId, ()> {
-        &self.graph
+        // Users come after their inputs: ids are a topological order.
+        self.ops()
+            .skip(id.0 + 1)
+            .filter(|(_, op)| op.inputs.contains(&id))
+            .map(|(u, _)| u)
+            .collect()
     }
 
     /// The ops `root` depends on, itself included, in topological order.
     pub fn ancestors(&self, root: OpId) -> Vec<OpId> {
+        self.reachable(root, |_| false)
+    }
+
+    /// The ops reached from `root` through inputs, in topological order. The walk does not go
+    /// past an op `stop` accepts (that op is included). `stop` sees each op once, from the
+    /// root down (an op before its inputs), so a caller may do work in it — find a cache hit
+    /// — and the walk then goes no deeper there.
+    pub fn reachable(&self, root: OpId, mut stop: impl FnMut(OpId) -> bool) -> Vec<OpId> {
         let mut seen = vec![false; self.ops.len()];
         let mut stack = vec![root];
         while let Some(id) = stack.pop() {
-            if std::mem::replace(&mut seen[id.0], true) {
+            if std::mem::replace(&mut seen[id.0], true) || stop(id) {
                 continue;
             }
             stack.extend(self.ops[id.0].inputs.iter().copied());
@@ -409,13 +407,8 @@ impl BuildGraph {
     /// Appends an op whose digest is already known and whose inputs are present.
     fn push(&mut self, op: Op, digest: Digest) -> OpId {
         let id = OpId(self.ops.len());
-        let node = self.graph.add_node(id);
-        for input in &op.inputs {
-            self.graph.add_edge(self.nodes[input.0], node, ());
-        }
         self.ops.push(op);
         self.digests.push(digest.clone());
-        self.nodes.push(node);
         self.by_digest.insert(digest, id);
         id
     }
@@ -519,6 +512,23 @@ mod tests {
         assert_eq!(sub.len(), 2);
         assert_eq!(sub.digest(root), &want);
         assert_eq!(sub.op(root).inputs, vec![OpId(0)]);
+    }
+
+    #[test]
+    fn a_walk_stops_where_asked_and_sees_each_op_once() {
+        let mut g = BuildGraph::new();
+        let a = g.add(image("a")).unwrap();
+        let r1 = g.add(run(a, "one")).unwrap();
+        let r2 = g.add(run(r1, "two")).unwrap();
+        let mut asked = Vec::new();
+        let got = g.reachable(r2, |id| {
+            asked.push(id);
+            id == r1
+        });
+        assert_eq!(got, vec![r1, r2]);
+        assert_eq!(asked, vec![r2, r1]);
+        assert_eq!(g.ancestors(r2), vec![a, r1, r2]);
+        assert_eq!(g.users(r1), vec![r2]);
     }
 
     #[test]

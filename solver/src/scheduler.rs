@@ -162,14 +162,11 @@ async fn solve<R: OpRunner>(
         return Ok(out);
     }
     // What must run: the target and, through inputs, everything not already done.
-    let mut needed: BTreeSet<OpId> = BTreeSet::new();
-    let mut stack = vec![target];
-    while let Some(id) = stack.pop() {
-        if results.contains_key(&id) || !needed.insert(id) {
-            continue;
-        }
-        stack.extend(graph.op(id).inputs.iter().copied());
-    }
+    let needed: BTreeSet<OpId> = graph
+        .reachable(target, |id| results.contains_key(&id))
+        .into_iter()
+        .filter(|id| !results.contains_key(id))
+        .collect();
     // Remaining unfinished inputs per op, and who waits for whom.
     let mut waiting: BTreeMap<OpId, usize> = BTreeMap::new();
     let mut users: BTreeMap<OpId, Vec<OpId>> = BTreeMap::new();

@@ -5,7 +5,7 @@ use super::progress::Progress;
 use super::runner::FsResult;
 use super::{BuildError, BuildRequest, remote_cache, resolver};
 use anyhow::Context as _;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use strata_cache::Digest;
 use strata_cache::images::ImageStore;
 use strata_cache::metadata::Metadata;
@@ -84,34 +84,47 @@ pub fn import_caches(
         }
     }
     let mut store_w = ImageStore::open(&req.root).map_err(anyhow::Error::from)?;
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![target];
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) || done.contains_key(&id) {
-            continue;
+    // From the target down: a step found in an imported cache is where the walk stops, so only
+    // the results the build stops at are fetched.
+    let mut failed = None;
+    graph.reachable(target, |id| {
+        if failed.is_some() || done.contains_key(&id) {
+            return true;
         }
         let op = graph.op(id);
-        if matches!(op.kind, OpKind::Source(_)) {
-            continue;
+        if matches!(op.kind, OpKind::Source(_)) || op.ignore_cache {
+            return false;
         }
-        if !op.ignore_cache {
-            let key = &keys[&id];
-            for imp in &imported {
-                if imp
-                    .materialize(&mut store_w, key, crate::timefmt::now())
-                    .with_context(|| format!("fetching the cached result of {}", op.name))?
-                    && let Some(chain) = meta.cached_result(key).map_err(anyhow::Error::from)?
-                {
+        let key = &keys[&id];
+        for imp in &imported {
+            let hit = imp
+                .materialize(&mut store_w, key, crate::timefmt::now())
+                .with_context(|| format!("fetching the cached result of {}", op.name))
+                .and_then(|got| {
+                    Ok(if got {
+                        meta.cached_result(key).map_err(anyhow::Error::from)?
+                    } else {
+                        None
+                    })
+                });
+            match hit {
+                Ok(Some(chain)) => {
                     done.insert(id, FsResult::Layers(chain));
-                    break;
+                    return true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    return true;
                 }
             }
         }
-        if !done.contains_key(&id) {
-            stack.extend(op.inputs.iter().copied());
-        }
+        false
+    });
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Shows the hits the scheduler will stop at (sources as done, steps as cached); returns how
@@ -123,20 +136,11 @@ pub fn show(
     progress: &Progress,
 ) -> usize {
     let mut cached = 0;
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![target];
-    let mut shown = Vec::new();
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        if done.contains_key(&id) {
-            shown.push(id);
-            continue;
-        }
-        stack.extend(graph.op(id).inputs.iter().copied());
-    }
-    shown.sort();
+    let shown: Vec<OpId> = graph
+        .reachable(target, |id| done.contains_key(&id))
+        .into_iter()
+        .filter(|id| done.contains_key(id))
+        .collect();
     let digest_of = |id: OpId| graph.digest(id).as_str().to_string();
     for id in &shown {
         let op = graph.op(*id);
