@@ -61,6 +61,17 @@ fn doc_url(rule: &str) -> String {
     format!("https://docs.docker.com/go/dockerfile/rule/{slug}/")
 }
 
+/// Why a `check` configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckConfigError {
+    #[error("invalid check option {option:?}: expected key=value")]
+    NotKeyValue { option: String },
+    #[error("invalid value for check error: {value:?}")]
+    InvalidError { value: String },
+    #[error("unknown check option {option:?}")]
+    UnknownOption { option: String },
+}
+
 /// The `check` configuration: which rules are skipped, whether findings fail the build.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckConfig {
@@ -73,21 +84,23 @@ pub struct CheckConfig {
 
 impl CheckConfig {
     /// Parses `skip=A,B;error=true;experimental=all`.
-    pub fn parse(s: &str) -> Result<CheckConfig, String> {
+    pub fn parse(s: &str) -> Result<CheckConfig, CheckConfigError> {
         let mut c = CheckConfig::default();
         c.merge(s)?;
         Ok(c)
     }
 
     /// Applies `s` on top of this configuration.
-    pub fn merge(&mut self, s: &str) -> Result<(), String> {
+    pub fn merge(&mut self, s: &str) -> Result<(), CheckConfigError> {
         for part in s.split(';') {
             let part = part.trim();
             if part.is_empty() {
                 continue;
             }
             let Some((k, v)) = part.split_once('=') else {
-                return Err(format!("invalid check option {part:?}: expected key=value"));
+                return Err(CheckConfigError::NotKeyValue {
+                    option: part.to_string(),
+                });
             };
             let list = || -> Vec<String> {
                 v.split(',')
@@ -114,10 +127,18 @@ impl CheckConfig {
                     self.error = match v.trim().to_ascii_lowercase().as_str() {
                         "true" | "1" => true,
                         "false" | "0" => false,
-                        other => return Err(format!("invalid value for check error: {other:?}")),
+                        other => {
+                            return Err(CheckConfigError::InvalidError {
+                                value: other.to_string(),
+                            });
+                        }
                     }
                 }
-                other => return Err(format!("unknown check option {other:?}")),
+                other => {
+                    return Err(CheckConfigError::UnknownOption {
+                        option: other.to_string(),
+                    });
+                }
             }
         }
         Ok(())
@@ -274,6 +295,38 @@ mod tests {
         assert!(!c.enabled(&UNDEFINED_VAR));
         assert!(CheckConfig::parse("bogus=1").is_err());
         assert!(CheckConfig::parse("error=maybe").is_err());
+    }
+
+    #[test]
+    fn config_errors() {
+        let e = CheckConfig::parse("skip=all; Bogus=1").unwrap_err();
+        assert_eq!(
+            e,
+            CheckConfigError::UnknownOption {
+                option: "bogus".into()
+            }
+        );
+        assert_eq!(e.to_string(), "unknown check option \"bogus\"");
+        let e = CheckConfig::parse("error=Maybe").unwrap_err();
+        assert_eq!(
+            e,
+            CheckConfigError::InvalidError {
+                value: "maybe".into()
+            }
+        );
+        assert_eq!(e.to_string(), "invalid value for check error: \"maybe\"");
+        let mut c = CheckConfig::default();
+        let e = c.merge("error").unwrap_err();
+        assert_eq!(
+            e,
+            CheckConfigError::NotKeyValue {
+                option: "error".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid check option \"error\": expected key=value"
+        );
     }
 
     #[test]

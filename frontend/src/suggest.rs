@@ -34,6 +34,15 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// ` (did you mean <prefix><suggestion>?)`, or nothing without a suggestion: the tail of
+/// messages that name a misspelled word.
+pub fn did_you_mean_suffix(suggestion: &Option<&str>, prefix: &str) -> String {
+    match suggestion {
+        Some(s) => format!(" (did you mean {prefix}{s}?)"),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

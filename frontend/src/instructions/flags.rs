@@ -1,7 +1,25 @@
 //! Instruction flags (`--name=value`), parsed as BuildKit's `bflag` parses them.
 
-use crate::suggest::did_you_mean;
+use crate::suggest::{did_you_mean, did_you_mean_suffix};
 use std::collections::BTreeMap;
+
+/// Why an instruction's flags were refused, worded as BuildKit's `bflag`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    #[error("arg should start with -- : {arg}")]
+    NotAFlag { arg: String },
+    #[error("unknown flag: --{name}{}", did_you_mean_suffix(.suggestion, "--"))]
+    Unknown {
+        name: String,
+        suggestion: Option<&'static str>,
+    },
+    #[error("duplicate flag specified: --{name}")]
+    Duplicate { name: String },
+    #[error("missing a value on flag: --{name}")]
+    MissingValue { name: String },
+    #[error("expecting boolean value for flag --{name}, not: {value}")]
+    NotBoolean { name: String, value: String },
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -38,56 +56,60 @@ impl Flags {
     }
 
     /// Reads the raw `--flag` words of a node.
-    pub fn parse(mut self, args: &[String]) -> Result<Self, String> {
+    pub fn parse(mut self, args: &[String]) -> Result<Self, FlagError> {
         for a in args {
             if a == "--" {
                 break;
             }
             let Some(body) = a.strip_prefix("--") else {
-                return Err(format!("arg should start with -- : {a}"));
+                return Err(FlagError::NotAFlag { arg: a.clone() });
             };
             let (name, value) = match body.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
                 None => (body, None),
             };
+            let missing_value = || FlagError::MissingValue {
+                name: name.to_string(),
+            };
             let Some((&key, &kind)) = self.defs.get_key_value(name) else {
-                let names: Vec<&str> = self.defs.keys().copied().collect();
-                let mut msg = format!("unknown flag: --{name}");
-                if let Some(s) = did_you_mean(name, &names) {
-                    msg.push_str(&format!(" (did you mean --{s}?)"));
-                }
-                return Err(msg);
+                let names: Vec<&'static str> = self.defs.keys().copied().collect();
+                return Err(FlagError::Unknown {
+                    name: name.to_string(),
+                    suggestion: did_you_mean(name, &names),
+                });
             };
             if self.used.contains(&key) && kind != Kind::Strings {
-                return Err(format!("duplicate flag specified: --{name}"));
+                return Err(FlagError::Duplicate {
+                    name: name.to_string(),
+                });
             }
             self.used.push(key);
             match kind {
                 Kind::Bool => {
                     if value == Some("") {
-                        return Err(format!("missing a value on flag: --{name}"));
+                        return Err(missing_value());
                     }
                     let v = match value.map(str::to_ascii_lowercase).as_deref() {
                         None | Some("true") => true,
                         Some("false") => false,
                         Some(_) => {
-                            return Err(format!(
-                                "expecting boolean value for flag --{name}, not: {}",
-                                value.unwrap_or_default()
-                            ));
+                            return Err(FlagError::NotBoolean {
+                                name: name.to_string(),
+                                value: value.unwrap_or_default().to_string(),
+                            });
                         }
                     };
                     self.bools.insert(key, v);
                 }
                 Kind::String => {
                     let Some(v) = value else {
-                        return Err(format!("missing a value on flag: --{name}"));
+                        return Err(missing_value());
                     };
                     self.strings.insert(key, v.to_string());
                 }
                 Kind::Strings => {
                     let Some(v) = value else {
-                        return Err(format!("missing a value on flag: --{name}"));
+                        return Err(missing_value());
                     };
                     self.lists.entry(key).or_default().push(v.to_string());
                 }
@@ -144,7 +166,7 @@ mod tests {
 
     #[test]
     fn errors() {
-        let e = |a: &[&str]| f().parse(&args(a)).unwrap_err();
+        let e = |a: &[&str]| f().parse(&args(a)).unwrap_err().to_string();
         assert_eq!(
             e(&["--frm=a"]),
             "unknown flag: --frm (did you mean --from?)"
@@ -158,6 +180,39 @@ mod tests {
         assert_eq!(
             e(&["--link=maybe"]),
             "expecting boolean value for flag --link, not: maybe"
+        );
+        assert_eq!(e(&["from=a"]), "arg should start with -- : from=a");
+        assert_eq!(e(&["--bogus"]), "unknown flag: --bogus");
+    }
+
+    #[test]
+    fn error_variants() {
+        let e = |a: &[&str]| f().parse(&args(a)).unwrap_err();
+        assert_eq!(
+            e(&["--frm=a"]),
+            FlagError::Unknown {
+                name: "frm".into(),
+                suggestion: Some("from"),
+            }
+        );
+        assert_eq!(
+            e(&["--link", "--link"]),
+            FlagError::Duplicate {
+                name: "link".into()
+            }
+        );
+        assert_eq!(
+            e(&["--exclude"]),
+            FlagError::MissingValue {
+                name: "exclude".into()
+            }
+        );
+        assert_eq!(
+            e(&["--link=maybe"]),
+            FlagError::NotBoolean {
+                name: "link".into(),
+                value: "maybe".into(),
+            }
         );
     }
 }

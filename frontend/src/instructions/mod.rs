@@ -10,7 +10,8 @@ pub mod mount;
 use crate::diagnostic::{Diagnostic, LineRange};
 use crate::parser::{Heredoc, Node, chomp_heredoc_content, parse_heredoc_word};
 use crate::suggest::did_you_mean;
-use flags::Flags;
+use flags::{FlagError, Flags};
+use mount::MountError;
 use serde::Serialize;
 use strata_solver::graph::{NetworkMode, SecurityMode};
 
@@ -175,15 +176,35 @@ impl Diag {
     }
 }
 
-impl From<String> for Diag {
-    fn from(s: String) -> Self {
-        err(s)
+impl From<FlagError> for Diag {
+    fn from(e: FlagError) -> Self {
+        err(e.to_string())
     }
 }
 
+impl From<MountError> for Diag {
+    fn from(e: MountError) -> Self {
+        err(e.to_string())
+    }
+}
+
+/// Why [`parse_duration`] refused its input, worded as Go's `time.ParseDuration`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("time: invalid duration {input:?}")]
+    Invalid { input: String },
+    #[error("time: missing unit in duration {input:?}")]
+    MissingUnit { input: String },
+    #[error("time: unknown unit {unit:?} in duration {input:?}")]
+    UnknownUnit { unit: String, input: String },
+    #[error("{input}: durations cannot be negative")]
+    Negative { input: String },
+}
+
 /// Go's `time.ParseDuration`, in nanoseconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let bad = || format!("time: invalid duration {s:?}");
+pub fn parse_duration(s: &str) -> Result<u64, DurationError> {
+    let input = || s.to_string();
+    let bad = || DurationError::Invalid { input: input() };
     let mut rest = s;
     let neg = rest.starts_with('-');
     rest = rest.trim_start_matches(['-', '+']);
@@ -213,14 +234,19 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            "" => return Err(format!("time: missing unit in duration {s:?}")),
-            other => return Err(format!("time: unknown unit {other:?} in duration {s:?}")),
+            "" => return Err(DurationError::MissingUnit { input: input() }),
+            other => {
+                return Err(DurationError::UnknownUnit {
+                    unit: other.to_string(),
+                    input: input(),
+                });
+            }
         };
         rest = &rest[u..];
         total += value * unit;
     }
     if neg && total > 0.0 {
-        return Err(format!("{s}: durations cannot be negative"));
+        return Err(DurationError::Negative { input: input() });
     }
     if total > 9.2e18 {
         return Err(bad());
@@ -233,7 +259,8 @@ fn interval(flags: &Flags, name: &str) -> Result<u64, Diag> {
     if v.is_empty() {
         return Ok(0);
     }
-    let d = parse_duration(&v).map_err(|e| err(e).hint("use a duration such as 30s or 1m30s"))?;
+    let d = parse_duration(&v)
+        .map_err(|e| err(e.to_string()).hint("use a duration such as 30s or 1m30s"))?;
     if d != 0 && d < 1_000_000 {
         return Err(err(format!("Interval \"{name}\" cannot be less than 1ms"))
             .hint("use 0 (the default) or a duration of at least 1ms, e.g. 30s"));

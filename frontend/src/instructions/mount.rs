@@ -1,6 +1,8 @@
 //! `RUN --mount=...` values: CSV fields parsed and validated as BuildKit does.
 
-use crate::suggest::did_you_mean;
+use crate::shell::ExpandError;
+use crate::suggest::{did_you_mean, did_you_mean_suffix};
+use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,6 +23,12 @@ impl MountType {
             MountType::Secret => "secret",
             MountType::Ssh => "ssh",
         }
+    }
+}
+
+impl fmt::Display for MountType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -50,8 +58,78 @@ pub struct Mount {
     pub gid: Option<u32>,
 }
 
+/// Why a `--mount` value is not a CSV record. Each variant carries the whole record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsvError {
+    #[error("extraneous \" in field: {record}")]
+    ExtraneousQuote { record: String },
+    #[error("bare \" in non-quoted field: {record}")]
+    BareQuote { record: String },
+    #[error("extraneous or missing \" in quoted field: {record}")]
+    UnterminatedQuote { record: String },
+}
+
+/// A size that [`ram_in_bytes`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size: {input:?}")]
+pub struct SizeError {
+    pub input: String,
+}
+
+/// Why a `--mount` value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountError {
+    #[error("failed to parse csv mounts: {0}")]
+    Csv(CsvError),
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+    #[error("invalid field '{field}' must be a key=value pair")]
+    NotKeyValue { field: String },
+    #[error("unexpected key '{key}' for mount type '{kind}'")]
+    KeyNotForType { key: String, kind: MountType },
+    #[error("unexpected key '{key}' in '{field}'{}", did_you_mean_suffix(.suggestion, ""))]
+    UnknownKey {
+        key: String,
+        field: String,
+        suggestion: Option<&'static str>,
+    },
+    #[error("unsupported mount type {value:?}{}", did_you_mean_suffix(.suggestion, ""))]
+    UnsupportedType {
+        value: String,
+        suggestion: Option<&'static str>,
+    },
+    /// A boolean option, or `size`, whose value does not parse.
+    #[error("invalid value for {key}: {value}")]
+    InvalidValue { key: String, value: String },
+    /// `mode` (octal), `uid` or `gid` whose value does not parse.
+    #[error("invalid value {value} for {key}")]
+    InvalidNumber { key: &'static str, value: String },
+    #[error("unsupported sharing value {value:?} (use shared, private or locked)")]
+    UnsupportedSharing { value: String },
+    #[error("{option} not allowed for \"{kind}\" type mounts")]
+    FileInfoNotAllowed {
+        option: &'static str,
+        kind: MountType,
+    },
+    #[error("secret mount should not have a from")]
+    SecretWithFrom,
+    #[error("secret mount should not define sharing")]
+    SecretWithSharing,
+    #[error("invalid secret mount. one of source, target required")]
+    SecretWithoutTarget,
+    #[error("both source and id can't be set")]
+    SecretSourceAndId,
+    #[error("invalid secret id {id:?}: it contains a NUL character")]
+    SecretIdNul { id: String },
+    #[error("invalid secret id {id:?}: empty, \".\" and \"..\" components are not allowed")]
+    SecretIdComponent { id: String },
+    #[error("invalid cache sharing set for {kind} mount")]
+    SharingNotCache { kind: MountType },
+}
+
 /// Splits one CSV record (fields separated by `,`, `"` quoting with `""` for a quote).
-pub fn csv_fields(s: &str) -> Result<Vec<String>, String> {
+pub fn csv_fields(s: &str) -> Result<Vec<String>, CsvError> {
+    let record = || s.to_string();
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars().peekable();
@@ -67,7 +145,9 @@ pub fn csv_fields(s: &str) -> Result<Vec<String>, String> {
                     in_quotes = false;
                     match chars.peek() {
                         None | Some(',') => {}
-                        Some(_) => return Err(format!("extraneous \" in field: {s}")),
+                        Some(_) => {
+                            return Err(CsvError::ExtraneousQuote { record: record() });
+                        }
                     }
                 }
             } else {
@@ -82,21 +162,23 @@ pub fn csv_fields(s: &str) -> Result<Vec<String>, String> {
                 continue;
             }
             '"' if at_field_start => in_quotes = true,
-            '"' => return Err(format!("bare \" in non-quoted field: {s}")),
+            '"' => return Err(CsvError::BareQuote { record: record() }),
             c => cur.push(c),
         }
         at_field_start = false;
     }
     if in_quotes {
-        return Err(format!("extraneous or missing \" in quoted field: {s}"));
+        return Err(CsvError::UnterminatedQuote { record: record() });
     }
     out.push(cur);
     Ok(out)
 }
 
 /// Docker's `units.RAMInBytes`: `64m`, `1g`, `512k`, `1.5GiB`, plain bytes.
-pub fn ram_in_bytes(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size: {s:?}");
+pub fn ram_in_bytes(s: &str) -> Result<u64, SizeError> {
+    let bad = || SizeError {
+        input: s.to_string(),
+    };
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -121,11 +203,14 @@ pub fn ram_in_bytes(s: &str) -> Result<u64, String> {
     Ok(v as u64)
 }
 
-fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+fn parse_bool(key: &str, v: &str) -> Result<bool, MountError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("invalid value for {key}: {v}")),
+        _ => Err(MountError::InvalidValue {
+            key: key.to_string(),
+            value: v.to_string(),
+        }),
     }
 }
 
@@ -155,21 +240,17 @@ const ALL_KEYS: [&str; 19] = [
 /// every option is checked; without it (the first pass, before variables are known), only
 /// `type` and `from` are read.
 /// Expands one option value.
-pub type Expander<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+pub type Expander<'a> = &'a dyn Fn(&str) -> Result<String, ExpandError>;
 
 /// A secret's id names the value, and its last component the default target
 /// (`/run/secrets/<base name>`, as BuildKit): ids with a NUL, an empty, `.` or `..`
 /// component are refused, so the target is always a file directly in /run/secrets.
-pub fn check_secret_id(id: &str) -> Result<(), String> {
+pub fn check_secret_id(id: &str) -> Result<(), MountError> {
     if id.contains('\0') {
-        return Err(format!(
-            "invalid secret id {id:?}: it contains a NUL character"
-        ));
+        return Err(MountError::SecretIdNul { id: id.to_string() });
     }
     if id.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return Err(format!(
-            "invalid secret id {id:?}: empty, \".\" and \"..\" components are not allowed"
-        ));
+        return Err(MountError::SecretIdComponent { id: id.to_string() });
     }
     Ok(())
 }
@@ -180,8 +261,8 @@ pub fn secret_base_name(id: &str) -> &str {
 }
 
 // Long: one arm per `--mount` option, in BuildKit's option table order, then the per-type checks.
-pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, String> {
-    let fields = csv_fields(val).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, MountError> {
+    let fields = csv_fields(val).map_err(MountError::Csv)?;
     let mut m = Mount {
         kind: MountType::Bind,
         from: String::new(),
@@ -219,13 +300,12 @@ pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, Str
                 "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
                     m.required = true
                 }
-                "required" => {
-                    return Err(format!(
-                        "unexpected key '{key}' for mount type '{}'",
-                        m.kind.as_str()
-                    ));
+                "required" => return Err(MountError::KeyNotForType { key, kind: m.kind }),
+                _ => {
+                    return Err(MountError::NotKeyValue {
+                        field: field.clone(),
+                    });
                 }
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
             }
             continue;
         };
@@ -247,13 +327,9 @@ pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, Str
                     "secret" => MountType::Secret,
                     "ssh" => MountType::Ssh,
                     _ => {
-                        let mut msg = format!("unsupported mount type {value:?}");
-                        if let Some(s) =
-                            did_you_mean(&value, &["bind", "cache", "tmpfs", "secret", "ssh"])
-                        {
-                            msg.push_str(&format!(" (did you mean {s}?)"));
-                        }
-                        return Err(msg);
+                        let suggestion =
+                            did_you_mean(&value, &["bind", "cache", "tmpfs", "secret", "ssh"]);
+                        return Err(MountError::UnsupportedType { value, suggestion });
                     }
                 }
             }
@@ -272,23 +348,18 @@ pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, Str
                 if matches!(m.kind, MountType::Secret | MountType::Ssh) {
                     m.required = parse_bool(&key, &value)?;
                 } else {
-                    return Err(format!(
-                        "unexpected key '{key}' for mount type '{}'",
-                        m.kind.as_str()
-                    ));
+                    return Err(MountError::KeyNotForType { key, kind: m.kind });
                 }
             }
             "size" => {
                 if m.kind == MountType::Tmpfs {
-                    m.size_limit = Some(
-                        ram_in_bytes(&value)
-                            .map_err(|_| format!("invalid value for {key}: {value}"))?,
-                    );
+                    m.size_limit =
+                        Some(ram_in_bytes(&value).map_err(|_| MountError::InvalidValue {
+                            key: key.clone(),
+                            value: value.clone(),
+                        })?);
                 } else {
-                    return Err(format!(
-                        "unexpected key '{key}' for mount type '{}'",
-                        m.kind.as_str()
-                    ));
+                    return Err(MountError::KeyNotForType { key, kind: m.kind });
                 }
             }
             "id" => m.id = value,
@@ -297,40 +368,24 @@ pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, Str
                     "shared" => Sharing::Shared,
                     "private" => Sharing::Private,
                     "locked" => Sharing::Locked,
-                    _ => {
-                        return Err(format!(
-                            "unsupported sharing value {value:?} (use shared, private or locked)"
-                        ));
-                    }
+                    _ => return Err(MountError::UnsupportedSharing { value }),
                 })
             }
             "mode" => {
                 m.mode = Some(
-                    u32::from_str_radix(&value, 8)
-                        .map_err(|_| format!("invalid value {value} for mode"))?,
+                    u32::from_str_radix(&value, 8).map_err(|_| invalid_number("mode", &value))?,
                 )
             }
-            "uid" => {
-                m.uid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for uid"))?,
-                )
-            }
-            "gid" => {
-                m.gid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for gid"))?,
-                )
-            }
+            "uid" => m.uid = Some(value.parse().map_err(|_| invalid_number("uid", &value))?),
+            "gid" => m.gid = Some(value.parse().map_err(|_| invalid_number("gid", &value))?),
             "env" => m.env = Some(value),
             _ => {
-                let mut msg = format!("unexpected key '{key}' in '{field}'");
-                if let Some(s) = did_you_mean(&key, &ALL_KEYS) {
-                    msg.push_str(&format!(" (did you mean {s}?)"));
-                }
-                return Err(msg);
+                let suggestion = did_you_mean(&key, &ALL_KEYS);
+                return Err(MountError::UnknownKey {
+                    key,
+                    field: field.clone(),
+                    suggestion,
+                });
             }
         }
     }
@@ -339,16 +394,16 @@ pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, Str
         MountType::Secret | MountType::Ssh | MountType::Cache
     );
     if !file_info {
-        for (name, set) in [
+        for (option, set) in [
             ("mode", m.mode.is_some()),
             ("uid", m.uid.is_some()),
             ("gid", m.gid.is_some()),
         ] {
             if set {
-                return Err(format!(
-                    "{name} not allowed for \"{}\" type mounts",
-                    m.kind.as_str()
-                ));
+                return Err(MountError::FileInfoNotAllowed {
+                    option,
+                    kind: m.kind,
+                });
             }
         }
     }
@@ -357,16 +412,16 @@ pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, Str
     }
     if m.kind == MountType::Secret {
         if !m.from.is_empty() {
-            return Err("secret mount should not have a from".into());
+            return Err(MountError::SecretWithFrom);
         }
         if m.sharing.is_some() {
-            return Err("secret mount should not define sharing".into());
+            return Err(MountError::SecretWithSharing);
         }
         if expand.is_some() && m.source.is_empty() && m.target.is_empty() && m.id.is_empty() {
-            return Err("invalid secret mount. one of source, target required".into());
+            return Err(MountError::SecretWithoutTarget);
         }
         if !m.source.is_empty() && !m.id.is_empty() {
-            return Err("both source and id can't be set".into());
+            return Err(MountError::SecretSourceAndId);
         }
         if expand.is_some() {
             for id in [&m.id, &m.source] {
@@ -377,19 +432,23 @@ pub fn parse_mount(val: &str, expand: Option<Expander<'_>>) -> Result<Mount, Str
         }
     }
     if m.sharing.is_some() && m.kind != MountType::Cache {
-        return Err(format!(
-            "invalid cache sharing set for {} mount",
-            m.kind.as_str()
-        ));
+        return Err(MountError::SharingNotCache { kind: m.kind });
     }
     Ok(m)
+}
+
+fn invalid_number(key: &'static str, value: &str) -> MountError {
+    MountError::InvalidNumber {
+        key,
+        value: value.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn full(s: &str) -> Result<Mount, String> {
+    fn full(s: &str) -> Result<Mount, MountError> {
         let id = |v: &str| Ok(v.to_string());
         parse_mount(s, Some(&id))
     }
@@ -402,6 +461,88 @@ mod tests {
             vec!["target=/a,b", "ro"]
         );
         assert!(csv_fields("\"open").is_err());
+    }
+
+    #[test]
+    fn error_variants_and_messages() {
+        let e = full("type=bind,targte=/x").unwrap_err();
+        assert_eq!(
+            e,
+            MountError::UnknownKey {
+                key: "targte".into(),
+                field: "targte=/x".into(),
+                suggestion: Some("target"),
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "unexpected key 'targte' in 'targte=/x' (did you mean target?)"
+        );
+
+        let e = full("type=tmpfs,target=/t,size=lots").unwrap_err();
+        assert_eq!(
+            e,
+            MountError::InvalidValue {
+                key: "size".into(),
+                value: "lots".into(),
+            }
+        );
+        assert_eq!(e.to_string(), "invalid value for size: lots");
+
+        let e = full("type=cache,target=/c,uid=x").unwrap_err();
+        assert_eq!(
+            e,
+            MountError::InvalidNumber {
+                key: "uid",
+                value: "x".into(),
+            }
+        );
+        assert_eq!(e.to_string(), "invalid value x for uid");
+
+        let e = full("type=bind,target=/x,sharing=locked").unwrap_err();
+        assert_eq!(
+            e,
+            MountError::SharingNotCache {
+                kind: MountType::Bind
+            }
+        );
+        assert_eq!(e.to_string(), "invalid cache sharing set for bind mount");
+
+        let e = full("type=secret,id=a,src=b").unwrap_err();
+        assert_eq!(e, MountError::SecretSourceAndId);
+        assert_eq!(e.to_string(), "both source and id can't be set");
+
+        let e = full("target=\"/x").unwrap_err();
+        assert_eq!(
+            e,
+            MountError::Csv(CsvError::BareQuote {
+                record: "target=\"/x".into(),
+            })
+        );
+        assert_eq!(
+            e.to_string(),
+            "failed to parse csv mounts: bare \" in non-quoted field: target=\"/x"
+        );
+    }
+
+    #[test]
+    fn expansion_errors_pass_through() {
+        let refuse = |w: &str| {
+            if w.contains('$') {
+                Err(ExpandError {
+                    word: w.to_string(),
+                    kind: crate::shell::ExpandErrorKind::BadSubstitution,
+                })
+            } else {
+                Ok(w.to_string())
+            }
+        };
+        let e = parse_mount("type=cache,target=${x", Some(&refuse)).unwrap_err();
+        assert!(matches!(&e, MountError::Expand(x) if x.word == "${x"));
+        assert_eq!(
+            e.to_string(),
+            "failed to process \"${x\": syntax error: bad substitution"
+        );
     }
 
     #[test]
@@ -423,7 +564,7 @@ mod tests {
 
     #[test]
     fn errors() {
-        let e = |s: &str| full(s).unwrap_err();
+        let e = |s: &str| full(s).unwrap_err().to_string();
         assert_eq!(
             e("type=cahce,target=/x"),
             "unsupported mount type \"cahce\" (did you mean cache?)"
@@ -452,7 +593,7 @@ mod tests {
 
     #[test]
     fn secret_ids_stay_in_run_secrets() {
-        let e = |s: &str| full(s).unwrap_err();
+        let e = |s: &str| full(s).unwrap_err().to_string();
         assert!(e("type=secret,id=../x").contains("\"..\" components"));
         assert!(e("type=secret,id=..").contains("invalid secret id"));
         assert!(e("type=secret,id=a//b").contains("invalid secret id"));
@@ -473,6 +614,15 @@ mod tests {
         assert_eq!(ram_in_bytes("100").unwrap(), 100);
         assert_eq!(ram_in_bytes("1g").unwrap(), 1 << 30);
         assert_eq!(ram_in_bytes("1.5KiB").unwrap(), 1536);
-        assert!(ram_in_bytes("lots").is_err());
+        assert_eq!(
+            ram_in_bytes("lots"),
+            Err(SizeError {
+                input: "lots".into()
+            })
+        );
+        assert_eq!(
+            ram_in_bytes("1x").unwrap_err().to_string(),
+            "invalid size: \"1x\""
+        );
     }
 }

@@ -146,6 +146,29 @@ fn onbuild_expression_keeps_heredocs() {
 fn durations() {
     assert_eq!(parse_duration("1h2m3.5s").unwrap(), 3_723_500_000_000);
     assert_eq!(parse_duration("0").unwrap(), 0);
-    assert!(parse_duration("5").is_err());
-    assert!(parse_duration("5x").is_err());
+    assert_eq!(
+        parse_duration("5"),
+        Err(DurationError::MissingUnit { input: "5".into() })
+    );
+    let e = parse_duration("5x").unwrap_err();
+    assert_eq!(
+        e,
+        DurationError::UnknownUnit {
+            unit: "x".into(),
+            input: "5x".into()
+        }
+    );
+    assert_eq!(e.to_string(), "time: unknown unit \"x\" in duration \"5x\"");
+    let e = parse_duration("-1s").unwrap_err();
+    assert_eq!(
+        e,
+        DurationError::Negative {
+            input: "-1s".into()
+        }
+    );
+    assert_eq!(e.to_string(), "-1s: durations cannot be negative");
+    assert_eq!(
+        parse_duration("").unwrap_err().to_string(),
+        "time: invalid duration \"\""
+    );
 }

@@ -84,7 +84,7 @@ impl Lowerer<'_> {
                 Err(e) => {
                     self.error_hint(
                         ins.range,
-                        e,
+                        e.to_string(),
                         "use an octal mode like 0755 or a symbolic mode like u=rwX,go=rX",
                     );
                     return;
@@ -199,7 +199,7 @@ impl Lowerer<'_> {
                     c.exclude.clone(),
                 ));
             } else if let Err(e) = util::parse_git_ref(src) {
-                self.error(ins.range, e);
+                self.error(ins.range, e.to_string());
                 return;
             } else if util::is_http_source(src) {
                 if !c.is_add {

@@ -253,7 +253,7 @@ pub fn lower(
         && let Err(e) = check.merge(&d.value)
     {
         diags.push(
-            Diagnostic::error(LineRange::line(d.line), e)
+            Diagnostic::error(LineRange::line(d.line), e.to_string())
                 .with_hint("write # check=skip=RuleName;error=true"),
         );
     }

@@ -1,6 +1,7 @@
 //! RUN: its shell or exec form, heredocs, mounts, network and security, as exec ops.
 
 use super::*;
+use crate::shell::ExpandError;
 
 pub(super) fn summarize_heredoc(doc: &str) -> String {
     let doc = doc.trim_start();
@@ -159,14 +160,11 @@ impl Lowerer<'_> {
         for raw in &run.mounts {
             let lexer = self.lexer.clone();
             let unmatched = std::cell::RefCell::new(BTreeSet::new());
-            let expand = |w: &str| -> Result<String, String> {
-                lexer
-                    .process_word(w, env)
-                    .map(|e| {
-                        unmatched.borrow_mut().extend(e.unmatched);
-                        e.result
-                    })
-                    .map_err(|e| e.to_string())
+            let expand = |w: &str| -> Result<String, ExpandError> {
+                lexer.process_word(w, env).map(|e| {
+                    unmatched.borrow_mut().extend(e.unmatched);
+                    e.result
+                })
             };
             let m = match mount::parse_mount(raw, Some(&expand)) {
                 Ok(m) => m,

@@ -33,10 +33,26 @@ pub enum ChmodValue {
     Symbolic(String),
 }
 
-pub fn parse_chmod(s: &str) -> Result<ChmodValue, String> {
-    let non_octal = || {
-        format!("invalid chmod parameter: '{s}'. it should be octal string and between 0 and 07777")
-    };
+/// Why a `--chmod` value was refused. Each variant carries the whole value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChmodError {
+    #[error(
+        "invalid chmod parameter: '{value}'. it should be octal string and between 0 and 07777"
+    )]
+    NotOctal { value: String },
+    #[error("invalid chmod parameter: '{value}': missing operator (+, - or =)")]
+    MissingOperator { value: String },
+    #[error("invalid chmod parameter: '{value}': unknown who {who:?}")]
+    UnknownWho { value: String, who: String },
+    #[error("invalid chmod parameter: '{value}'")]
+    Malformed { value: String },
+    #[error("invalid chmod parameter: '{value}': unknown permission {perms:?}")]
+    UnknownPermission { value: String, perms: String },
+}
+
+pub fn parse_chmod(s: &str) -> Result<ChmodValue, ChmodError> {
+    let value = || s.to_string();
+    let non_octal = || ChmodError::NotOctal { value: value() };
     if let Ok(v) = u32::from_str_radix(s, 8) {
         return if v > 0o7777 {
             Err(non_octal())
@@ -49,19 +65,20 @@ pub fn parse_chmod(s: &str) -> Result<ChmodValue, String> {
     }
     // [ugoa]*([-+=]([rwxXst]*|[ugo]))+ separated by commas
     for clause in s.split(',') {
-        let ops_at = clause.find(['+', '-', '=']).ok_or_else(|| {
-            format!("invalid chmod parameter: '{s}': missing operator (+, - or =)")
-        })?;
+        let ops_at = clause
+            .find(['+', '-', '='])
+            .ok_or_else(|| ChmodError::MissingOperator { value: value() })?;
         let (who, mut rest) = clause.split_at(ops_at);
         if !who.chars().all(|c| matches!(c, 'u' | 'g' | 'o' | 'a')) {
-            return Err(format!(
-                "invalid chmod parameter: '{s}': unknown who {who:?}"
-            ));
+            return Err(ChmodError::UnknownWho {
+                value: value(),
+                who: who.to_string(),
+            });
         }
         while !rest.is_empty() {
             let op_len = rest.chars().next().map(char::len_utf8).unwrap_or(1);
             if !rest.starts_with(['+', '-', '=']) {
-                return Err(format!("invalid chmod parameter: '{s}'"));
+                return Err(ChmodError::Malformed { value: value() });
             }
             rest = &rest[op_len..];
             let end = rest.find(['+', '-', '=']).unwrap_or(rest.len());
@@ -71,9 +88,10 @@ pub fn parse_chmod(s: &str) -> Result<ChmodValue, String> {
                 .all(|c| matches!(c, 'r' | 'w' | 'x' | 'X' | 's' | 't'))
                 || matches!(perms, "u" | "g" | "o");
             if !ok {
-                return Err(format!(
-                    "invalid chmod parameter: '{s}': unknown permission {perms:?}"
-                ));
+                return Err(ChmodError::UnknownPermission {
+                    value: value(),
+                    perms: perms.to_string(),
+                });
             }
             rest = &rest[end..];
         }
@@ -81,21 +99,34 @@ pub fn parse_chmod(s: &str) -> Result<ChmodValue, String> {
     Ok(ChmodValue::Symbolic(s.to_string()))
 }
 
+/// Why an EXPOSE entry was refused, worded as Docker's `nat.ParsePortSpec`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExposeError {
+    #[error("invalid proto: {proto}")]
+    InvalidProto { proto: String },
+    #[error("invalid containerPort: {port}")]
+    InvalidPort { port: String },
+    #[error("invalid range specified for container port: {port}")]
+    InvalidRange { port: String },
+}
+
 /// One EXPOSE entry: `port[-port][/proto]`, possibly `ip:host:container` (only the container
 /// port is kept). Returns the `port/proto` keys and whether a host part was dropped.
-pub fn parse_expose(spec: &str) -> Result<(Vec<String>, bool), String> {
+pub fn parse_expose(spec: &str) -> Result<(Vec<String>, bool), ExposeError> {
     let (main, proto) = match spec.rsplit_once('/') {
         Some((m, p)) => (m, p.to_ascii_lowercase()),
         None => (spec, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {proto}"));
+        return Err(ExposeError::InvalidProto { proto });
     }
     let (container, had_host) = match main.rfind(':') {
         Some(i) => (&main[i + 1..], true),
         None => (main, false),
     };
-    let bad = || format!("invalid containerPort: {container}");
+    let bad = || ExposeError::InvalidPort {
+        port: container.to_string(),
+    };
     let parse = |s: &str| s.parse::<u16>().map_err(|_| bad());
     let (start, end) = match container.split_once('-') {
         Some((a, b)) => (parse(a)?, parse(b)?),
@@ -105,9 +136,9 @@ pub fn parse_expose(spec: &str) -> Result<(Vec<String>, bool), String> {
         }
     };
     if end < start {
-        return Err(format!(
-            "invalid range specified for container port: {container}"
-        ));
+        return Err(ExposeError::InvalidRange {
+            port: container.to_string(),
+        });
     }
     Ok((
         (start..=end).map(|p| format!("{p}/{proto}")).collect(),
@@ -163,9 +194,18 @@ pub struct GitRef {
     pub checksum: Option<String>,
 }
 
+/// Why a Git source of ADD was refused. `reference` is the source as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitRefError {
+    #[error("invalid git reference {reference:?}: use either a #fragment or ?query, not both")]
+    FragmentAndQuery { reference: String },
+    #[error("unknown git query parameter {name:?} in {reference:?}")]
+    UnknownQueryParameter { name: String, reference: String },
+}
+
 /// Recognizes Git sources as BuildKit does: `git@host:repo`, `ssh://`, `git://`, and
 /// `http(s)://…` whose path ends in `.git`, with `#ref[:subdir]` or `?ref=…&subdir=…`.
-pub fn parse_git_ref(s: &str) -> Result<Option<GitRef>, String> {
+pub fn parse_git_ref(s: &str) -> Result<Option<GitRef>, GitRefError> {
     let lower = s.to_ascii_lowercase();
     let (base, fragment) = match s.split_once('#') {
         Some((b, f)) => (b, Some(f)),
@@ -199,9 +239,9 @@ pub fn parse_git_ref(s: &str) -> Result<Option<GitRef>, String> {
     }
     if let Some(q) = query {
         if fragment.is_some() {
-            return Err(format!(
-                "invalid git reference {s:?}: use either a #fragment or ?query, not both"
-            ));
+            return Err(GitRefError::FragmentAndQuery {
+                reference: s.to_string(),
+            });
         }
         for kv in q.split('&').filter(|kv| !kv.is_empty()) {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
@@ -213,7 +253,12 @@ pub fn parse_git_ref(s: &str) -> Result<Option<GitRef>, String> {
                     g.keep_git_dir = Some(matches!(v, "" | "true" | "1"));
                 }
                 "submodules" | "mtime" | "fetch-by-commit" => {}
-                other => return Err(format!("unknown git query parameter {other:?} in {s:?}")),
+                other => {
+                    return Err(GitRefError::UnknownQueryParameter {
+                        name: other.to_string(),
+                        reference: s.to_string(),
+                    });
+                }
             }
         }
     }
@@ -264,6 +309,41 @@ mod tests {
     }
 
     #[test]
+    fn chmod_errors() {
+        let e = parse_chmod("17777").err().unwrap();
+        assert_eq!(
+            e,
+            ChmodError::NotOctal {
+                value: "17777".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid chmod parameter: '17777'. it should be octal string and between 0 and 07777"
+        );
+        let e = parse_chmod("u=rw,q+x").err().unwrap();
+        assert_eq!(
+            e,
+            ChmodError::UnknownWho {
+                value: "u=rw,q+x".into(),
+                who: "q".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid chmod parameter: 'u=rw,q+x': unknown who \"q\""
+        );
+        assert_eq!(
+            parse_chmod("u+z").err().unwrap().to_string(),
+            "invalid chmod parameter: 'u+z': unknown permission \"z\""
+        );
+        assert_eq!(
+            parse_chmod("ux").err().unwrap(),
+            ChmodError::MissingOperator { value: "ux".into() }
+        );
+    }
+
+    #[test]
     fn expose_specs() {
         assert_eq!(parse_expose("80").unwrap(), (vec!["80/tcp".into()], false));
         assert_eq!(parse_expose("53/UDP").unwrap().0, vec!["53/udp"]);
@@ -275,6 +355,29 @@ mod tests {
         assert!(parse_expose("80/icmp").is_err());
         assert!(parse_expose("99999").is_err());
         assert!(parse_expose("90-80").is_err());
+        let e = parse_expose("80/icmp").unwrap_err();
+        assert_eq!(
+            e,
+            ExposeError::InvalidProto {
+                proto: "icmp".into()
+            }
+        );
+        assert_eq!(e.to_string(), "invalid proto: icmp");
+        let e = parse_expose("1:90-80").unwrap_err();
+        assert_eq!(
+            e,
+            ExposeError::InvalidRange {
+                port: "90-80".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid range specified for container port: 90-80"
+        );
+        assert_eq!(
+            parse_expose("99999").unwrap_err().to_string(),
+            "invalid containerPort: 99999"
+        );
     }
 
     #[test]
@@ -306,5 +409,23 @@ mod tests {
             .unwrap();
         assert_eq!(q.reference, "main");
         assert_eq!(q.keep_git_dir, Some(true));
+        let e = parse_git_ref("https://h/r.git?depth=1").unwrap_err();
+        assert_eq!(
+            e,
+            GitRefError::UnknownQueryParameter {
+                name: "depth".into(),
+                reference: "https://h/r.git?depth=1".into(),
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "unknown git query parameter \"depth\" in \"https://h/r.git?depth=1\""
+        );
+        assert_eq!(
+            parse_git_ref("https://h/r.git?ref=a#b")
+                .unwrap_err()
+                .to_string(),
+            "invalid git reference \"https://h/r.git?ref=a#b\": use either a #fragment or ?query, not both"
+        );
     }
 }
