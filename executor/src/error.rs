@@ -33,6 +33,9 @@ pub enum ExecError {
     NoWritableLayer,
     #[error(transparent)]
     Store(#[from] strata_cache::images::ImageError),
+    /// binfmt_misc could not be set up as asked.
+    #[error("{0}")]
+    Binfmt(String),
     /// The file-operation process failed; its own message.
     #[error("{0}")]
     FileOp(String),

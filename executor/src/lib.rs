@@ -7,6 +7,7 @@
 //! - [`init`]: the re-executed processes (shim, container init) that do the privileged work;
 //! - [`overlay`]: overlay stacks of layer snapshots (at most 500 lower layers);
 //! - [`seccomp`]: the default seccomp profile, compiled to BPF;
+//! - [`binfmt`]: other platforms' binaries through binfmt_misc and QEMU;
 //! - [`native`]: the copying snapshotter for runtimes that cannot mount overlays;
 //! - [`fileop`]: the re-executed file-operation process (`strata __fileop`);
 //! - [`fileaction`]: COPY/ADD/WORKDIR semantics on a directory;
@@ -17,6 +18,7 @@
 //! entry points ([`init::shim`], [`init::init`], [`fileop::child`]) are process edges and report
 //! with `anyhow`, the way a command line does.
 
+pub mod binfmt;
 mod error;
 pub use error::ExecError;
 use error::IoContext;

@@ -175,6 +175,10 @@ pub struct ExecOp {
     pub network: NetworkMode,
     pub security: SecurityMode,
     pub mounts: Vec<Mount>,
+    /// The platform the process is for (its stage's): another than the machine's runs under
+    /// emulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
     /// Proxy variables given as build args but not declared: passed to the process, left out
     /// of the digest (as BuildKit leaves them out of the cache key).
     #[serde(skip)]

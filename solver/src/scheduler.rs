@@ -32,6 +32,18 @@ pub enum OpError {
     Failed(String),
 }
 
+impl From<String> for OpError {
+    fn from(message: String) -> OpError {
+        OpError::Failed(message)
+    }
+}
+
+impl From<&str> for OpError {
+    fn from(message: &str) -> OpError {
+        OpError::Failed(message.to_string())
+    }
+}
+
 /// What runs one op. `inputs` are the outputs of the op's inputs, in order.
 pub trait OpRunner: Send + Sync + 'static {
     type Output: Clone + Send + Sync + 'static;

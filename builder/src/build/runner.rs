@@ -449,7 +449,7 @@ impl Runner {
         e: &ExecOp,
         inputs: &[FsResult],
         cancel: &Cancel,
-    ) -> Result<Vec<Option<Digest>>, String> {
+    ) -> Result<Vec<Option<Digest>>, OpError> {
         let base = layers(
             inputs.first().ok_or("RUN without a root filesystem")?,
             "RUN",
@@ -503,16 +503,16 @@ impl Runner {
         )
         .map_err(|e| format!("{e:#}"))?;
         if cancel.is_cancelled() {
-            return Err("cancelled".into());
+            return Err(OpError::Cancelled);
         }
         if code != 0 {
             if let Some(why) = executor::init::setup_error(container.path()) {
-                return Err(format!("the step's container could not start: {why}"));
+                return Err(format!("the step's container could not start: {why}").into());
             }
-            return Err(format!(
+            return Err(OpError::Failed(format!(
                 "process \"{}\" did not complete successfully: exit code: {code}",
                 e.args.join(" ")
-            ));
+            )));
         }
         let layer = executor::commit_upper(container.path(), &mut store, self.epoch)
             .map_err(|e| format!("committing the layer: {e:#}"))?;
@@ -614,13 +614,7 @@ impl OpRunner for Runner {
         inputs: Vec<FsResult>,
         cancel: &Cancel,
     ) -> Result<FsResult, OpError> {
-        self.run_op(id, op, inputs, cancel).map_err(|e| {
-            if e == "cancelled" {
-                OpError::Cancelled
-            } else {
-                OpError::Failed(e)
-            }
-        })
+        self.run_op(id, op, inputs, cancel)
     }
 }
 
@@ -632,7 +626,7 @@ impl Runner {
         op: &Op,
         inputs: Vec<FsResult>,
         cancel: &Cancel,
-    ) -> Result<FsResult, String> {
+    ) -> Result<FsResult, OpError> {
         // Progress is keyed by definition digest, as BuildKit's vertexes are.
         let vertex = self.graph.digest(id).as_str().to_string();
         let inputs_v: Vec<String> = op
@@ -659,28 +653,31 @@ impl Runner {
         };
         let result = match &op.kind {
             OpKind::Exec(e) => self.exec(&vertex, e, &inputs, cancel),
-            OpKind::File { base, actions } => {
-                self.file(&vertex, self.graph.digest(id), *base, actions, &inputs)
-            }
-            OpKind::Merge => {
-                let mut out = Vec::new();
-                for i in &inputs {
-                    out.extend(layers(i, "merge")?);
-                }
-                Ok(out)
-            }
+            OpKind::File { base, actions } => self
+                .file(&vertex, self.graph.digest(id), *base, actions, &inputs)
+                .map_err(OpError::from),
+            OpKind::Merge => inputs
+                .iter()
+                .map(|i| layers(i, "merge"))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|chains| chains.concat())
+                .map_err(OpError::from),
             OpKind::Source(strata_solver::graph::SourceOp::Http {
                 url,
                 checksum,
                 filename,
-            }) => self.http(id, url, checksum.as_deref(), filename),
+            }) => self
+                .http(id, url, checksum.as_deref(), filename)
+                .map_err(OpError::from),
             OpKind::Source(strata_solver::graph::SourceOp::Git {
                 remote,
                 subdir,
                 keep_git_dir,
                 ..
-            }) => self.git(id, remote, subdir.as_deref(), *keep_git_dir),
-            OpKind::Source(_) => Err("a source reached the runner".into()),
+            }) => self
+                .git(id, remote, subdir.as_deref(), *keep_git_dir)
+                .map_err(OpError::from),
+            OpKind::Source(_) => Err(OpError::from("a source reached the runner")),
         };
         match result {
             Ok(chain) => {
@@ -697,10 +694,9 @@ impl Runner {
                 Ok(FsResult::Layers(chain))
             }
             Err(e) => {
-                if e != "cancelled" {
-                    self.progress.done(&vertex, Some(&e));
-                } else {
-                    self.progress.done(&vertex, Some("CANCELED"));
+                match &e {
+                    OpError::Failed(why) => self.progress.done(&vertex, Some(why)),
+                    OpError::Cancelled => self.progress.done(&vertex, Some("CANCELED")),
                 }
                 Err(e)
             }

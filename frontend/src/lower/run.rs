@@ -368,6 +368,7 @@ impl Lowerer<'_> {
             network: run.network,
             security: run.security,
             mounts,
+            platform: Some(state.platform.clone()),
             proxy_env,
         };
         let op = Op {
