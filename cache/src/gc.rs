@@ -47,7 +47,13 @@ pub fn usage(store: &ImageStore) -> Result<Usage, ImageError> {
         .collect();
     let mut u = Usage {
         images: images.len(),
-        dangling_images: images.iter().filter(|i| i.tags.is_empty()).count(),
+        dangling_images: {
+            let in_indexes = store.meta.images_in_indexes()?;
+            images
+                .iter()
+                .filter(|i| i.tags.is_empty() && !in_indexes.contains(&i.id))
+                .count()
+        },
         cache_entries: cache.len(),
         layers: layers.len(),
         layer_bytes: layers.iter().map(|l| l.size).sum(),
@@ -98,8 +104,9 @@ pub fn prune(
 ) -> Result<PruneReport, ImageError> {
     let mut report = PruneReport::default();
     if opts.all {
+        let in_indexes = store.meta.images_in_indexes()?;
         for img in store.meta.images()? {
-            if img.tags.is_empty() {
+            if img.tags.is_empty() && !in_indexes.contains(&img.id) {
                 store.remove(img.id.as_str(), true)?;
                 report.images += 1;
             }

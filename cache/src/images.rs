@@ -352,6 +352,9 @@ impl ImageStore {
     /// and the layers nothing else uses (blobs and snapshots). Returns what was removed, as
     /// `Untagged: …` / `Deleted: …` lines.
     pub fn remove(&mut self, name: &str, force: bool) -> Result<Vec<String>, ImageError> {
+        if let Some(idx) = self.index(name)? {
+            return self.remove_index(&idx.record, name);
+        }
         let img = self.image(name)?;
         let mut out = Vec::new();
         let tag = if img.record.tags.iter().any(|t| t == name) {

@@ -24,6 +24,7 @@ pub mod contenthash;
 pub mod difftar;
 pub mod gc;
 pub mod images;
+pub mod indexes;
 pub mod inroot;
 pub mod lock;
 pub mod metadata;

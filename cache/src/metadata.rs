@@ -8,6 +8,7 @@
 
 use crate::digest::Digest;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -113,7 +114,47 @@ pub const MIGRATIONS: &[&str] = &[
         digest TEXT NOT NULL,
         media_type TEXT NOT NULL
      );",
+    // 9: multi-platform images: an index (its document is in the content store) names one
+    // manifest per platform; a member's image is there once that platform was pulled, loaded
+    // or built. A name is a tag of an image or of an index, never both.
+    "CREATE TABLE indexes (
+        digest TEXT PRIMARY KEY,
+        media_type TEXT NOT NULL,
+        added_at INTEGER NOT NULL
+     );
+     CREATE TABLE index_members (
+        index_digest TEXT NOT NULL REFERENCES indexes(digest),
+        position INTEGER NOT NULL,
+        platform TEXT NOT NULL,
+        manifest_digest TEXT NOT NULL,
+        image_id TEXT,
+        PRIMARY KEY (index_digest, position)
+     );
+     CREATE INDEX index_members_by_image ON index_members(image_id);
+     CREATE TABLE index_tags (
+        name TEXT PRIMARY KEY,
+        index_digest TEXT NOT NULL REFERENCES indexes(digest)
+     );",
 ];
+
+/// One platform's entry of a multi-platform image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexMember {
+    /// `os/arch[/variant]`.
+    pub platform: String,
+    pub manifest_digest: Digest,
+    /// The image, once this platform is in the store.
+    pub image_id: Option<Digest>,
+}
+
+/// A multi-platform image: an image index and its members, in the index's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub members: Vec<IndexMember>,
+    pub tags: Vec<String>,
+}
 
 /// Where a lazily pulled layer's blob lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -712,6 +753,7 @@ impl Metadata {
             )?;
         }
         for t in &img.tags {
+            tx.execute("DELETE FROM index_tags WHERE name = ?1", [t])?;
             tx.execute(
                 "INSERT INTO tags (name, image_id) VALUES (?1, ?2)
                  ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
@@ -737,6 +779,7 @@ impl Metadata {
         if exists.is_none() {
             return Err(MetadataError::NoSuchImage(image_id.to_string()));
         }
+        tx.execute("DELETE FROM index_tags WHERE name = ?1", [tag])?;
         tx.execute(
             "INSERT INTO tags (name, image_id) VALUES (?1, ?2)
              ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
@@ -899,6 +942,176 @@ impl Metadata {
             [one] => self.image_row(one),
             _ => Ok(None),
         }
+    }
+
+    /// Records an index and its members (replacing what was known of it) and points its tags
+    /// at it, taking them from any image they named.
+    pub fn put_index(&mut self, idx: &IndexRecord, added_at: i64) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO indexes (digest, media_type, added_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(digest) DO NOTHING",
+            params![idx.digest.as_str(), idx.media_type, added_at],
+        )?;
+        for (i, m) in idx.members.iter().enumerate() {
+            // A member already in the store stays known when the index is recorded again.
+            tx.execute(
+                "INSERT INTO index_members (index_digest, position, platform, manifest_digest, image_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(index_digest, position) DO UPDATE SET
+                    image_id = COALESCE(excluded.image_id, index_members.image_id)",
+                params![
+                    idx.digest.as_str(),
+                    i as i64,
+                    m.platform,
+                    m.manifest_digest.as_str(),
+                    m.image_id.as_ref().map(Digest::as_str)
+                ],
+            )?;
+        }
+        for t in &idx.tags {
+            tx.execute("DELETE FROM tags WHERE name = ?1", [t])?;
+            tx.execute(
+                "INSERT INTO index_tags (name, index_digest) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET index_digest = excluded.index_digest",
+                params![t, idx.digest.as_str()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that member `position` of index `digest` is image `image_id`.
+    pub fn set_index_member_image(
+        &mut self,
+        digest: &Digest,
+        position: usize,
+        image_id: &Digest,
+    ) -> Result<(), MetadataError> {
+        self.conn.execute(
+            "UPDATE index_members SET image_id = ?3 WHERE index_digest = ?1 AND position = ?2",
+            params![digest.as_str(), position as i64, image_id.as_str()],
+        )?;
+        Ok(())
+    }
+
+    fn index_row(&self, digest_s: &str) -> Result<Option<IndexRecord>, MetadataError> {
+        let media_type: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT media_type FROM indexes WHERE digest = ?1",
+                [digest_s],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(media_type) = media_type else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, String, Option<String>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT platform, manifest_digest, image_id FROM index_members
+                 WHERE index_digest = ?1 ORDER BY position",
+            )?
+            .query_map([digest_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut members = Vec::new();
+        for (platform, m, id) in rows {
+            members.push(IndexMember {
+                platform,
+                manifest_digest: digest(m)?,
+                image_id: id.map(digest).transpose()?,
+            });
+        }
+        let tags: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT name FROM index_tags WHERE index_digest = ?1 ORDER BY name")?
+            .query_map([digest_s], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(Some(IndexRecord {
+            digest: digest(digest_s.to_string())?,
+            media_type,
+            members,
+            tags,
+        }))
+    }
+
+    /// The index a tag names, or the index with that digest.
+    pub fn resolve_index(&self, name: &str) -> Result<Option<IndexRecord>, MetadataError> {
+        let by_tag: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT index_digest FROM index_tags WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match by_tag {
+            Some(d) => self.index_row(&d),
+            None if name.starts_with("sha256:") => self.index_row(name),
+            None => Ok(None),
+        }
+    }
+
+    /// Every index, newest first.
+    pub fn indexes(&self) -> Result<Vec<IndexRecord>, MetadataError> {
+        let ds: Vec<String> = self
+            .conn
+            .prepare("SELECT digest FROM indexes ORDER BY added_at DESC, digest")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        for d in ds {
+            if let Some(r) = self.index_row(&d)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a tag of an index; returns the index it named.
+    pub fn untag_index(&mut self, name: &str) -> Result<Option<Digest>, MetadataError> {
+        let d: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT index_digest FROM index_tags WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        self.conn
+            .execute("DELETE FROM index_tags WHERE name = ?1", [name])?;
+        d.map(digest).transpose()
+    }
+
+    /// Forgets an index (not its member images).
+    pub fn delete_index(&mut self, d: &Digest) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM index_tags WHERE index_digest = ?1",
+            [d.as_str()],
+        )?;
+        tx.execute(
+            "DELETE FROM index_members WHERE index_digest = ?1",
+            [d.as_str()],
+        )?;
+        tx.execute("DELETE FROM indexes WHERE digest = ?1", [d.as_str()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The images some index holds (kept as if tagged).
+    pub fn images_in_indexes(&self) -> Result<BTreeSet<Digest>, MetadataError> {
+        let ids: Vec<String> = self
+            .conn
+            .prepare("SELECT DISTINCT image_id FROM index_members WHERE image_id IS NOT NULL")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        ids.into_iter().map(digest).collect()
     }
 
     /// Every image, newest first.
