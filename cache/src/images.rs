@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub use strata_oci::config::{ImageConfig, RootFs};
 pub use strata_oci::manifest::{Descriptor, Manifest};
 use strata_oci::media_type as mt;
+use strata_oci::platform::Platform;
 use strata_oci::{DigestReader, DigestWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -324,18 +325,30 @@ impl ImageStore {
 
     /// Looks an image up by tag or ID and loads its config.
     pub fn image(&self, name: &str) -> Result<Image, ImageError> {
-        let record = self
-            .meta
-            .resolve(name)?
-            .or_else(|| {
-                // `busybox` means `busybox:latest`, as in docker.
-                if name.contains(':') || name.contains('@') {
-                    None
-                } else {
-                    self.meta.resolve(&format!("{name}:latest")).ok().flatten()
-                }
-            })
-            .ok_or_else(|| ImageError::NoSuchImage(name.to_string()))?;
+        let record = self.meta.resolve(name)?.or_else(|| {
+            // `busybox` means `busybox:latest`, as in docker.
+            if name.contains(':') || name.contains('@') {
+                None
+            } else {
+                self.meta.resolve(&format!("{name}:latest")).ok().flatten()
+            }
+        });
+        let record = match record {
+            Some(r) => r,
+            // A multi-platform image: this machine's member, when it is here.
+            None => match self.index(name)? {
+                Some(idx) => match self.index_member_for(&idx.record, &Platform::host())? {
+                    crate::indexes::ForPlatform::Image(img) => return Ok(*img),
+                    _ => {
+                        return Err(ImageError::NoSuchImage(format!(
+                            "{name} for {} (a multi-platform image without it here)",
+                            Platform::host()
+                        )));
+                    }
+                },
+                None => return Err(ImageError::NoSuchImage(name.to_string())),
+            },
+        };
         let config_bytes = self.content.read(&record.config_digest)?;
         let config = ImageConfig::parse(&config_bytes).map_err(|e| ImageError::BadConfig {
             digest: record.config_digest.clone(),

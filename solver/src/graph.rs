@@ -384,6 +384,26 @@ impl BuildGraph {
         (0..self.ops.len()).filter(|i| seen[*i]).map(OpId).collect()
     }
 
+    /// Adds every op of `other`, inputs first; an op equal to one already here (same digest:
+    /// same definition and inputs) is stored once, so what several graphs share runs once.
+    /// Returns, by `other`'s ids, the ids its ops have here.
+    pub fn merge(&mut self, other: &BuildGraph) -> Vec<OpId> {
+        let mut map: Vec<OpId> = Vec::with_capacity(other.len());
+        for (i, op) in other.ops.iter().enumerate() {
+            let digest = &other.digests[i];
+            let id = match self.by_digest.get(digest) {
+                Some(existing) => *existing,
+                None => {
+                    let mut op = op.clone();
+                    op.inputs = op.inputs.iter().map(|i| map[i.0]).collect();
+                    self.push(op, digest.clone())
+                }
+            };
+            map.push(id);
+        }
+        map
+    }
+
     /// Keeps only `root` and the ops it depends on. Digests are carried over, not recomputed
     /// (an op's digest depends only on its own definition and its inputs). Returns the new id
     /// of `root`.
@@ -533,6 +553,23 @@ mod tests {
         assert_eq!(asked, vec![r2, r1]);
         assert_eq!(g.ancestors(r2), vec![a, r1, r2]);
         assert_eq!(g.users(r1), vec![r2]);
+    }
+
+    #[test]
+    fn merged_graphs_share_what_is_equal() {
+        let mut one = BuildGraph::new();
+        let a = one.add(image("a")).unwrap();
+        let shared = one.add(run(a, "make")).unwrap();
+        let mut two = BuildGraph::new();
+        let a2 = two.add(image("a")).unwrap();
+        let shared2 = two.add(run(a2, "make")).unwrap();
+        let own = two.add(run(shared2, "only in two")).unwrap();
+        let map = one.merge(&two);
+        assert_eq!(map[a2.0], a);
+        assert_eq!(map[shared2.0], shared);
+        assert_eq!(one.len(), 3);
+        assert_eq!(one.op(map[own.0]).inputs, vec![shared]);
+        assert_eq!(one.digest(map[own.0]), two.digest(own));
     }
 
     #[test]

@@ -138,8 +138,22 @@ impl Scheduler {
         runner: Arc<R>,
         done: BTreeMap<OpId, R::Output>,
     ) -> Result<R::Output, SolveError> {
-        if target.0 >= graph.len() {
-            return Err(SolveError::UnknownTarget(target));
+        self.run_all(graph, &[target], runner, done)?
+            .pop()
+            .ok_or(SolveError::UnknownTarget(target))
+    }
+
+    /// Runs several targets (a build for several platforms) in one solve: an op they share
+    /// runs once. Returns their outputs in the order of `targets`.
+    pub fn run_all<R: OpRunner>(
+        &self,
+        graph: Arc<BuildGraph>,
+        targets: &[OpId],
+        runner: Arc<R>,
+        done: BTreeMap<OpId, R::Output>,
+    ) -> Result<Vec<R::Output>, SolveError> {
+        if let Some(t) = targets.iter().find(|t| t.0 >= graph.len()) {
+            return Err(SolveError::UnknownTarget(*t));
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -152,7 +166,7 @@ impl Scheduler {
         } else {
             Arc::new(tokio::sync::Semaphore::new(self.max_exec.max(1)))
         };
-        rt.block_on(solve(graph, target, runner, Limits { work, exec }, done))
+        rt.block_on(solve(graph, targets, runner, Limits { work, exec }, done))
     }
 }
 
@@ -165,18 +179,15 @@ struct Limits {
 
 async fn solve<R: OpRunner>(
     graph: Arc<BuildGraph>,
-    target: OpId,
+    targets: &[OpId],
     runner: Arc<R>,
     limits: Limits,
     mut results: BTreeMap<OpId, R::Output>,
-) -> Result<R::Output, SolveError> {
-    if let Some(out) = results.remove(&target) {
-        return Ok(out);
-    }
-    // What must run: the target and, through inputs, everything not already done.
-    let needed: BTreeSet<OpId> = graph
-        .reachable(target, |id| results.contains_key(&id))
-        .into_iter()
+) -> Result<Vec<R::Output>, SolveError> {
+    // What must run: the targets and, through inputs, everything not already done.
+    let needed: BTreeSet<OpId> = targets
+        .iter()
+        .flat_map(|t| graph.reachable(*t, |id| results.contains_key(&id)))
         .filter(|id| !results.contains_key(id))
         .collect();
     // Remaining unfinished inputs per op, and who waits for whom.
@@ -263,9 +274,10 @@ async fn solve<R: OpRunner>(
     if let Some(f) = failure {
         return Err(f);
     }
-    results
-        .remove(&target)
-        .ok_or(SolveError::UnknownTarget(target))
+    targets
+        .iter()
+        .map(|t| results.get(t).cloned().ok_or(SolveError::UnknownTarget(*t)))
+        .collect()
 }
 
 #[cfg(test)]

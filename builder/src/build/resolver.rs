@@ -5,6 +5,7 @@
 
 use anyhow::{Result, bail};
 use strata_cache::images::{Image, ImageStore};
+use strata_cache::indexes::ForPlatform;
 use strata_frontend::lower::{ImageResolver, ResolveError, ResolvedImage};
 use strata_solver::graph::{Op, OpKind, Platform, SourceOp};
 use strata_solver::image::{HistoryEntry, ImageConfig};
@@ -57,15 +58,41 @@ impl<'a> StoreResolver<'a> {
     }
 }
 
+/// What the store has for a base image on a platform.
+enum Found {
+    Image(Box<Image>),
+    /// The reference is here, but not for the platform: why.
+    Elsewhere(String),
+    Nothing,
+}
+
 /// `reference` (normalized by the frontend, e.g. `docker.io/library/busybox:latest`) in the
-/// store, by tag or by digest.
-fn lookup(store: &ImageStore, reference: &str) -> Option<Image> {
-    if let Ok(i) = store.image(reference) {
-        return Some(i);
+/// store for `platform`: a multi-platform image's member for it, or a single image that runs
+/// on it; by tag or by digest.
+fn lookup(store: &ImageStore, reference: &str, platform: &Platform) -> Found {
+    let digest = reference.split_once('@').map(|(_, d)| d);
+    let index = store
+        .index(reference)
+        .ok()
+        .flatten()
+        .or_else(|| digest.and_then(|d| store.index(d).ok().flatten()));
+    if let Some(idx) = index {
+        return match store.index_member_for(&idx.record, platform) {
+            Ok(ForPlatform::Image(i)) => Found::Image(i),
+            Ok(ForPlatform::NotHere { .. }) => Found::Elsewhere(format!(
+                "the local store has {reference} without its {platform} image"
+            )),
+            Ok(ForPlatform::NoMatch(have)) => Found::Elsewhere(format!(
+                "{reference} has no image for {platform} (it has {})",
+                have.join(", ")
+            )),
+            Err(e) => Found::Elsewhere(e.to_string()),
+        };
     }
-    // `name@sha256:…`: the ID or manifest digest of a stored image.
-    if let Some((_, digest)) = reference.split_once('@') {
-        return store.meta.images().ok()?.into_iter().find_map(|r| {
+    let single = store.image(reference).ok().or_else(|| {
+        // `name@sha256:…`: the ID or manifest digest of a stored image.
+        let digest = digest?;
+        store.meta.images().ok()?.into_iter().find_map(|r| {
             let hit = r.id.as_str() == digest
                 || r.manifest_digest
                     .as_ref()
@@ -75,9 +102,21 @@ fn lookup(store: &ImageStore, reference: &str) -> Option<Image> {
             } else {
                 None
             }
-        });
+        })
+    });
+    match single {
+        Some(i) if runs_on(&i, platform) => Found::Image(Box::new(i)),
+        Some(i) => Found::Elsewhere(format!(
+            "{reference} in the local store is a {} image, not {platform}",
+            i.config.platform()
+        )),
+        None => Found::Nothing,
     }
-    None
+}
+
+/// Whether a machine of `platform` runs `img` (an image that names no architecture does).
+fn runs_on(img: &Image, platform: &Platform) -> bool {
+    img.config.architecture.is_empty() || platform.rank(&img.config.platform()).is_some()
 }
 
 impl ImageResolver for StoreResolver<'_> {
@@ -89,13 +128,28 @@ impl ImageResolver for StoreResolver<'_> {
         if self.bases.always {
             self.pull(reference, platform)?;
         }
-        let img = match lookup(self.store, reference) {
-            Some(img) => img,
-            None if self.pull(reference, platform)? => match lookup(self.store, reference) {
-                Some(img) => img,
-                None => return Ok(None),
-            },
-            None => return Ok(None),
+        let img = match lookup(self.store, reference, platform) {
+            Found::Image(img) => img,
+            Found::Elsewhere(why) => {
+                if !self.pull(reference, platform)? {
+                    return Err(ResolveError::new(format!(
+                        "{why}: pull it for {platform} (`strata pull --platform {platform} {reference}`) or import it (`strata import --platform {platform} ROOTFS.tar NAME`)"
+                    )));
+                }
+                match lookup(self.store, reference, platform) {
+                    Found::Image(img) => img,
+                    Found::Elsewhere(why) => return Err(ResolveError::new(why)),
+                    Found::Nothing => return Ok(None),
+                }
+            }
+            Found::Nothing if self.pull(reference, platform)? => {
+                match lookup(self.store, reference, platform) {
+                    Found::Image(img) => img,
+                    Found::Elsewhere(why) => return Err(ResolveError::new(why)),
+                    Found::Nothing => return Ok(None),
+                }
+            }
+            Found::Nothing => return Ok(None),
         };
         // What BuildKit reads of a base: the fields its image model names (Docker's others,
         // `Hostname`, `Image`, …, are not carried into the images built on it).
@@ -124,12 +178,24 @@ impl ImageResolver for StoreResolver<'_> {
 
 /// The stored image an image source op names.
 pub fn find_image(store: &ImageStore, op: &Op) -> Result<Image> {
-    let OpKind::Source(SourceOp::Image { reference, .. }) = &op.kind else {
+    let OpKind::Source(SourceOp::Image {
+        reference,
+        platform,
+        resolved_digest,
+    }) = &op.kind
+    else {
         bail!("{} is not an image", op.name);
     };
-    match lookup(store, reference) {
-        Some(i) => Ok(i),
-        None => bail!(
+    // The image the frontend resolved the stage's config from.
+    if let Some(id) = resolved_digest
+        && let Ok(img) = store.image(id)
+    {
+        return Ok(img);
+    }
+    match lookup(store, reference, platform) {
+        Found::Image(i) => Ok(*i),
+        Found::Elsewhere(why) => bail!("{why}"),
+        Found::Nothing => bail!(
             "base image {reference} is not in the local store: pull it (`strata pull {reference}`), \
              load it (`strata load`) or import a root filesystem (`strata import ROOTFS.tar NAME`)"
         ),

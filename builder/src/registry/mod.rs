@@ -74,7 +74,9 @@ fn pull_from(
     say: &mut dyn FnMut(&str),
 ) -> Result<Pulled> {
     let (mut bytes, mut media_type, mut digest) = client.get_manifest(ep, repo, want)?;
-    // An index (a multi-platform image, perhaps nested): the entry for the platform.
+    // An index (a multi-platform image, perhaps nested): the entry for the platform. The
+    // outermost index is kept, so the image is multi-platform in the store too.
+    let mut top_index: Option<(Vec<u8>, String)> = None;
     let mut depth = 0;
     let m = loop {
         match Document::parse(&bytes, Some(&media_type)).with_context(|| format!("{r}"))? {
@@ -86,6 +88,14 @@ fn pull_from(
                 depth += 1;
                 if depth > 4 {
                     bail!("{r}: image indexes nested more than 4 deep");
+                }
+                if depth == 1 {
+                    let declared = if media_type.is_empty() {
+                        idx.media_type.clone()
+                    } else {
+                        media_type.clone()
+                    };
+                    top_index = Some((bytes.clone(), declared));
                 }
                 let pick = idx.select(platform).with_context(|| format!("{r}"))?;
                 let d = pick.digest.to_string();
@@ -180,12 +190,22 @@ fn pull_from(
         bytes_downloaded = fetch_layers(client, store, ep, repo, &todo, say)?;
     }
     let now = crate::timefmt::now();
+    let tags = [r.to_string()];
     let image_id = store.put_distributed_image(
         &config_bytes,
         Some((&bytes, &media_type)),
-        &[r.to_string()],
+        if top_index.is_some() { &[] } else { &tags },
         now,
     )?;
+    if let Some((index_bytes, index_type)) = &top_index {
+        store.put_distributed_index(
+            index_bytes,
+            index_type,
+            &[(digest.clone(), image_id.clone())],
+            &tags,
+            now,
+        )?;
+    }
     Ok(Pulled {
         image_id,
         manifest_digest: digest,

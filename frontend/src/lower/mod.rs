@@ -133,6 +133,9 @@ pub struct BuildOptions {
     pub dockerignore: Vec<String>,
     /// Lower every stage, not only what the target needs (for checks).
     pub all_stages: bool,
+    /// One build for several platforms: step names start with the stage's platform (and
+    /// `->ARCH` when it is not the target's), as BuildKit names them.
+    pub platform_prefix: bool,
 }
 
 impl Default for BuildOptions {
@@ -148,6 +151,7 @@ impl Default for BuildOptions {
             no_cache_filter: vec![],
             dockerignore: vec![],
             all_stages: false,
+            platform_prefix: false,
         }
     }
 }
@@ -227,6 +231,8 @@ struct Lowerer<'a> {
     used_build_args: BTreeSet<String>,
     target_platform: Platform,
     multi_stage: bool,
+    /// Each stage's platform, once its FROM is read (for step names).
+    stage_platforms: BTreeMap<usize, Platform>,
     /// Ops created for image sources, by (reference, platform), so each is resolved once.
     images: BTreeMap<(String, String), (OpId, Option<ResolvedImage>)>,
     ignore_matcher: Option<crate::dockerignore::PatternMatcher>,
@@ -335,6 +341,7 @@ impl<'a> Lowerer<'a> {
             used_build_args: BTreeSet::new(),
             target_platform,
             multi_stage: false,
+            stage_platforms: BTreeMap::new(),
             images: BTreeMap::new(),
             ignore_matcher,
         }

@@ -192,10 +192,16 @@ impl Lowerer<'_> {
     }
 
     pub(super) fn step_name(&self, i: usize, step: usize, total: usize, text: &str) -> String {
+        let mut prefix = String::new();
+        if self.opts.platform_prefix
+            && let Some(p) = self.stage_platforms.get(&i)
+        {
+            prefix = format!("{p}{} ", arrow_to(p, &self.target_platform));
+        }
         if self.multi_stage {
-            format!("[{} {step}/{total}] {text}", self.stage_label(i))
+            format!("[{prefix}{} {step}/{total}] {text}", self.stage_label(i))
         } else {
-            format!("[{step}/{total}] {text}")
+            format!("[{prefix}{step}/{total}] {text}")
         }
     }
 
@@ -276,6 +282,7 @@ impl Lowerer<'_> {
             }
         }
 
+        self.stage_platforms.insert(i, platform.clone());
         // The base: an earlier stage, scratch, or an image.
         let mut state = if let Some(j) = self.stage_index(&base).filter(|j| *j < i) {
             let mut s = self.lower_stage(j)?;
@@ -529,4 +536,20 @@ impl Lowerer<'_> {
         self.image_source(&reference, &platform, name, &stage, ins.range)
             .map(|(op, _)| op)
     }
+}
+
+/// `->ARCH` (or `->OS/ARCH`) when a stage built on `stage` produces for another target, as
+/// BuildKit's step names say it; empty when they are the same.
+fn arrow_to(stage: &Platform, target: &Platform) -> String {
+    let (s, t) = (stage.clone().normalized(), target.clone().normalized());
+    if t.os != s.os {
+        return format!("->{t}");
+    }
+    if t.architecture != s.architecture {
+        return match &t.variant {
+            Some(v) => format!("->{}/{v}", t.architecture),
+            None => format!("->{}", t.architecture),
+        };
+    }
+    String::new()
 }

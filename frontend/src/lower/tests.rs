@@ -523,3 +523,27 @@ fn an_invalid_exclude_pattern_is_an_error_at_its_line() {
     assert!(e[0].contains("invalid --exclude pattern"), "{e:?}");
     assert!(errors("FROM scratch\nCOPY --exclude=*.log . /\n", &opts()).is_empty());
 }
+
+#[test]
+fn steps_of_a_build_for_several_platforms_name_their_platform() {
+    let o = BuildOptions {
+        platform: Some(Platform::parse("linux/arm64").unwrap()),
+        platform_prefix: true,
+        ..opts()
+    };
+    let src = "FROM --platform=$BUILDPLATFORM busybox AS build\nRUN echo cross\nFROM busybox\nCOPY --from=build /x /x\nRUN echo native\n";
+    let l = lower_ok(src, &o);
+    let names: Vec<String> = l.graph.ops().map(|(_, op)| op.name.clone()).collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "[linux/amd64->arm64 build 2/2] RUN echo cross"),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "[linux/arm64 stage-1 3/3] RUN echo native"),
+        "{names:?}"
+    );
+}
