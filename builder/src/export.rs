@@ -431,6 +431,123 @@ pub fn write_docker(
     s.finish()
 }
 
+/// A multi-platform image as written: each member's manifest and the index naming them.
+#[derive(Debug, Clone)]
+pub struct Indexed {
+    pub members: Vec<Manifested>,
+    pub index: Vec<u8>,
+    pub digest: Digest,
+    pub media_type: String,
+}
+
+/// Makes each member's manifest in `fmt` and the index of them (an OCI index, or a Docker
+/// manifest list with Docker media types), each entry with its image's platform.
+pub fn index_of(store: &mut ImageStore, members: &[Image], fmt: &Format) -> Result<Indexed> {
+    let mut manifests = Vec::new();
+    let mut entries = Vec::new();
+    for img in members {
+        let m = manifest(store, img, fmt)?;
+        entries.push(index_entry(&m, None, true));
+        manifests.push(m);
+    }
+    let media_type = if fmt.oci_media_types {
+        mt::OCI_INDEX
+    } else {
+        mt::DOCKER_MANIFEST_LIST
+    };
+    let mut idx = Index::new(entries);
+    idx.media_type = media_type.into();
+    let (index, digest) = idx.encode();
+    Ok(Indexed {
+        members: manifests,
+        index,
+        digest,
+        media_type: media_type.into(),
+    })
+}
+
+/// Writes a multi-platform image as an OCI layout (`docker = false`) or a `docker load`
+/// archive: every member's blobs, the image index as a blob, and `index.json` naming that
+/// index under `names` (as BuildKit's exporters do). The docker archive's `manifest.json`
+/// lists every member; only the member this machine runs carries the names, so a classic
+/// `docker load` tags the image it can run. Returns the index digest.
+pub fn write_index(
+    store: &mut ImageStore,
+    members: &[Image],
+    names: &[String],
+    fmt: &Format,
+    dest: Dest,
+    docker: bool,
+) -> Result<Digest> {
+    let mut s = sink(dest)?;
+    let indexed = index_of(store, members, fmt)?;
+    let host = Platform::host();
+    let native = members
+        .iter()
+        .position(|i| host.rank(&i.config.platform()).is_some());
+    let mut entries = Vec::new();
+    for (i, (img, m)) in members.iter().zip(&indexed.members).enumerate() {
+        write_blobs(&mut s, store, m, &img.config_bytes)?;
+        entries.push(ArchiveEntry {
+            config: format!("blobs/sha256/{}", m.config.digest.hex()),
+            repo_tags: if Some(i) == native {
+                names.iter().map(|n| familiar(n)).collect()
+            } else {
+                vec![]
+            },
+            layers: m
+                .layers
+                .iter()
+                .map(|l| format!("blobs/sha256/{}", l.digest.hex()))
+                .collect(),
+            layer_sources: Default::default(),
+        });
+    }
+    s.blob(store, &indexed.digest, Some(&indexed.index))?;
+    let top = Manifested {
+        manifest: indexed.index.clone(),
+        manifest_digest: indexed.digest.clone(),
+        media_type: indexed.media_type.clone(),
+        config: Descriptor::new(OCI_CONFIG, indexed.digest.clone(), 0),
+        layers: vec![],
+        tags: names.to_vec(),
+        platform: host,
+    };
+    let mut index = Vec::new();
+    if names.is_empty() {
+        index.push(index_entry(&top, None, false));
+    }
+    for n in names {
+        index.push(index_entry(&top, Some(n), false));
+    }
+    s.bytes("oci-layout", OCI_LAYOUT)?;
+    s.bytes("index.json", &Index::new(index).encode().0)?;
+    if docker {
+        s.bytes("manifest.json", &serde_json::to_vec(&entries)?)?;
+    }
+    s.finish()?;
+    Ok(indexed.digest)
+}
+
+/// The directory buildx names a platform's files in (`linux_amd64`, `linux_arm_v7`).
+pub fn platform_dir(p: &Platform) -> String {
+    let mut s = format!("{}_{}", p.os, p.architecture);
+    if let Some(v) = &p.variant {
+        s.push('_');
+        s.push_str(v);
+    }
+    s
+}
+
+/// Each member's root filesystem under `dest/<platform>/` (type=local of several platforms).
+pub fn write_local_platforms(store: &ImageStore, members: &[Image], dest: &Path) -> Result<()> {
+    for img in members {
+        let dir = dest.join(platform_dir(&img.config.platform().normalized()));
+        write_local(store, img, &dir)?;
+    }
+    Ok(())
+}
+
 /// The image's layer directories, top first.
 pub fn layer_dirs(store: &ImageStore, img: &Image) -> Result<Vec<PathBuf>> {
     let mut v = Vec::new();
@@ -451,6 +568,24 @@ pub fn write_local(store: &ImageStore, img: &Image, dest: &Path) -> Result<()> {
         &layer_dirs(store, img)?,
         dest,
     )?)
+}
+
+/// Every member's root filesystem in one tar, each under `<platform>/` (type=tar of several
+/// platforms, as buildx writes it): made under `scratch` (removed after).
+pub fn write_rootfs_tar_platforms(
+    store: &ImageStore,
+    members: &[Image],
+    scratch: &Path,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let _ = std::fs::remove_dir_all(scratch);
+    let r = write_local_platforms(store, members, scratch).and_then(|_| {
+        strata_cache::difftar::write_diff_tar(scratch, out, &Default::default())
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    });
+    let _ = std::fs::remove_dir_all(scratch);
+    r
 }
 
 /// The final root filesystem as one tar (type=tar): made under `scratch` (removed after).

@@ -225,7 +225,7 @@ pub fn register_line(name: &str, kind: &ElfKind, interpreter: &Path) -> String {
     mask[type_low] = 0xfe;
     let hex = |b: &[u8]| b.iter().map(|x| format!("\\x{x:02x}")).collect::<String>();
     format!(
-        ":{name}:M::{}:{}:{}:F",
+        ":{name}:M::{}:{}:{}:PF",
         hex(&header),
         hex(&mask),
         interpreter.display()
@@ -400,7 +400,7 @@ mod tests {
             );
             let h = Handler::parse("x", &text).unwrap();
             assert!(h.matches(&kind), "{p}: {line}");
-            assert!(line.ends_with(":F"));
+            assert!(line.ends_with(":PF"));
         }
     }
 

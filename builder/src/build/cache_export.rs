@@ -16,7 +16,7 @@ pub fn export(
     store: &mut ImageStore,
     graph: &BuildGraph,
     needed: &[OpId],
-    target: OpId,
+    targets: &[OpId],
     keys: &BTreeMap<OpId, Digest>,
     used: &[Digest],
     (loc, mode, with_mounts): (&remote_cache::Location, remote_cache::Mode, bool),
@@ -28,7 +28,15 @@ pub fn export(
     };
     let keys_out: Vec<Digest> = match mode {
         remote_cache::Mode::Max => used.to_vec(),
-        remote_cache::Mode::Min => lineage(graph, target, keys),
+        remote_cache::Mode::Min => {
+            let mut v: Vec<Digest> = targets
+                .iter()
+                .flat_map(|t| lineage(graph, *t, keys))
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        }
     };
     Ok(remote_cache::export(store, &keys_out, loc, &mounts).context("exporting the cache")?)
 }

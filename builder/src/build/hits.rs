@@ -63,7 +63,7 @@ pub fn import_caches(
     req: &BuildRequest,
     store: &ImageStore,
     graph: &BuildGraph,
-    target: OpId,
+    targets: &[OpId],
     keys: &BTreeMap<OpId, Digest>,
     meta: &Metadata,
     done: &mut BTreeMap<OpId, FsResult>,
@@ -87,40 +87,42 @@ pub fn import_caches(
     // From the target down: a step found in an imported cache is where the walk stops, so only
     // the results the build stops at are fetched.
     let mut failed = None;
-    graph.reachable(target, |id| {
-        if failed.is_some() || done.contains_key(&id) {
-            return true;
-        }
-        let op = graph.op(id);
-        if matches!(op.kind, OpKind::Source(_)) || op.ignore_cache {
-            return false;
-        }
-        let key = &keys[&id];
-        for imp in &imported {
-            let hit = imp
-                .materialize(&mut store_w, key, crate::timefmt::now())
-                .with_context(|| format!("fetching the cached result of {}", op.name))
-                .and_then(|got| {
-                    Ok(if got {
-                        meta.cached_result(key).map_err(anyhow::Error::from)?
-                    } else {
-                        None
-                    })
-                });
-            match hit {
-                Ok(Some(chain)) => {
-                    done.insert(id, FsResult::Layers(chain));
-                    return true;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    failed = Some(e);
-                    return true;
+    for target in targets {
+        graph.reachable(*target, |id| {
+            if failed.is_some() || done.contains_key(&id) {
+                return true;
+            }
+            let op = graph.op(id);
+            if matches!(op.kind, OpKind::Source(_)) || op.ignore_cache {
+                return false;
+            }
+            let key = &keys[&id];
+            for imp in &imported {
+                let hit = imp
+                    .materialize(&mut store_w, key, crate::timefmt::now())
+                    .with_context(|| format!("fetching the cached result of {}", op.name))
+                    .and_then(|got| {
+                        Ok(if got {
+                            meta.cached_result(key).map_err(anyhow::Error::from)?
+                        } else {
+                            None
+                        })
+                    });
+                match hit {
+                    Ok(Some(chain)) => {
+                        done.insert(id, FsResult::Layers(chain));
+                        return true;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        return true;
+                    }
                 }
             }
-        }
-        false
-    });
+            false
+        });
+    }
     match failed {
         Some(e) => Err(e.into()),
         None => Ok(()),
@@ -131,16 +133,18 @@ pub fn import_caches(
 /// many steps are cached.
 pub fn show(
     graph: &BuildGraph,
-    target: OpId,
+    targets: &[OpId],
     done: &BTreeMap<OpId, FsResult>,
     progress: &Progress,
 ) -> usize {
     let mut cached = 0;
-    let shown: Vec<OpId> = graph
-        .reachable(target, |id| done.contains_key(&id))
-        .into_iter()
+    let mut shown: Vec<OpId> = targets
+        .iter()
+        .flat_map(|t| graph.reachable(*t, |id| done.contains_key(&id)))
         .filter(|id| done.contains_key(id))
         .collect();
+    shown.sort();
+    shown.dedup();
     let digest_of = |id: OpId| graph.digest(id).as_str().to_string();
     for id in &shown {
         let op = graph.op(*id);

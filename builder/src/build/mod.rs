@@ -73,13 +73,21 @@ pub struct BuildRequest {
     pub allow_network_host: bool,
     /// Where base images the store lacks come from while the Dockerfile is lowered.
     pub bases: resolver::BaseImages,
+    /// `--platform P1,P2,…`: one image per platform, and an index of them; empty: one image
+    /// for `opts.platform` (the machine's when unset).
+    pub platforms: Vec<strata_solver::graph::Platform>,
+    /// Where binfmt_misc's handlers are listed (emulation of other platforms).
+    pub binfmt_dir: PathBuf,
 }
 
 /// What a build produced.
 #[derive(Debug, Clone)]
 pub struct BuildResult {
+    /// The image ID; for several platforms, the index's digest.
     pub image_id: Digest,
     pub manifest_digest: Option<Digest>,
+    /// For several platforms: each platform's image, in the order asked.
+    pub platforms: Vec<(strata_solver::graph::Platform, Digest)>,
     /// Steps that ran, and steps answered by the cache.
     pub executed: usize,
     pub cached: usize,
@@ -113,13 +121,16 @@ pub fn build(
         .map_err(|e| anyhow::anyhow!("locking the state root: {e}"))?;
     strata_executor::clean_stale_containers(&req.root.join("containers"));
     store.content.clean_leftovers();
-    // 1. Lower.
-    let lowered = lower_dockerfile(req, &store, warnings)?;
-    let epoch = lowered.epoch;
-    let target = lowered.target;
-    let graph = Arc::new(lowered.graph.clone());
-    let needed = graph.ancestors(target);
+    // 1. Lower, once per target platform, into one graph: what the targets share is one op.
+    let (graph, targets) = lower_targets(req, &store, warnings)?;
+    let epoch = targets[0].lowered.epoch;
+    let graph = Arc::new(graph);
+    let ops: Vec<OpId> = targets.iter().map(|t| t.op).collect();
+    let mut needed: Vec<OpId> = ops.iter().flat_map(|t| graph.ancestors(*t)).collect();
+    needed.sort();
+    needed.dedup();
     check_entitlements(req, &graph, &needed)?;
+    check_emulation(req, &graph, &needed)?;
     // 2. Sources whose content is their key, then every needed op's key.
     let fetched = sources::prefetch(req, &graph, &needed, &progress)?;
     let mut meta =
@@ -141,25 +152,40 @@ pub fn build(
     // 3. What is done already: sources, cache hits, then imported caches.
     let mut done = hits::done_already(req, &store, &graph, &needed, &keys)?;
     if !req.cache_from.is_empty() {
-        hits::import_caches(
-            req, &store, &graph, target, &keys, &meta, &mut done, warnings,
-        )?;
+        hits::import_caches(req, &store, &graph, &ops, &keys, &meta, &mut done, warnings)?;
     }
-    let cached = hits::show(&graph, target, &done, &progress);
+    let cached = hits::show(&graph, &ops, &done, &progress);
     // 4. Run what is left.
-    let (layers, executed) =
-        solve::run(req, &graph, target, &keys, &progress, epoch, fetched, done)?;
-    // 5. The image.
-    // The image's creation time is when its last step's result was made, so a rebuild that
-    // is all cache hits gives the same image ID (as BuildKit's does).
-    let created = epoch.unwrap_or_else(|| {
-        keys.get(&target)
-            .and_then(|k| meta.cached_created(k).ok().flatten())
-            .unwrap_or_else(now)
-    });
+    let (chains, executed) = solve::run(req, &graph, &ops, &keys, &progress, epoch, fetched, done)?;
+    // 5. The images (and, for several platforms, the index of them).
     let mut store = store;
-    let (image_id, manifest_digest) =
-        assemble::put_image(&mut store, &lowered, &layers, &req.tags, created)?;
+    let single = targets.len() == 1 && req.platforms.len() <= 1;
+    let mut images = Vec::new();
+    for (t, chain) in targets.iter().zip(&chains) {
+        // An image's creation time is when its last step's result was made, so a rebuild
+        // that is all cache hits gives the same image ID (as BuildKit's does).
+        let created = epoch.unwrap_or_else(|| {
+            keys.get(&t.op)
+                .and_then(|k| meta.cached_created(k).ok().flatten())
+                .unwrap_or_else(now)
+        });
+        let tags = if single { req.tags.as_slice() } else { &[] };
+        let (id, manifest) = assemble::put_image(&mut store, &t.lowered, chain, tags, created)?;
+        images.push((t.lowered.platform.clone(), id, manifest));
+    }
+    let (image_id, manifest_digest, platforms) = if single {
+        let (_, id, manifest) = images.remove(0);
+        (id, manifest, vec![])
+    } else {
+        let members: Vec<_> = images
+            .iter()
+            .map(|(p, id, _)| (p.clone(), id.clone()))
+            .collect();
+        let index = store
+            .put_index(&members, &req.tags, now())
+            .map_err(anyhow::Error::from)?;
+        (index.clone(), Some(index), members)
+    };
     let used: Vec<Digest> = needed.iter().filter_map(|i| keys.get(i).cloned()).collect();
     let _ = meta.touch_cached(&used, now());
     // 6. The cache, where asked.
@@ -169,7 +195,7 @@ pub fn build(
             &mut store,
             &graph,
             &needed,
-            target,
+            &ops,
             &keys,
             &used,
             (loc, *mode, *with_mounts),
@@ -179,26 +205,101 @@ pub fn build(
     Ok(BuildResult {
         image_id,
         manifest_digest,
+        platforms,
         executed,
         cached,
     })
+}
+
+/// One target of a build: a platform's lowering and its op in the shared graph.
+struct Target {
+    lowered: strata_frontend::lower::Lowered,
+    op: OpId,
+}
+
+/// The Dockerfile lowered for each target platform, merged into one graph.
+fn lower_targets(
+    req: &BuildRequest,
+    store: &ImageStore,
+    warnings: &mut dyn std::io::Write,
+) -> Result<(strata_solver::graph::BuildGraph, Vec<Target>), BuildError> {
+    let platforms: Vec<Option<strata_solver::graph::Platform>> = if req.platforms.is_empty() {
+        vec![req.opts.platform.clone()]
+    } else {
+        req.platforms.iter().cloned().map(Some).collect()
+    };
+    let mut graph = strata_solver::graph::BuildGraph::new();
+    let mut targets = Vec::new();
+    let mut said = std::collections::BTreeSet::new();
+    for p in platforms {
+        let opts = BuildOptions {
+            platform: p.or_else(|| req.opts.platform.clone()),
+            platform_prefix: req.platforms.len() > 1,
+            ..req.opts.clone()
+        };
+        let lowered = lower_dockerfile(req, &opts, store, &mut said, warnings)?;
+        let map = graph.merge(&lowered.graph);
+        let op = map[lowered.target.0];
+        targets.push(Target { lowered, op });
+    }
+    Ok((graph, targets))
+}
+
+/// Every RUN step for another platform than this machine's needs its emulator registered
+/// (binfmt_misc with the fix-binary flag); checked before anything runs, naming the stage.
+fn check_emulation(
+    req: &BuildRequest,
+    graph: &strata_solver::graph::BuildGraph,
+    needed: &[OpId],
+) -> Result<(), BuildError> {
+    use strata_executor::binfmt;
+    let mut handlers = None;
+    for id in needed {
+        let op = graph.op(*id);
+        let OpKind::Exec(e) = &op.kind else { continue };
+        let Some(p) = &e.platform else { continue };
+        let handlers = handlers.get_or_insert_with(|| binfmt::handlers(&req.binfmt_dir));
+        if let binfmt::Support::Missing(why) = binfmt::support(p, handlers) {
+            return Err(BuildError::Step {
+                report: failure_report(
+                    &op.name,
+                    op.location.as_ref(),
+                    &req.dockerfile,
+                    &[],
+                    &format!(
+                        "stage {} runs for {p}: {}",
+                        if op.stage.is_empty() {
+                            "default"
+                        } else {
+                            &op.stage
+                        },
+                        binfmt::missing_error(p, &why)
+                    ),
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The Dockerfile lowered with base images resolved in the store; warnings written out,
 /// errors returned all together.
 fn lower_dockerfile(
     req: &BuildRequest,
+    opts: &BuildOptions,
     store: &ImageStore,
+    said: &mut std::collections::BTreeSet<String>,
     warnings: &mut dyn std::io::Write,
 ) -> Result<strata_frontend::lower::Lowered, BuildError> {
     let resolver = resolver::StoreResolver::new(store, &req.bases);
-    let (lowered, diags) = lower(&req.dockerfile, &req.opts, &resolver);
+    let (lowered, diags) = lower(&req.dockerfile, opts, &resolver);
     let mut errors = String::new();
     for d in &diags {
         let text = d.render(&req.dockerfile_name, &req.dockerfile);
         if d.is_error() {
             errors.push_str(&format!("{text}\n"));
-        } else {
+        } else if said.insert(text.clone()) {
+            // Once, though the Dockerfile is lowered once per platform.
             let _ = writeln!(warnings, "warning: {text}");
         }
     }

@@ -11,19 +11,22 @@ use strata_cache::Digest;
 use strata_solver::graph::{BuildGraph, OpId};
 use strata_solver::scheduler::{Scheduler, SolveError};
 
-/// Runs the target's steps not in `done`; returns the target's layer chain and how many
-/// steps ran.
+/// A filesystem's layers, bottom first (`None`: a step that changed nothing).
+pub type Chain = Vec<Option<Digest>>;
+
+/// Runs the targets' steps not in `done` (what they share, once); returns each target's
+/// layer chain and how many steps ran.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     req: &BuildRequest,
     graph: &Arc<BuildGraph>,
-    target: OpId,
+    targets: &[OpId],
     keys: &BTreeMap<OpId, Digest>,
     progress: &Arc<Progress>,
     epoch: Option<i64>,
     fetched: Fetched,
     done: BTreeMap<OpId, FsResult>,
-) -> Result<(Vec<Option<Digest>>, usize), BuildError> {
+) -> Result<(Vec<Chain>, usize), BuildError> {
     // The fetched files' directories live until the steps that add them are done.
     let Fetched {
         prefetched,
@@ -52,13 +55,10 @@ pub fn run(
         Some(n) => Scheduler::with_limit(n),
         None => Scheduler::default(),
     };
-    let result = scheduler.run_from(graph.clone(), target, runner.clone(), done);
+    let result = scheduler.run_all(graph.clone(), targets, runner.clone(), done);
     drop(guards);
-    let layers = match result {
-        Ok(FsResult::Layers(l)) => l,
-        Ok(FsResult::Context { .. }) => {
-            return Err(anyhow::anyhow!("the target is the build context, not a stage").into());
-        }
+    let outputs = match result {
+        Ok(outputs) => outputs,
         Err(SolveError::Op { id, name, message }) => {
             let tail = progress.tail(graph.digest(id).as_str());
             return Err(BuildError::Step {
@@ -73,6 +73,15 @@ pub fn run(
         }
         Err(e) => return Err(anyhow::Error::from(e).into()),
     };
+    let mut chains = Vec::new();
+    for out in outputs {
+        match out {
+            FsResult::Layers(l) => chains.push(l),
+            FsResult::Context { .. } => {
+                return Err(anyhow::anyhow!("the target is the build context, not a stage").into());
+            }
+        }
+    }
     let executed = runner.executed.load(std::sync::atomic::Ordering::SeqCst);
-    Ok((layers, executed))
+    Ok((chains, executed))
 }

@@ -73,12 +73,25 @@ pub enum CommandArgs {
     Logout(LogoutArgs),
     /// Remove build cache and the layers nothing uses any more
     Prune(PruneArgs),
+    /// List, register (--install) or remove (--uninstall) QEMU emulators for other platforms
+    Binfmt(BinfmtArgs),
     #[command(name = "__shim", hide = true)]
     Shim(ShimArgs),
     #[command(name = "__init", hide = true)]
     Init(InitArgs),
     #[command(name = "__fileop", hide = true)]
     FileOp(InitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BinfmtArgs {
+    /// Register Debian's qemu-user-static emulator (with the fix-binary flag) for these
+    /// platforms (os/arch[/variant], or `all`), as root
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub install: Vec<String>,
+    /// Remove every registered QEMU emulator, as root
+    #[arg(long, conflicts_with = "install")]
+    pub uninstall: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,10 +171,14 @@ pub struct InitArgs {
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// The tarball, or `-` for standard input
-    pub file: String,
-    /// NAME[:TAG] for the new image
-    pub reference: Option<String>,
+    /// The platform of the image (the machine's by default); several, comma-separated, make
+    /// one multi-platform image of as many tarballs, in the same order
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The tarball (`-` for standard input), one per platform, then NAME[:TAG] for the new
+    /// image
+    #[arg(required = true, num_args = 1..)]
+    pub args: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,6 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_executor as executor;
-use strata_solver::Platform;
 use strata_solver::graph::NetworkMode;
 
 /// A context read from standard input, removed when the build ends.
@@ -136,8 +135,8 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         Err(BuildError::Exec(e)) => return Err(e.into()),
         Err(BuildError::Other(e)) => return Err(e),
     };
-    export_outputs(g, &r, &outputs, &tags, &progress)?;
-    report(a, &r, &tags, mode, to_stdout, &progress)?;
+    let pushed = export_outputs(g, &r, &outputs, &tags, &progress)?;
+    report(a, &r, pushed.as_ref(), &tags, mode, to_stdout, &progress)?;
     Ok(0)
 }
 
@@ -148,14 +147,6 @@ fn build_options(
     df: &config::DockerfileSource,
 ) -> Result<strata_frontend::lower::BuildOptions> {
     let mut opts = config::build_options(frontend, df)?;
-    if let Some(p) = &opts.platform
-        && *p != Platform::host()
-    {
-        bail!(
-            "--platform {p}: strata builds for this machine's platform ({}) only: it does not emulate other platforms, so RUN steps for {p} cannot run here",
-            Platform::host()
-        );
-    }
     // As buildx does: SOURCE_DATE_EPOCH from the environment becomes the build arg.
     if !opts.build_args.contains_key("SOURCE_DATE_EPOCH")
         && let Ok(v) = std::env::var("SOURCE_DATE_EPOCH")
@@ -281,6 +272,15 @@ fn request(
         allow_network_host: a.allow.iter().any(|e| e == "network.host")
             || a.network == Some(NetworkArg::Host),
         bases: base_images(g, a.pull, progress_mode(a)),
+        platforms: match config::platforms(frontend)? {
+            several if several.len() > 1 => several,
+            _ => vec![],
+        },
+        // Where the kernel lists binfmt_misc handlers; STRATA_BINFMT_DIR points elsewhere
+        // (tests that simulate a machine without an emulator).
+        binfmt_dir: std::env::var_os("STRATA_BINFMT_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(strata_executor::binfmt::BINFMT_DIR)),
         cache_from: a
             .cache_from
             .iter()
@@ -309,9 +309,10 @@ fn export_outputs(
     outputs: &[super::output::OutputSpec],
     tags: &[String],
     progress: &Progress,
-) -> Result<()> {
+) -> Result<Option<strata_cache::Digest>> {
     let id = r.image_id.as_str().to_string();
     let mut store = open_store(g)?;
+    let mut pushed = None;
     for o in outputs {
         let v = match &o.output {
             super::output::Output::Image { .. } => "exporting to image".to_string(),
@@ -326,16 +327,20 @@ fn export_outputs(
         }
         let res = super::output::export(g, &mut store, &id, tags, o);
         progress.done(&v, res.as_ref().err().map(|e| format!("{e:#}")).as_deref());
-        res?;
+        if let Some(d) = res? {
+            pushed = Some(d);
+        }
     }
-    Ok(())
+    Ok(pushed)
 }
 
 /// What a build prints: the summary, the image ID (unless an archive went to standard
 /// output), `--iidfile` and `--metadata-file`.
+#[allow(clippy::too_many_arguments)]
 fn report(
     a: &BuildArgs,
     r: &crate::build::BuildResult,
+    pushed: Option<&strata_cache::Digest>,
     tags: &[String],
     mode: Mode,
     to_stdout: usize,
@@ -366,10 +371,20 @@ fn report(
         write_file(p, id.as_bytes())?;
     }
     if let Some(p) = &a.metadata_file {
-        let mut m = serde_json::json!({
-            "containerimage.config.digest": id,
-        });
-        if let Some(d) = &r.manifest_digest {
+        // As buildx: an image's config digest and manifest digest (the one pushed, when it
+        // was); for several platforms, the index's digest and the platforms.
+        let mut m = if r.platforms.is_empty() {
+            serde_json::json!({ "containerimage.config.digest": id })
+        } else {
+            serde_json::json!({
+                "strata.platforms": r
+                    .platforms
+                    .iter()
+                    .map(|(p, img)| serde_json::json!({ "platform": p.to_string(), "config.digest": img.as_str() }))
+                    .collect::<Vec<_>>(),
+            })
+        };
+        if let Some(d) = pushed.or(r.manifest_digest.as_ref()) {
             m["containerimage.digest"] = d.as_str().into();
         }
         if !tags.is_empty() {

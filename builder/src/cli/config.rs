@@ -234,12 +234,28 @@ pub fn parse_build_args(
     Ok(out)
 }
 
+/// `--platform P1,P2,…`: normalized, each once, in the order given (none: the machine's).
+pub fn platforms(a: &FrontendArgs) -> Result<Vec<Platform>> {
+    let Some(list) = &a.platform else {
+        return Ok(vec![]);
+    };
+    let mut out: Vec<Platform> = Vec::new();
+    for p in list.split(',').map(str::trim) {
+        let parsed = Platform::parse(p)
+            .map_err(|e| {
+                anyhow::anyhow!("--platform {p:?}: {e}: write os/arch[/variant], e.g. linux/arm64")
+            })?
+            .normalized();
+        if !out.iter().any(|o| o.same(&parsed)) {
+            out.push(parsed);
+        }
+    }
+    Ok(out)
+}
+
 /// Builds the frontend options from the arguments and the loaded Dockerfile.
 pub fn build_options(a: &FrontendArgs, df: &DockerfileSource) -> Result<BuildOptions> {
-    let platform = match &a.platform {
-        Some(p) => Some(Platform::parse(p).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
+    let platform = platforms(a)?.into_iter().next();
     let dockerignore = match &df.dockerignore {
         Some(text) => strata_frontend::dockerignore::read_ignore_file(text.as_bytes())
             .context("reading .dockerignore")?

@@ -57,18 +57,88 @@ pub fn find(store: &ImageStore, name: &str) -> Result<strata_cache::images::Imag
         .map_err(|_| anyhow::anyhow!("no such image: {name}"))
 }
 
+/// [`find`] for a platform: a multi-platform image's member for it (the best ranked), or
+/// the image itself.
+pub fn find_for(
+    store: &ImageStore,
+    name: &str,
+    platform: Option<&Platform>,
+) -> Result<strata_cache::images::Image> {
+    if let Some(p) = platform {
+        let idx = match normalize_tag(name) {
+            Ok(full) => store.index(&full)?,
+            Err(_) => None,
+        };
+        if let Some(idx) = idx.map_or_else(|| store.index(name), |i| Ok(Some(i)))? {
+            return match store.index_member_for(&idx.record, p)? {
+                strata_cache::indexes::ForPlatform::Image(img) => Ok(*img),
+                strata_cache::indexes::ForPlatform::NotHere { .. } => {
+                    bail!(
+                        "no such image: {name} for {p} (not in the local store: pull it with --platform {p})"
+                    )
+                }
+                strata_cache::indexes::ForPlatform::NoMatch(have) => {
+                    bail!("no such image: {name} for {p} (it has {})", have.join(", "))
+                }
+            };
+        }
+    }
+    find(store, name)
+}
+
 pub fn import(g: &Global, a: &ImportArgs) -> Result<i32> {
-    let tag = a.reference.as_deref().map(normalize_tag).transpose()?;
+    let platforms: Vec<Platform> = match &a.platform {
+        None => vec![Platform::host()],
+        Some(list) => list
+            .split(',')
+            .map(|p| {
+                Platform::parse(p.trim())
+                    .map(Platform::normalized)
+                    .map_err(|e| anyhow::anyhow!("--platform {p:?}: {e}: write os/arch[/variant]"))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let n = platforms.len();
+    if a.args.len() < n || a.args.len() > n + 1 {
+        bail!(
+            "strata import takes {n} tarball{} (one per --platform) and then an optional NAME; got {} arguments",
+            if n == 1 { "" } else { "s" },
+            a.args.len()
+        );
+    }
+    let tag = a.args.get(n).map(|r| normalize_tag(r)).transpose()?;
+    let tags: Vec<String> = tag.into_iter().collect();
     let mut store = open_store(g)?;
     let _lock = strata_cache::lock::RootLock::shared(&g.root).context("locking the state root")?;
-    let input: Box<dyn std::io::Read> = if a.file == "-" {
+    if n == 1 {
+        let id = import_one(&mut store, &a.args[0], &platforms[0], &tags)?;
+        println!("{id}");
+        return Ok(0);
+    }
+    let mut members = Vec::new();
+    for (file, p) in a.args.iter().zip(&platforms) {
+        members.push((p.clone(), import_one(&mut store, file, p, &[])?));
+    }
+    let index = store.put_index(&members, &tags, now())?;
+    println!("{index}");
+    Ok(0)
+}
+
+/// One root filesystem tarball as a one-layer image for `platform`.
+fn import_one(
+    store: &mut strata_cache::images::ImageStore,
+    file: &str,
+    platform: &Platform,
+    tags: &[String],
+) -> Result<strata_cache::Digest> {
+    let input: Box<dyn std::io::Read> = if file == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?)
+        Box::new(std::fs::File::open(file).with_context(|| format!("opening {file}"))?)
     };
     let layer = store
         .import_layer(input, &RealFs, &UnpackOptions::default())
-        .with_context(|| format!("importing {}", a.file))?;
+        .with_context(|| format!("importing {file}"))?;
     // SOURCE_DATE_EPOCH makes imports reproducible too.
     let created = rfc3339(
         std::env::var("SOURCE_DATE_EPOCH")
@@ -76,7 +146,6 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<i32> {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(now),
     );
-    let platform = Platform::host();
     let config = ImageConfig {
         created: Some(created.clone()),
         architecture: platform.architecture.clone(),
@@ -85,23 +154,59 @@ pub fn import(g: &Global, a: &ImportArgs) -> Result<i32> {
         rootfs: RootFs::layers(vec![layer.diff_id.clone()]),
         history: vec![History {
             created: Some(created),
-            created_by: format!("strata import {}", a.file),
+            created_by: format!("strata import {file}"),
             comment: "Imported from a root filesystem tarball".into(),
             ..Default::default()
         }],
         ..ImageConfig::default()
     };
-    let tags: Vec<String> = tag.into_iter().collect();
-    let id = store.put_image(&config, &tags, now())?;
-    println!("{id}");
-    Ok(0)
+    Ok(store.put_image(&config, tags, now())?)
 }
 
 pub fn images(g: &Global, a: &ImagesArgs) -> Result<i32> {
     let store = open_store(g)?;
     let now = now();
     let mut rows = Vec::new();
+    let in_indexes = store.meta.images_in_indexes()?;
+    let mut entries: Vec<(strata_cache::metadata::ImageRecord, Vec<String>)> = Vec::new();
+    // A multi-platform image is one entry: its index, sized and dated by the members here.
+    for idx in store.meta.indexes()? {
+        let members: Vec<_> = idx
+            .members
+            .iter()
+            .filter_map(|m| m.image_id.as_ref())
+            .filter_map(|id| store.meta.resolve(id.as_str()).ok().flatten())
+            .collect();
+        let rec = strata_cache::metadata::ImageRecord {
+            id: idx.digest.clone(),
+            config_digest: idx.digest.clone(),
+            manifest_digest: Some(idx.digest.clone()),
+            created: members.iter().filter_map(|m| m.created.clone()).max(),
+            size: members.iter().map(|m| m.size).sum(),
+            layers: vec![],
+            tags: idx.tags.clone(),
+        };
+        let platforms = idx
+            .members
+            .iter()
+            .map(|m| {
+                if m.image_id.is_some() {
+                    m.platform.clone()
+                } else {
+                    format!("({})", m.platform)
+                }
+            })
+            .collect();
+        entries.push((rec, platforms));
+    }
     for img in store.meta.images()? {
+        if img.tags.is_empty() && in_indexes.contains(&img.id) {
+            continue;
+        }
+        entries.push((img, vec![]));
+    }
+    let with_platforms = entries.iter().any(|(_, p)| !p.is_empty());
+    for (img, platforms) in entries {
         let created = img.created.as_deref().and_then(parse_rfc3339);
         let tags: Vec<Option<String>> = if img.tags.is_empty() {
             vec![None]
@@ -119,14 +224,14 @@ pub fn images(g: &Global, a: &ImagesArgs) -> Result<i32> {
                 }
                 None => ("<none>".into(), "<none>".into()),
             };
-            rows.push((repo, tag, img.clone(), created));
+            rows.push((repo, tag, img.clone(), created, platforms.clone()));
         }
     }
     let mut out = std::io::stdout().lock();
     match a.format {
         ListFormat::Json => {
-            for (repo, tag, img, created) in &rows {
-                let j = serde_json::json!({
+            for (repo, tag, img, created, platforms) in &rows {
+                let mut j = serde_json::json!({
                     "Repository": repo,
                     "Tag": tag,
                     "ID": img.id.to_string(),
@@ -136,6 +241,9 @@ pub fn images(g: &Global, a: &ImagesArgs) -> Result<i32> {
                     "Size": human_size(img.size),
                     "VirtualSize": img.size,
                 });
+                if !platforms.is_empty() {
+                    j["Platforms"] = platforms.clone().into();
+                }
                 writeln!(out, "{j}")?;
             }
         }
@@ -146,8 +254,12 @@ pub fn images(g: &Global, a: &ImagesArgs) -> Result<i32> {
                 header.push("DIGEST");
             }
             header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+            if with_platforms {
+                // Members not in the store are in parentheses.
+                header.push("PLATFORMS");
+            }
             table.push(header.iter().map(|s| s.to_string()).collect());
-            for (repo, tag, img, created) in &rows {
+            for (repo, tag, img, created, platforms) in &rows {
                 let mut r = vec![repo.clone(), tag.clone()];
                 if a.digests {
                     r.push(
@@ -160,6 +272,9 @@ pub fn images(g: &Global, a: &ImagesArgs) -> Result<i32> {
                 r.push(img.id.short().to_string());
                 r.push(created.map(|c| ago(c, now)).unwrap_or_else(|| "N/A".into()));
                 r.push(human_size(img.size));
+                if with_platforms {
+                    r.push(platforms.join(","));
+                }
                 table.push(r);
             }
             let widths: Vec<usize> = (0..table[0].len())

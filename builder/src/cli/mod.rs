@@ -106,6 +106,7 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
         CommandArgs::Login(a) => registry::login(&a),
         CommandArgs::Logout(a) => registry::logout(&a),
         CommandArgs::Prune(a) => images::prune(&global, &a),
+        CommandArgs::Binfmt(a) => binfmt(&a),
         CommandArgs::Shim(a) => {
             let rt = match a.runtime_path {
                 Some(p) => strata_executor::init::Runtime::External(p),
@@ -238,4 +239,82 @@ pub fn report_error(e: &anyhow::Error) {
         msg.push_str(&format!("\n  caused by: {cause}"));
     }
     eprintln!("{msg}");
+}
+
+/// The platforms `strata binfmt --install all` registers.
+const EMULATED: &[&str] = &[
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/386",
+    "linux/amd64",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/riscv64",
+];
+
+/// `strata binfmt`: what this machine runs (natively or through binfmt_misc), after
+/// registering or removing emulators when asked.
+fn binfmt(a: &args::BinfmtArgs) -> Result<i32> {
+    use strata_executor::binfmt::{self, Installed, Support};
+    use strata_solver::graph::Platform;
+    if a.uninstall {
+        for name in binfmt::uninstall()? {
+            println!("removed {name}");
+        }
+    }
+    if !a.install.is_empty() {
+        let mut want = Vec::new();
+        for p in &a.install {
+            if p == "all" {
+                want.extend(
+                    EMULATED
+                        .iter()
+                        .map(|p| Platform::parse(p).expect("known platforms")),
+                );
+            } else {
+                want.push(Platform::parse(p).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--install {p:?}: {e}: write os/arch[/variant], e.g. linux/arm64"
+                    )
+                })?);
+            }
+        }
+        for (p, done) in binfmt::install(&want)? {
+            match done {
+                Installed::Registered { name, interpreter } => {
+                    println!(
+                        "{p}: registered {name} ({}, flags F)",
+                        interpreter.display()
+                    )
+                }
+                Installed::AlreadyRuns(Support::Native) => println!("{p}: runs natively"),
+                Installed::AlreadyRuns(Support::Emulated(h)) => {
+                    println!("{p}: already emulated by {}", h.name)
+                }
+                Installed::AlreadyRuns(Support::Missing(_)) => {}
+            }
+        }
+    }
+    let handlers = binfmt::handlers(std::path::Path::new(binfmt::BINFMT_DIR));
+    let mut supported = Vec::new();
+    for p in EMULATED {
+        let platform = Platform::parse(p).expect("known platforms");
+        match binfmt::support(&platform, &handlers) {
+            Support::Native => supported.push(format!("{p} (native)")),
+            Support::Emulated(h) => supported.push(format!("{p} ({})", h.interpreter.display())),
+            Support::Missing(_) => {}
+        }
+    }
+    println!("supported: {}", supported.join(", "));
+    for h in &handlers {
+        println!(
+            "{}: {} {} flags {}",
+            h.name,
+            if h.enabled { "enabled" } else { "disabled" },
+            h.interpreter.display(),
+            if h.flags.is_empty() { "-" } else { &h.flags }
+        );
+    }
+    Ok(0)
 }

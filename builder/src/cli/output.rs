@@ -201,14 +201,18 @@ fn finish_tar(t: Option<(tempfile::NamedTempFile, PathBuf)>) -> Result<()> {
     Ok(())
 }
 
-/// Runs one output for a stored image. `names` are the build's `-t` names.
+/// Runs one output for a stored image. `names` are the build's `-t` names. Returns the
+/// digest pushed, when the output pushes.
 pub fn export(
     g: &Global,
     store: &mut ImageStore,
     image_id: &str,
     names: &[String],
     spec: &OutputSpec,
-) -> Result<()> {
+) -> Result<Option<strata_cache::Digest>> {
+    if let Some(idx) = store.index(image_id)? {
+        return export_index(g, store, &idx.record, names, spec);
+    }
     let img = store.image(image_id)?;
     if !matches!(spec.output, Output::Image { push: false, .. }) {
         super::registry::ensure_image(g, store, &img)?;
@@ -222,16 +226,18 @@ pub fn export(
                 if names.is_empty() && extra.is_empty() {
                     bail!("pushing needs a name: give -t REGISTRY/NAME:TAG or name=…");
                 }
+                let mut pushed = None;
                 for n in names.iter().chain(extra) {
-                    super::registry::push_image(
+                    pushed = Some(super::registry::push_image(
                         g,
                         store,
                         img.record.id.as_str(),
                         n,
                         &spec.format,
                         false,
-                    )?;
+                    )?);
                 }
+                return Ok(pushed);
             }
         }
         Output::Oci { dest, tar: true } | Output::Docker { dest } => {
@@ -268,7 +274,92 @@ pub fn export(
             finish_tar(t)?;
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Runs one output for a stored multi-platform image: archives hold the index and every
+/// platform, directories and tars one subdirectory per platform (`linux_amd64/`), pushes send
+/// each platform's manifest and then the index.
+fn export_index(
+    g: &Global,
+    store: &mut ImageStore,
+    idx: &strata_cache::metadata::IndexRecord,
+    names: &[String],
+    spec: &OutputSpec,
+) -> Result<Option<strata_cache::Digest>> {
+    let mut members = Vec::new();
+    for m in &idx.members {
+        let id = m.image_id.as_ref().with_context(|| {
+            format!(
+                "the image for {} of {} is not in the local store",
+                m.platform, idx.digest
+            )
+        })?;
+        let img = store.image(id.as_str())?;
+        if !matches!(spec.output, Output::Image { push: false, .. }) {
+            super::registry::ensure_image(g, store, &img)?;
+        }
+        members.push(img);
+    }
+    match &spec.output {
+        Output::Image { names: extra, push } => {
+            let all: Vec<String> = names.iter().chain(extra).cloned().collect();
+            let mut rec = idx.clone();
+            rec.tags = all.clone();
+            store.meta.put_index(&rec, crate::timefmt::now())?;
+            if *push {
+                if all.is_empty() {
+                    bail!("pushing needs a name: give -t REGISTRY/NAME:TAG or name=…");
+                }
+                let ids: Vec<_> = members.iter().map(|i| i.record.id.clone()).collect();
+                let mut pushed = None;
+                for n in &all {
+                    pushed = Some(super::registry::push_index_image(
+                        g,
+                        store,
+                        &ids,
+                        n,
+                        &spec.format,
+                    )?);
+                }
+                return Ok(pushed);
+            }
+        }
+        Output::Oci { dest, tar: true } | Output::Docker { dest } => {
+            let (d, t) = tar_dest(dest)?;
+            let docker = matches!(spec.output, Output::Docker { .. });
+            export::write_index(store, &members, names, &spec.format, d, docker)?;
+            finish_tar(t)?;
+        }
+        Output::Oci { dest, tar: false } => {
+            export::write_index(
+                store,
+                &members,
+                names,
+                &spec.format,
+                Dest::Dir(PathBuf::from(dest)),
+                false,
+            )?;
+        }
+        Output::Local { dest } => {
+            export::write_local_platforms(store, &members, std::path::Path::new(dest))?
+        }
+        Output::Tar { dest } => {
+            let (d, t) = tar_dest(dest)?;
+            let Dest::Tar(mut w) = d else {
+                bail!("type=tar writes a tar");
+            };
+            let scratch = g
+                .root
+                .join("containers")
+                .join(format!("export-{}", strata_executor::random_id()));
+            export::write_rootfs_tar_platforms(store, &members, &scratch, &mut w)?;
+            w.flush()?;
+            drop(w);
+            finish_tar(t)?;
+        }
+    }
+    Ok(None)
 }
 
 /// `strata save`.

@@ -75,12 +75,25 @@ pub fn push_image(
     target: &str,
     fmt: &crate::export::Format,
     keep_distributed: bool,
-) -> Result<()> {
+) -> Result<strata_cache::Digest> {
     let r = parse_ref(target)?;
     let c = client(g)?;
     registry::push(&c, store, image, &r, fmt, keep_distributed, &mut |l| say(l))
-        .with_context(|| format!("pushing {}", familiar(&r.to_string())))?;
-    Ok(())
+        .with_context(|| format!("pushing {}", familiar(&r.to_string())))
+}
+
+/// Pushes a multi-platform image (its members' IDs) to `target`.
+pub fn push_index_image(
+    g: &Global,
+    store: &mut ImageStore,
+    members: &[strata_cache::Digest],
+    target: &str,
+    fmt: &crate::export::Format,
+) -> Result<strata_cache::Digest> {
+    let r = parse_ref(target)?;
+    let c = client(g)?;
+    registry::push_index(&c, store, members, &r, fmt, &mut |l| say(l))
+        .with_context(|| format!("pushing {}", familiar(&r.to_string())))
 }
 
 pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
@@ -100,7 +113,7 @@ pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
             full
         }
     };
-    push_image(
+    let _ = push_image(
         g,
         &mut store,
         img.record.id.as_str(),

@@ -3,7 +3,7 @@
 
 use super::args::{NetworkArg, PullPolicy, RunArgs};
 use super::config::Global;
-use super::images::{find, open_store};
+use super::images::{find_for, open_store};
 use anyhow::{Context, Result, bail};
 use strata_executor::{self as executor, RunRequest, spec::Network};
 
@@ -81,11 +81,13 @@ fn image(
         .as_deref()
         .map(strata_oci::Platform::parse)
         .transpose()?;
-    let local = find(store, &a.image).ok().filter(|img| {
-        platform
-            .as_ref()
-            .is_none_or(|p| p.same(&img.config.platform()))
-    });
+    let local = find_for(store, &a.image, platform.as_ref())
+        .ok()
+        .filter(|img| {
+            platform
+                .as_ref()
+                .is_none_or(|p| p.rank(&img.config.platform()).is_some())
+        });
     match (a.pull, local) {
         (PullPolicy::Never, Some(img)) | (PullPolicy::Missing, Some(img)) => return Ok(img),
         (PullPolicy::Never, None) => match &platform {

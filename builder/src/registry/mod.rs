@@ -364,6 +364,64 @@ pub fn push(
     keep_distributed: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<Digest> {
+    push_manifest(client, store, image, r, fmt, keep_distributed, false, say)
+        .map(|m| m.manifest_digest)
+}
+
+/// Pushes a multi-platform image: each member (blobs, then its manifest by digest), then
+/// the index of them under `r`'s tag (an OCI index, or a Docker manifest list with Docker
+/// media types). Returns the index digest.
+pub fn push_index(
+    client: &Client,
+    store: &mut ImageStore,
+    members: &[Digest],
+    r: &Reference,
+    fmt: &crate::export::Format,
+    say: &mut dyn FnMut(&str),
+) -> Result<Digest> {
+    let mut entries = Vec::new();
+    for id in members {
+        let m = push_manifest(client, store, id.as_str(), r, fmt, false, true, say)?;
+        let mut d = Descriptor::new(
+            &m.media_type,
+            m.manifest_digest.clone(),
+            m.manifest.len() as u64,
+        );
+        d.platform = Some(m.platform.clone());
+        entries.push(d);
+    }
+    let mut idx = strata_oci::Index::new(entries);
+    idx.media_type = if fmt.oci_media_types {
+        mt::OCI_INDEX.into()
+    } else {
+        mt::DOCKER_MANIFEST_LIST.into()
+    };
+    let (bytes, digest) = idx.encode();
+    let ep = client
+        .endpoints(&r.domain, false)
+        .pop()
+        .context("no endpoint")?;
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    client
+        .put_manifest(&ep, &r.path, &tag, &bytes, &idx.media_type)
+        .context("pushing the image index")?;
+    say(&format!("{tag}: digest: {digest} size: {}", bytes.len()));
+    Ok(digest)
+}
+
+/// Pushes one image's blobs and manifest (under `r`'s tag, or by digest for an index's
+/// member); returns the manifest pushed.
+#[allow(clippy::too_many_arguments)]
+fn push_manifest(
+    client: &Client,
+    store: &mut ImageStore,
+    image: &str,
+    r: &Reference,
+    fmt: &crate::export::Format,
+    keep_distributed: bool,
+    by_digest: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<crate::export::Manifested> {
     let img = store.image(image)?;
     // Layers pulled from this registry keep their blob there: mounted, never downloaded.
     let mut sources = std::collections::BTreeMap::new();
@@ -470,7 +528,11 @@ pub fn push(
             .with_context(|| format!("pushing blob {}", b.digest))?;
         say(&format!("{short}: pushed {} bytes", b.size));
     }
-    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    let tag = if by_digest {
+        m.manifest_digest.to_string()
+    } else {
+        r.tag.clone().unwrap_or_else(|| "latest".into())
+    };
     client
         .put_manifest(&ep, repo, &tag, &m.manifest, &m.media_type)
         .context("pushing the manifest")?;
@@ -480,7 +542,7 @@ pub fn push(
         m.manifest_digest,
         m.manifest.len()
     ));
-    Ok(m.manifest_digest)
+    Ok(m)
 }
 
 /// The manifest the image was pulled or loaded with, when every blob it names can be pushed
