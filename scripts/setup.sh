@@ -18,6 +18,9 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # ADD of Git repositories (and its tests, which run git daemon).
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# Builds for other platforms: QEMU's static user-mode emulators (registered by
+# `strata binfmt --install`, which the emulation tests run).
+command -v qemu-aarch64-static >/dev/null 2>&1 || need_apt+=(qemu-user-static)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -27,6 +30,18 @@ if ((${#need_apt[@]})); then
     echo "setup: missing ${need_apt[*]}; run as root (or install them) first" >&2
     exit 1
   fi
+fi
+
+# Debian's busybox-static for arm64 and arm/v7, kept for testdata/base-image.sh so the
+# multi-platform tests make their bases offline.
+if [[ $(id -u) -eq 0 ]]; then
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  t=$(mktemp -d)
+  for p in linux/arm64 linux/arm/v7; do
+    "$here/testdata/base-image.sh" busybox "$t/base.tar" "$p" >/dev/null 2>&1 \
+      || echo "setup: could not fetch busybox-static for $p (the multi-platform tests will say so)" >&2
+  done
+  rm -rf "$t"
 fi
 
 # BuildKit's own Dockerfile parser, wrapped for Python: the oracle of the parser conformance test.

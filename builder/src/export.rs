@@ -469,8 +469,9 @@ pub fn index_of(store: &mut ImageStore, members: &[Image], fmt: &Format) -> Resu
 /// Writes a multi-platform image as an OCI layout (`docker = false`) or a `docker load`
 /// archive: every member's blobs, the image index as a blob, and `index.json` naming that
 /// index under `names` (as BuildKit's exporters do). The docker archive's `manifest.json`
-/// lists every member; only the member this machine runs carries the names, so a classic
-/// `docker load` tags the image it can run. Returns the index digest.
+/// lists one image, the member this machine runs (the first when it runs none), so a classic
+/// `docker load` or `skopeo … docker-archive:` takes the image it can run, while a loader that
+/// reads the layout (containerd's) gets every platform. Returns the index digest.
 pub fn write_index(
     store: &mut ImageStore,
     members: &[Image],
@@ -484,17 +485,17 @@ pub fn write_index(
     let host = Platform::host();
     let native = members
         .iter()
-        .position(|i| host.rank(&i.config.platform()).is_some());
+        .position(|i| host.rank(&i.config.platform()).is_some())
+        .unwrap_or(0);
     let mut entries = Vec::new();
     for (i, (img, m)) in members.iter().zip(&indexed.members).enumerate() {
         write_blobs(&mut s, store, m, &img.config_bytes)?;
+        if i != native {
+            continue;
+        }
         entries.push(ArchiveEntry {
             config: format!("blobs/sha256/{}", m.config.digest.hex()),
-            repo_tags: if Some(i) == native {
-                names.iter().map(|n| familiar(n)).collect()
-            } else {
-                vec![]
-            },
+            repo_tags: names.iter().map(|n| familiar(n)).collect(),
             layers: m
                 .layers
                 .iter()

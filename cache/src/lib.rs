@@ -24,7 +24,6 @@ pub mod contenthash;
 pub mod difftar;
 pub mod gc;
 pub mod images;
-pub mod indexes;
 pub mod inroot;
 pub mod lock;
 pub mod metadata;

@@ -4,8 +4,8 @@
 //! [`find_image`].
 
 use anyhow::{Result, bail};
+use strata_cache::images::ForPlatform;
 use strata_cache::images::{Image, ImageStore};
-use strata_cache::indexes::ForPlatform;
 use strata_frontend::lower::{ImageResolver, ResolveError, ResolvedImage};
 use strata_solver::graph::{Op, OpKind, Platform, SourceOp};
 use strata_solver::image::{HistoryEntry, ImageConfig};

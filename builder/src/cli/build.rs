@@ -312,7 +312,7 @@ fn export_outputs(
 ) -> Result<Option<strata_cache::Digest>> {
     let id = r.image_id.as_str().to_string();
     let mut store = open_store(g)?;
-    let mut pushed = None;
+    let (mut pushed, mut written) = (None, None);
     for o in outputs {
         let v = match &o.output {
             super::output::Output::Image { .. } => "exporting to image".to_string(),
@@ -327,11 +327,18 @@ fn export_outputs(
         }
         let res = super::output::export(g, &mut store, &id, tags, o);
         progress.done(&v, res.as_ref().err().map(|e| format!("{e:#}")).as_deref());
+        // What a registry got wins over what an archive holds (the docker one, in Docker
+        // media types, is another index).
         if let Some(d) = res? {
-            pushed = Some(d);
+            match &o.output {
+                super::output::Output::Image { .. } => pushed = Some(d),
+                _ => {
+                    written.get_or_insert(d);
+                }
+            }
         }
     }
-    Ok(pushed)
+    Ok(pushed.or(written))
 }
 
 /// What a build prints: the summary, the image ID (unless an archive went to standard
@@ -346,7 +353,13 @@ fn report(
     to_stdout: usize,
     progress: &Progress,
 ) -> Result<()> {
-    let id = r.image_id.as_str().to_string();
+    // An image's ID is its config's digest; several platforms' is their index's, as the
+    // output wrote or pushed it (layers compressed as asked), else as stored.
+    let id = if r.platforms.is_empty() {
+        r.image_id.as_str().to_string()
+    } else {
+        pushed.unwrap_or(&r.image_id).as_str().to_string()
+    };
     if mode != Mode::Quiet {
         progress.finish();
         eprintln!(

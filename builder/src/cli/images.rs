@@ -71,13 +71,13 @@ pub fn find_for(
         };
         if let Some(idx) = idx.map_or_else(|| store.index(name), |i| Ok(Some(i)))? {
             return match store.index_member_for(&idx.record, p)? {
-                strata_cache::indexes::ForPlatform::Image(img) => Ok(*img),
-                strata_cache::indexes::ForPlatform::NotHere { .. } => {
+                strata_cache::images::ForPlatform::Image(img) => Ok(*img),
+                strata_cache::images::ForPlatform::NotHere { .. } => {
                     bail!(
                         "no such image: {name} for {p} (not in the local store: pull it with --platform {p})"
                     )
                 }
-                strata_cache::indexes::ForPlatform::NoMatch(have) => {
+                strata_cache::images::ForPlatform::NoMatch(have) => {
                     bail!("no such image: {name} for {p} (it has {})", have.join(", "))
                 }
             };

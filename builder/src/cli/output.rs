@@ -202,7 +202,8 @@ fn finish_tar(t: Option<(tempfile::NamedTempFile, PathBuf)>) -> Result<()> {
 }
 
 /// Runs one output for a stored image. `names` are the build's `-t` names. Returns the
-/// digest pushed, when the output pushes.
+/// digest the output gave the image, when it has its own: the manifest or index pushed, or
+/// the index an archive holds.
 pub fn export(
     g: &Global,
     store: &mut ImageStore,
@@ -328,11 +329,12 @@ fn export_index(
         Output::Oci { dest, tar: true } | Output::Docker { dest } => {
             let (d, t) = tar_dest(dest)?;
             let docker = matches!(spec.output, Output::Docker { .. });
-            export::write_index(store, &members, names, &spec.format, d, docker)?;
+            let digest = export::write_index(store, &members, names, &spec.format, d, docker)?;
             finish_tar(t)?;
+            return Ok(Some(digest));
         }
         Output::Oci { dest, tar: false } => {
-            export::write_index(
+            let digest = export::write_index(
                 store,
                 &members,
                 names,
@@ -340,6 +342,7 @@ fn export_index(
                 Dest::Dir(PathBuf::from(dest)),
                 false,
             )?;
+            return Ok(Some(digest));
         }
         Output::Local { dest } => {
             export::write_local_platforms(store, &members, std::path::Path::new(dest))?

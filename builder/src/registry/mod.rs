@@ -61,18 +61,26 @@ pub fn pull(
     Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no endpoint for {}", r.domain)))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn pull_from(
+/// A platform's image manifest, found through the indexes `want` names.
+struct Resolved {
+    bytes: Vec<u8>,
+    media_type: String,
+    digest: Digest,
+    manifest: strata_oci::Manifest,
+    /// The outermost index (bytes, media type), when `want` named one.
+    top_index: Option<(Vec<u8>, String)>,
+}
+
+/// Follows `want` to the image manifest for `platform` (through nested indexes, at most
+/// four deep).
+fn resolve_manifest(
     client: &Client,
     ep: &client::Endpoint,
-    store: &mut ImageStore,
     r: &Reference,
     repo: &str,
     want: &str,
     platform: &Platform,
-    lazy: bool,
-    say: &mut dyn FnMut(&str),
-) -> Result<Pulled> {
+) -> Result<Resolved> {
     let (mut bytes, mut media_type, mut digest) = client.get_manifest(ep, repo, want)?;
     // An index (a multi-platform image, perhaps nested): the entry for the platform. The
     // outermost index is kept, so the image is multi-platform in the store too.
@@ -113,6 +121,34 @@ fn pull_from(
             m.media_type.clone()
         };
     }
+    Ok(Resolved {
+        bytes,
+        media_type,
+        digest,
+        manifest: m,
+        top_index,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pull_from(
+    client: &Client,
+    ep: &client::Endpoint,
+    store: &mut ImageStore,
+    r: &Reference,
+    repo: &str,
+    want: &str,
+    platform: &Platform,
+    lazy: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Pulled> {
+    let Resolved {
+        bytes,
+        media_type,
+        digest,
+        manifest: m,
+        top_index,
+    } = resolve_manifest(client, ep, r, repo, want, platform)?;
     let config_digest = m.config.digest.clone();
     if m.config.size > MAX_CONFIG {
         bail!(

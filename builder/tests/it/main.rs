@@ -9,6 +9,7 @@ mod hostile_archives;
 mod images;
 mod limits;
 mod parse_oracle;
+mod platforms;
 mod process;
 mod registry;
 mod sandbox;

@@ -3,8 +3,8 @@
 //! from the index before its image is here (a pull brings the platforms asked for); a build
 //! for several platforms records an OCI index of the images it made.
 
+use super::{Image, ImageError, ImageStore};
 use crate::digest::Digest;
-use crate::images::{Image, ImageError, ImageStore};
 use crate::metadata::{IndexMember, IndexRecord};
 use strata_oci::manifest::{Descriptor, Document, Index};
 use strata_oci::media_type as mt;

@@ -16,6 +16,8 @@ use crate::sys::FsOps;
 use crate::unpack::{UnpackError, UnpackOptions, decompress, unpack_new_in};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+mod indexes;
+pub use indexes::{ForPlatform, StoredIndex};
 pub use strata_oci::config::{ImageConfig, RootFs};
 pub use strata_oci::manifest::{Descriptor, Manifest};
 use strata_oci::media_type as mt;
@@ -338,7 +340,7 @@ impl ImageStore {
             // A multi-platform image: this machine's member, when it is here.
             None => match self.index(name)? {
                 Some(idx) => match self.index_member_for(&idx.record, &Platform::host())? {
-                    crate::indexes::ForPlatform::Image(img) => return Ok(*img),
+                    ForPlatform::Image(img) => return Ok(*img),
                     _ => {
                         return Err(ImageError::NoSuchImage(format!(
                             "{name} for {} (a multi-platform image without it here)",
