@@ -85,6 +85,42 @@ class Builders:
             return f"{self.bk} build -q {extra} {ctx}"
         return f"{self.ba} build -q {extra} {ctx}"
 
+    def multi_platform_base(self):
+        """`busybox-multi`: this machine's busybox and Debian's arm64 one as one multi-platform
+        image (for strata an index; for buildah a manifest list of two images)."""
+        arm = os.path.join(WORK, "busybox-arm64.tar")
+        if not os.path.exists(arm):
+            sh([os.path.join(REPO, "testdata", "base-image.sh"), "busybox", arm, "linux/arm64"],
+               stdout=subprocess.DEVNULL)
+        base = os.path.join(WORK, "busybox.tar")
+        env = dict(os.environ, STRATA_ROOT=ROOT, SOURCE_DATE_EPOCH="1600000000")
+        sh([STRATA, "binfmt", "--install", "linux/arm64"], stdout=subprocess.DEVNULL)
+        sh([STRATA, "import", "--platform", "linux/amd64,linux/arm64", base, arm, "busybox-multi"],
+           env=env, stdout=subprocess.DEVNULL)
+        if self.have["buildah"]:
+            ba = f"{self.ba} buildah"
+            ok = quiet(f"{ba} manifest rm docker.io/library/busybox-multi:latest; "
+                       f"c=$({ba} from scratch) && m=$({ba} mount $c) && tar -C $m -xf {arm} && "
+                       f"{ba} umount $c && {ba} config --arch arm64 --os linux $c && "
+                       f"{ba} commit -q $c docker.io/library/busybox-arm64:latest && {ba} rm $c && "
+                       f"{ba} manifest create docker.io/library/busybox-multi:latest && "
+                       f"{ba} manifest add docker.io/library/busybox-multi:latest "
+                       f"containers-storage:docker.io/library/busybox:latest && "
+                       f"{ba} manifest add docker.io/library/busybox-multi:latest "
+                       f"containers-storage:docker.io/library/busybox-arm64:latest").returncode == 0
+            if not ok:
+                print("  note: buildah's busybox-multi manifest list could not be made")
+
+    def platform_build(self, who, ctx, platforms):
+        """A --no-cache build for `platforms` (buildah: into a manifest list; Docker 20.10's
+        builder has no multi-platform output)."""
+        if who == "strata":
+            return f"env STRATA_ROOT={ROOT} {STRATA} build -q --no-cache --platform {platforms} {ctx}"
+        if who == "buildah":
+            return (f"{self.ba} buildah manifest rm bench-mp >/dev/null 2>&1; {self.ba} build -q "
+                    f"--no-cache --platform {platforms} --manifest bench-mp {ctx}")
+        return None
+
     def clear_cache(self, who):
         """A cold start: no build cache (base images stay)."""
         if who == "strata":
@@ -262,6 +298,26 @@ def scenarios(quick, b):
               "    --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \\\n"
               "    rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -qq && \\\n"
               "    apt-get install -y -qq --no-install-recommends python3-minimal curl >/dev/null\n")
+    # 12: two platforms. Cross-compiled: the work runs natively in a stage pinned to the build
+    # platform, once per target (it reads TARGETARCH); emulated: the same work in the target
+    # stage, so arm64's runs under QEMU. Each against the same build for one platform.
+    work = ("i=0; while [ $i -lt %d ]; do i=$((i+1)); done; "
+            "head -c 4m /dev/urandom | md5sum > /out" % (20000 if quick else 200000))
+
+    def two_platforms(d):
+        write(f"{d}/cross/Dockerfile", "FROM --platform=$BUILDPLATFORM busybox-multi AS build\n"
+              f"ARG TARGETARCH\nRUN {work} && echo $TARGETARCH >> /out\n"
+              "FROM busybox-multi\nCOPY --from=build /out /out\n")
+        write(f"{d}/emulated/Dockerfile", f"FROM busybox-multi\nRUN {work}\n")
+        b.multi_platform_base()
+    both = "linux/amd64,linux/arm64"
+    s.append(("12 two platforms", two_platforms, [
+        (f"{kind}, {label}", None, "",
+         lambda b, w, d, k=kind, p=plats: b.platform_build(w, f"{d}/{k}", p))
+        for kind in ("cross", "emulated")
+        for label, plats in (("linux/amd64", "linux/amd64"), ("linux/arm64", "linux/arm64"),
+                             ("both", both))]))
+
     if b.debian:
         s.append(("11 apt-get with a cache mount", apt, [
             ("--no-cache, apt cache warm", None, "--no-cache")]))

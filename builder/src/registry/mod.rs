@@ -67,8 +67,9 @@ struct Resolved {
     media_type: String,
     digest: Digest,
     manifest: strata_oci::Manifest,
-    /// The outermost index (bytes, media type), when `want` named one.
-    top_index: Option<(Vec<u8>, String)>,
+    /// The outermost index (bytes, media type) and the digest of its entry that led to the
+    /// manifest, when `want` named an index.
+    top_index: Option<(Vec<u8>, String, Digest)>,
 }
 
 /// Follows `want` to the image manifest for `platform` (through nested indexes, at most
@@ -84,7 +85,7 @@ fn resolve_manifest(
     let (mut bytes, mut media_type, mut digest) = client.get_manifest(ep, repo, want)?;
     // An index (a multi-platform image, perhaps nested): the entry for the platform. The
     // outermost index is kept, so the image is multi-platform in the store too.
-    let mut top_index: Option<(Vec<u8>, String)> = None;
+    let mut top_index: Option<(Vec<u8>, String, Digest)> = None;
     let mut depth = 0;
     let m = loop {
         match Document::parse(&bytes, Some(&media_type)).with_context(|| format!("{r}"))? {
@@ -97,15 +98,15 @@ fn resolve_manifest(
                 if depth > 4 {
                     bail!("{r}: image indexes nested more than 4 deep");
                 }
+                let pick = idx.select(platform).with_context(|| format!("{r}"))?;
                 if depth == 1 {
                     let declared = if media_type.is_empty() {
                         idx.media_type.clone()
                     } else {
                         media_type.clone()
                     };
-                    top_index = Some((bytes.clone(), declared));
+                    top_index = Some((bytes.clone(), declared, pick.digest.clone()));
                 }
-                let pick = idx.select(platform).with_context(|| format!("{r}"))?;
                 let d = pick.digest.to_string();
                 (bytes, media_type, digest) = client.get_manifest(ep, repo, &d)?;
                 if media_type.is_empty() {
@@ -233,11 +234,12 @@ fn pull_from(
         if top_index.is_some() { &[] } else { &tags },
         now,
     )?;
-    if let Some((index_bytes, index_type)) = &top_index {
+    if let Some((index_bytes, index_type, entry)) = &top_index {
+        // The image is the index's entry that led to it (itself an index, when nested).
         store.put_distributed_index(
             index_bytes,
             index_type,
-            &[(digest.clone(), image_id.clone())],
+            &[(entry.clone(), image_id.clone())],
             &tags,
             now,
         )?;

@@ -163,9 +163,12 @@ impl ImageStore {
             .members
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| {
-                let p = Platform::parse(&m.platform).ok()?;
-                Some((platform.rank(&p)?, i, m))
+            .filter_map(|(i, m)| match Platform::parse(&m.platform) {
+                Ok(p) => Some((platform.rank(&p)?, i, m)),
+                // An entry that names no platform is taken only as the index's one entry (as
+                // `Index::select` takes it).
+                Err(_) if idx.members.len() == 1 => Some((usize::MAX, i, m)),
+                Err(_) => None,
             })
             .min_by_key(|(rank, i, _)| (*rank, *i));
         Ok(match best {
