@@ -12,36 +12,20 @@ fn base_tar() -> Option<&'static Path> {
     base_tar_in(&TAR, "strata-build-tests")
 }
 
-/// A state root with busybox imported, and an empty context directory.
+/// A state root with busybox imported, and an empty context directory `dir/ctx`.
 struct Fx {
-    root: PathBuf,
+    fx: Fixture,
     ctx: PathBuf,
 }
 
+deref_to_fixture!(Fx);
+
 impl Fx {
     fn new(name: &str) -> Option<Fx> {
-        let tar = base_tar()?;
-        let dir = tar.parent()?.join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        let root = dir.join("root");
-        let ctx = dir.join("ctx");
+        let fx = Fixture::with_busybox(base_tar()?, name);
+        let ctx = fx.dir.join("ctx");
         std::fs::create_dir_all(&ctx).unwrap();
-        let fx = Fx { root, ctx };
-        let out = fx.strata(&["import", &tar.to_string_lossy(), "busybox"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        Some(fx)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-        c.args(args)
-            .env("STRATA_ROOT", &self.root)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn strata(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        Some(Fx { fx, ctx })
     }
 
     fn write(&self, path: &str, content: &str) {
@@ -523,7 +507,7 @@ fn context_from_stdin() {
         .spawn()
         .unwrap();
     let tar3 = {
-        let d = fx.ctx.parent().unwrap().join("ctx3");
+        let d = fx.dir.join("ctx3");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("Dockerfile"), "FROM busybox\nCOPY . /c/\n").unwrap();
         Command::new("tar")
@@ -644,11 +628,11 @@ fn onbuild_triggers_run_in_the_child_build() {
 fn run_mounts_cache_bind_tmpfs_secret_ssh() {
     let Some(fx) = Fx::new("mounts") else { return };
     fx.write("data.txt", "ctx data\n");
-    let secret = fx.ctx.parent().unwrap().join("secret.txt");
+    let secret = fx.dir.join("secret.txt");
     let value = "s3cr3t-Value-41f2";
     std::fs::write(&secret, value).unwrap();
     // A socket standing in for an SSH agent.
-    let sock = fx.ctx.parent().unwrap().join("agent.sock");
+    let sock = fx.dir.join("agent.sock");
     let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     fx.write(
         "Dockerfile",
@@ -944,7 +928,7 @@ fn add_a_git_repository() {
         return;
     }
     // A repository served by `git daemon` on loopback.
-    let base = fx.ctx.parent().unwrap().join("git");
+    let base = fx.dir.join("git");
     let work = base.join("work");
     std::fs::create_dir_all(work.join("sub")).unwrap();
     std::fs::write(work.join("sub/file.txt"), "v1\n").unwrap();
@@ -1108,7 +1092,7 @@ fn cache_mounts_travel_with_the_build_cache() {
     let df = "FROM busybox\nARG RUN_ID\nRUN --mount=type=cache,target=/var/cache/pkgs sh -c 'echo $RUN_ID >> /var/cache/pkgs/seen; cat /var/cache/pkgs/seen > /seen'\n";
     a.write("Dockerfile", df);
     b.write("Dockerfile", df);
-    let dir = a.ctx.parent().unwrap().join("exported");
+    let dir = a.dir.join("exported");
     let to = format!(
         "type=local,dest={},mode=max,cache-mounts=true",
         dir.display()
@@ -1127,7 +1111,7 @@ fn cache_mounts_travel_with_the_build_cache() {
     ]));
     assert_eq!(b.run("seen", "cat /seen"), "runner-a\nrunner-b\n");
     // Without cache-mounts=true nothing of them is exported.
-    let dir2 = a.ctx.parent().unwrap().join("exported-plain");
+    let dir2 = a.dir.join("exported-plain");
     ok(&a.build(&[
         "--build-arg",
         "RUN_ID=x",

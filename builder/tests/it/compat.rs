@@ -12,7 +12,7 @@ use crate::support::*;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use strata_oci::media_type as mt;
 use strata_oci::{Descriptor, Digest, Document, Index, Platform};
 
@@ -370,33 +370,6 @@ impl Made {
     }
 }
 
-/// A state root of this test.
-struct Root {
-    root: PathBuf,
-    dir: PathBuf,
-}
-
-impl Root {
-    fn new(dir: &Path) -> Root {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir).unwrap();
-        Root {
-            root: dir.join("root"),
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(args)
-            .env("STRATA_ROOT", &self.root)
-            .env("DOCKER_CONFIG", self.dir.join("docker"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-}
-
 /// What went wrong with a case, or nothing.
 type Outcome = Result<(), String>;
 
@@ -423,8 +396,8 @@ fn refused(o: &Output, what: &str, want: &str) -> Outcome {
 }
 
 /// The config `strata inspect` shows against what the case says.
-fn check_config(m: &Made, r: &Root, name: &str) -> Outcome {
-    let out = ok(&r.run(&["inspect", name]), "inspect")?;
+fn check_config(m: &Made, r: &Fixture, name: &str) -> Outcome {
+    let out = ok(&r.strata(&["inspect", name]), "inspect")?;
     let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
     let img = &v[0];
     let c = &img["Config"];
@@ -507,7 +480,7 @@ fn check_config(m: &Made, r: &Root, name: &str) -> Outcome {
 }
 
 /// Builds FROM `base` (a RUN that sees every layer), runs the result; returns its name.
-fn build_on(m: &Made, r: &Root, base: &str, tag: &str) -> Outcome {
+fn build_on(m: &Made, r: &Fixture, base: &str, tag: &str) -> Outcome {
     let n = m.case.layers.unwrap_or(1);
     let ctx = r.dir.join(format!("ctx-{}", m.name));
     std::fs::create_dir_all(&ctx).unwrap();
@@ -519,7 +492,7 @@ fn build_on(m: &Made, r: &Root, base: &str, tag: &str) -> Outcome {
     )
     .unwrap();
     ok(
-        &r.run(&[
+        &r.strata(&[
             "build",
             "--progress",
             "plain",
@@ -530,7 +503,7 @@ fn build_on(m: &Made, r: &Root, base: &str, tag: &str) -> Outcome {
         &format!("building FROM {base}"),
     )?;
     let out = ok(
-        &r.run(&["run", "--entrypoint", "cat", tag, "/compat-ran"]),
+        &r.strata(&["run", "--entrypoint", "cat", tag, "/compat-ran"]),
         &format!("running {tag}"),
     )?;
     if out.trim() != "ok" {
@@ -539,11 +512,11 @@ fn build_on(m: &Made, r: &Root, base: &str, tag: &str) -> Outcome {
     Ok(())
 }
 
-fn through_archives(m: &Made, work: &Path, r: &Root, exported: &Root) -> Outcome {
+fn through_archives(m: &Made, work: &Path, r: &Fixture, exported: &Fixture) -> Outcome {
     let name = format!("localhost/compat/{}:v1", m.name);
     let layout = work.join(format!("layout-{}", m.name));
     m.write_layout(&layout, &name);
-    let load = r.run(&["load", "-i", &layout.to_string_lossy()]);
+    let load = r.strata(&["load", "-i", &layout.to_string_lossy()]);
     if m.case.expect == "refuse" {
         return refused(
             &load,
@@ -563,7 +536,7 @@ fn through_archives(m: &Made, work: &Path, r: &Root, exported: &Root) -> Outcome
         let dname = format!("localhost/compat-docker/{}:v1", m.name);
         m.write_docker_archive(&docker, &dname);
         ok(
-            &r.run(&["load", "-i", &docker.to_string_lossy()]),
+            &r.strata(&["load", "-i", &docker.to_string_lossy()]),
             "strata load of the docker archive",
         )?;
         check_config(m, r, &dname)?;
@@ -573,7 +546,7 @@ fn through_archives(m: &Made, work: &Path, r: &Root, exported: &Root) -> Outcome
     for format in ["oci", "docker"] {
         let out = work.join(format!("{}-{format}.tar", m.name));
         ok(
-            &r.run(&[
+            &r.strata(&[
                 "save",
                 "--format",
                 format,
@@ -584,7 +557,7 @@ fn through_archives(m: &Made, work: &Path, r: &Root, exported: &Root) -> Outcome
             &format!("strata save --format {format}"),
         )?;
         ok(
-            &exported.run(&["load", "-i", &out.to_string_lossy()]),
+            &exported.strata(&["load", "-i", &out.to_string_lossy()]),
             &format!("loading the {format} export again"),
         )?;
     }
@@ -592,7 +565,7 @@ fn through_archives(m: &Made, work: &Path, r: &Root, exported: &Root) -> Outcome
 }
 
 /// `Ok(false)`: a refused case the registry itself would not take (nothing checked).
-fn through_registry(m: &Made, addr: &str, r: &Root) -> Result<bool, String> {
+fn through_registry(m: &Made, addr: &str, r: &Fixture) -> Result<bool, String> {
     let repo = format!("compat/{}", m.name);
     if let Err(e) = m.push(addr, &repo) {
         // The registry itself refuses documents no registry takes (schema 1, an index of
@@ -607,7 +580,7 @@ fn through_registry(m: &Made, addr: &str, r: &Root) -> Result<bool, String> {
     let reference = format!("{addr}/{repo}:v1");
     if m.case.expect == "refuse" {
         return refused(
-            &r.run(&["pull", &reference]),
+            &r.strata(&["pull", &reference]),
             "strata pull",
             m.case.refuse.as_deref().unwrap_or_default(),
         )
@@ -619,7 +592,7 @@ fn through_registry(m: &Made, addr: &str, r: &Root) -> Result<bool, String> {
     // Pushed on unchanged: the same manifest bytes, so the same digest.
     let copy = format!("{addr}/copy/{}:v1", m.name);
     ok(
-        &r.run(&["push", &reference, &copy]),
+        &r.strata(&["push", &reference, &copy]),
         "strata push of the pulled base",
     )?;
     let got = reqwest::blocking::Client::new()
@@ -638,7 +611,10 @@ fn through_registry(m: &Made, addr: &str, r: &Root) -> Result<bool, String> {
             want.len()
         ));
     }
-    ok(&r.run(&["push", &built]), "strata push of the built image")?;
+    ok(
+        &r.strata(&["push", &built]),
+        "strata push of the built image",
+    )?;
     Ok(true)
 }
 
@@ -674,9 +650,9 @@ fn images_other_tools_wrote_are_bases_or_refused_clearly() {
             m.name
         );
     }
-    let local = Root::new(&work.join("local"));
-    let exported = Root::new(&work.join("exported"));
-    let pulled = Root::new(&work.join("pulled"));
+    let local = Fixture::fresh(work.join("local")).own_docker_config();
+    let exported = Fixture::fresh(work.join("exported")).own_docker_config();
+    let pulled = Fixture::fresh(work.join("pulled")).own_docker_config();
     // Non-distributable layers name URLs, which a registry takes only when told to.
     let registry = Registry::start_with(
         &work.join("registry"),

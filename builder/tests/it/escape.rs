@@ -16,13 +16,15 @@ fn base_tar() -> Option<&'static Path> {
     base_tar_in(&TAR, "strata-escape-tests")
 }
 
-/// A state root with busybox imported, a context, and a canary directory on the host.
+/// A state root with busybox imported, a context `dir/ctx`, and a canary directory on the host.
 struct Fx {
-    root: PathBuf,
+    fx: Fixture,
     ctx: PathBuf,
     canary: PathBuf,
     secret: String,
 }
+
+deref_to_fixture!(Fx);
 
 /// What the canary holds: path → (kind, size, mtime, ctime).
 type Listing = BTreeMap<PathBuf, (u32, u64, i64, i64)>;
@@ -30,11 +32,9 @@ type Listing = BTreeMap<PathBuf, (u32, u64, i64, i64)>;
 impl Fx {
     fn new(name: &str) -> Option<Fx> {
         let tar = base_tar()?;
-        let dir = tar.parent()?.join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        let root = dir.join("root");
-        let ctx = dir.join("ctx");
-        let canary = dir.join("canary");
+        let fx = Fixture::new(tar, name);
+        let ctx = fx.dir.join("ctx");
+        let canary = fx.dir.join("canary");
         std::fs::create_dir_all(&ctx).unwrap();
         std::fs::create_dir_all(canary.join("b/c")).unwrap();
         std::fs::create_dir_all(canary.join("d")).unwrap();
@@ -42,27 +42,13 @@ impl Fx {
         let secret = format!("canary-{}-{}", name, std::process::id());
         std::fs::write(canary.join("secret"), &secret).unwrap();
         std::fs::write(ctx.join("f"), "context file\n").unwrap();
-        let fx = Fx {
-            root,
+        fx.import_busybox(tar, None);
+        Some(Fx {
+            fx,
             ctx,
             canary,
             secret,
-        };
-        let out = fx.strata(&["import", &tar.to_string_lossy(), "busybox"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        Some(fx)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-        c.args(args)
-            .env("STRATA_ROOT", &self.root)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn strata(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        })
     }
 
     fn dockerfile(&self, text: &str) {
@@ -110,7 +96,7 @@ impl Fx {
 
     /// The image's filesystem as one tar, to search for the secret.
     fn exported(&self, target: &str) -> Option<Vec<u8>> {
-        let tar = self.ctx.parent().unwrap().join(format!("{target}.tar"));
+        let tar = self.dir.join(format!("{target}.tar"));
         let _ = std::fs::remove_file(&tar);
         let out = self.build(&[
             "--target",
@@ -245,7 +231,7 @@ fn a_base_image_with_links_out_cannot_lead_a_copy_or_workdir_outside() {
         let out = fx.build(&[]);
         fx.untouched(&before, &[&out], &format!("FROM evilbase through {p}"));
         // The same chain exported to a directory stays a chain of symlinks there.
-        let dest = fx.ctx.parent().unwrap().join("local-out");
+        let dest = fx.dir.join("local-out");
         let _ = std::fs::remove_dir_all(&dest);
         let out = fx.build(&["-o", &format!("type=local,dest={}", dest.display())]);
         fx.untouched(&before, &[&out], &format!("export through {p}"));
@@ -604,7 +590,7 @@ fn random_hostile_trees_never_reach_the_host() {
             assert!(!err.contains("panicked"), "{what}{err}");
             if out.status.success() {
                 // What the build made, exported to a directory, stays a tree of its own.
-                let dest = fx.ctx.parent().unwrap().join("random-out");
+                let dest = fx.dir.join("random-out");
                 let _ = std::fs::remove_dir_all(&dest);
                 let out = fx.build(&["-o", &format!("type=local,dest={}", dest.display())]);
                 fx.untouched(&before, &[&out], &format!("export, {what}"));
@@ -732,7 +718,7 @@ fn add_of_a_git_url_sends_none_of_the_hosts_git_credentials() {
         }
     });
     // The host's git is set up to answer any server with a password.
-    let home = fx.ctx.parent().unwrap().join("home");
+    let home = fx.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(
         home.join(".gitconfig"),

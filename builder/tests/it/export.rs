@@ -4,7 +4,7 @@
 use crate::support::*;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 fn base_tar() -> Option<&'static Path> {
@@ -12,45 +12,9 @@ fn base_tar() -> Option<&'static Path> {
     base_tar_in(&TAR, "strata-export-tests")
 }
 
-struct Fx {
-    dir: PathBuf,
-    root: PathBuf,
-}
-
-impl Fx {
-    fn new(name: &str) -> Option<Fx> {
-        let tar = base_tar()?;
-        let dir = tar.parent()?.join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let fx = Fx {
-            root: dir.join("root"),
-            dir,
-        };
-        let out = fx.strata(&["import", &tar.to_string_lossy(), "busybox"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        Some(fx)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-        c.args(args)
-            .env("STRATA_ROOT", &self.root)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn strata(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        expect_ok(&self.strata(args), args)
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
-    }
+/// A fresh directory `name` with a state root that has busybox imported.
+fn fixture(name: &str) -> Option<Fixture> {
+    Some(Fixture::with_busybox(base_tar()?, name))
 }
 
 fn sha256(p: &Path) -> String {
@@ -63,7 +27,7 @@ fn sha256(p: &Path) -> String {
 }
 
 /// The sample context with a few more kinds of files.
-fn context(fx: &Fx) -> String {
+fn context(fx: &Fixture) -> String {
     let ctx = fx.dir.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
@@ -76,14 +40,14 @@ fn context(fx: &Fx) -> String {
 
 #[test]
 fn every_output_and_the_archives_are_well_formed() {
-    let Some(fx) = Fx::new("outputs") else { return };
+    let Some(fx) = fixture("outputs") else { return };
     let ctx = context(&fx);
     let (oci, docker, local, tar, dir) = (
-        fx.p("oci.tar"),
-        fx.p("docker.tar"),
-        fx.p("local"),
-        fx.p("rootfs.tar"),
-        fx.p("ocidir"),
+        fx.path("oci.tar"),
+        fx.path("docker.tar"),
+        fx.path("local"),
+        fx.path("rootfs.tar"),
+        fx.path("ocidir"),
     );
     let id = fx.ok(&[
         "build",
@@ -213,13 +177,13 @@ fn tar_names(raw: &[u8]) -> Vec<String> {
 
 #[test]
 fn save_and_load_keep_the_image_id() {
-    let Some(fx) = Fx::new("saveload") else {
+    let Some(fx) = fixture("saveload") else {
         return;
     };
     let ctx = context(&fx);
     let id = fx.ok(&["build", "-q", "-t", "sl", &ctx]);
     for format in ["docker", "oci"] {
-        let file = fx.p(&format!("saved-{format}.tar"));
+        let file = fx.path(&format!("saved-{format}.tar"));
         fx.ok(&["save", "--format", format, "-o", &file, "sl"]);
         fx.ok(&["rmi", "sl"]);
         let out = fx.ok(&["load", "-i", &file]);
@@ -237,8 +201,8 @@ fn save_and_load_keep_the_image_id() {
 
 #[test]
 fn hostile_or_broken_archives_import_nothing() {
-    let Some(fx) = Fx::new("hostile") else { return };
-    let good = fx.p("good.tar");
+    let Some(fx) = fixture("hostile") else { return };
+    let good = fx.path("good.tar");
     fx.ok(&["save", "-o", &good, "busybox"]);
     // Rewrites good.tar with `f` applied to its (path, bytes) entries.
     let variant = |name: &str, f: &dyn Fn(&mut Entries)| -> String {
@@ -255,7 +219,7 @@ fn hostile_or_broken_archives_import_nothing() {
             entries.push((p, v));
         }
         f(&mut entries);
-        let out = fx.p(name);
+        let out = fx.path(name);
         let mut b = tar::Builder::new(std::fs::File::create(&out).unwrap());
         for (p, v) in entries {
             let mut h = tar::Header::new_gnu();
@@ -338,7 +302,7 @@ fn hostile_or_broken_archives_import_nothing() {
         (
             "not an archive at all",
             {
-                let p = fx.p("t6.tar");
+                let p = fx.path("t6.tar");
                 std::fs::write(&p, b"hello").unwrap();
                 p
             },
@@ -346,13 +310,9 @@ fn hostile_or_broken_archives_import_nothing() {
         ),
     ];
     // Loaded into an empty root, so nothing can be skipped as already there.
-    let empty = fx.dir.join("empty-root");
+    let empty = fx.other_root("empty-root");
     for (what, file, msg) in cases {
-        let out = fx
-            .cmd(&["load", "-i", &file])
-            .env("STRATA_ROOT", &empty)
-            .output()
-            .unwrap();
+        let out = empty.strata(&["load", "-i", &file]);
         assert!(!out.status.success(), "{what}: loaded");
         let err = stderr(&out);
         assert!(err.contains("error"), "{what}: {err}");
@@ -361,18 +321,16 @@ fn hostile_or_broken_archives_import_nothing() {
             !out.status.success() && !err.contains("panicked"),
             "{what}: {err}"
         );
-        let images = fx
-            .cmd(&["images", "--format", "json"])
-            .env("STRATA_ROOT", &empty)
-            .output()
-            .unwrap();
+        let images = empty.strata(&["images", "--format", "json"]);
         let listed = stdout(&images);
         assert!(
             images.status.success() && matches!(listed.trim(), "" | "[]"),
             "{what}: an image appeared: {listed}"
         );
         assert_eq!(
-            std::fs::read_dir(empty.join("snapshots")).unwrap().count(),
+            std::fs::read_dir(empty.root.join("snapshots"))
+                .unwrap()
+                .count(),
             0,
             "{what}: a layer was left"
         );
@@ -382,21 +340,16 @@ fn hostile_or_broken_archives_import_nothing() {
 
 #[test]
 fn source_date_epoch_builds_are_byte_identical() {
-    let Some(a) = Fx::new("repro-a") else { return };
-    let Some(b) = Fx::new("repro-b") else { return };
+    let Some(a) = fixture("repro-a") else { return };
+    let Some(b) = fixture("repro-b") else { return };
     let ctx = context(&a);
     // The same base image in both roots: imported with the epoch as its creation time.
     for fx in [&a, &b] {
-        let out = fx
-            .cmd(&["import", &base_tar().unwrap().to_string_lossy(), "busybox"])
-            .env("SOURCE_DATE_EPOCH", "1600000000")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        fx.import_busybox(base_tar().unwrap(), Some("1600000000"));
     }
     let mut digests = Vec::new();
     for (fx, threads) in [(&a, "2"), (&b, "1")] {
-        let oci = fx.p("oci.tar");
+        let oci = fx.path("oci.tar");
         let out = fx
             .cmd(&[
                 "build",
@@ -406,7 +359,7 @@ fn source_date_epoch_builds_are_byte_identical() {
                 "-o",
                 &format!("type=oci,dest={oci}"),
                 "-o",
-                &format!("type=docker,dest={}", fx.p("docker.tar")),
+                &format!("type=docker,dest={}", fx.path("docker.tar")),
                 &ctx,
             ])
             .env("SOURCE_DATE_EPOCH", "1700000000")
@@ -417,7 +370,7 @@ fn source_date_epoch_builds_are_byte_identical() {
         digests.push((
             stdout(&out).trim().to_string(),
             sha256(Path::new(&oci)),
-            sha256(Path::new(&fx.p("docker.tar"))),
+            sha256(Path::new(&fx.path("docker.tar"))),
         ));
     }
     assert_eq!(
@@ -430,7 +383,7 @@ fn source_date_epoch_builds_are_byte_identical() {
 
 #[test]
 fn other_tools_accept_the_archives() {
-    let Some(fx) = Fx::new("interop") else { return };
+    let Some(fx) = fixture("interop") else { return };
     let have = |t: &str| Command::new(t).arg("--version").output().is_ok();
     if !have("skopeo") || !have("umoci") {
         assert!(
@@ -441,7 +394,7 @@ fn other_tools_accept_the_archives() {
         return;
     }
     let ctx = context(&fx);
-    let (oci, docker, dir) = (fx.p("oci.tar"), fx.p("docker.tar"), fx.p("layout"));
+    let (oci, docker, dir) = (fx.path("oci.tar"), fx.path("docker.tar"), fx.path("layout"));
     fx.ok(&[
         "build",
         "-q",
@@ -472,7 +425,7 @@ fn other_tools_accept_the_archives() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["Env"][1], "A=1", "{src}");
     }
-    let copied = fx.p("copied");
+    let copied = fx.path("copied");
     let out = Command::new("skopeo")
         .args([
             "copy",
@@ -482,7 +435,7 @@ fn other_tools_accept_the_archives() {
         .output()
         .unwrap();
     assert!(out.status.success(), "skopeo copy: {}", stderr(&out));
-    let bundle = fx.p("bundle");
+    let bundle = fx.path("bundle");
     let out = Command::new("umoci")
         .args(["unpack", "--image", &format!("{dir}:v1"), &bundle])
         .output()
@@ -657,7 +610,7 @@ fn runtime_config(config: &serde_json::Value) -> serde_json::Value {
 /// testdata/images/refresh.sh with the anchors' BuildKit and imagefs.py).
 #[test]
 fn same_content_as_buildkit() {
-    let Some(fx) = Fx::new("buildkit-equal") else {
+    let Some(fx) = fixture("buildkit-equal") else {
         return;
     };
     let cases = testdata().join("images");
@@ -669,7 +622,7 @@ fn same_content_as_buildkit() {
         }
         n += 1;
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let out = fx.p(&format!("{name}-layout"));
+        let out = fx.path(&format!("{name}-layout"));
         fx.ok(&[
             "build",
             "-q",
@@ -725,7 +678,7 @@ fn same_content_as_buildkit() {
 /// blob behind.
 #[test]
 fn uncompressed_layers_stream_from_their_snapshots() {
-    let Some(fx) = Fx::new("streamed") else {
+    let Some(fx) = fixture("streamed") else {
         return;
     };
     let ctx = fx.dir.join("ctx");
@@ -736,7 +689,7 @@ fn uncompressed_layers_stream_from_their_snapshots() {
     )
     .unwrap();
     let ctx = ctx.to_string_lossy().into_owned();
-    let (dir, tar) = (fx.p("layout"), fx.p("layout.tar"));
+    let (dir, tar) = (fx.path("layout"), fx.path("layout.tar"));
     let id = fx.ok(&["build", "-q", &ctx]);
     let built = {
         let id = id.trim();
@@ -768,7 +721,7 @@ fn uncompressed_layers_stream_from_their_snapshots() {
         "y\n",
     )
     .unwrap();
-    let again = fx.p("again");
+    let again = fx.path("again");
     let out = fx.strata(&[
         "build",
         "-q",

@@ -6,7 +6,7 @@ use crate::support::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
 fn base_tar() -> Option<&'static Path> {
@@ -85,42 +85,26 @@ impl Drop for Registry {
     }
 }
 
+/// A test's state root, its registry credentials in `dir/docker`.
 struct Root {
-    root: PathBuf,
-    dir: PathBuf,
+    fx: Fixture,
 }
+
+deref_to_fixture!(Root);
 
 impl Root {
     fn new(name: &str, with_busybox: bool) -> Option<Root> {
         let tar = base_tar()?;
-        let dir = tar.parent()?.join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let r = Root {
-            root: dir.join("root"),
-            dir,
-        };
+        let fx = Fixture::new(tar, name).own_docker_config();
         if with_busybox {
-            r.ok(&["import", &tar.to_string_lossy(), "busybox"]);
+            fx.import_busybox(tar, None);
         }
-        Some(r)
+        Some(Root { fx })
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-        c.args(args)
-            .env("STRATA_ROOT", &self.root)
-            .env("DOCKER_CONFIG", self.dir.join("docker"))
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
+    /// `strata args`' standard output and error, after asserting that it succeeded.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
+        let out = self.strata(args);
         assert!(
             out.status.success(),
             "strata {args:?}:\n{}{}",
@@ -128,13 +112,6 @@ impl Root {
             stderr(&out)
         );
         format!("{}{}", stdout(&out), stderr(&out))
-    }
-
-    fn context(&self, name: &str, dockerfile: &str) -> String {
-        let d = self.dir.join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("Dockerfile"), dockerfile).unwrap();
-        d.to_string_lossy().into_owned()
     }
 }
 
@@ -319,7 +296,7 @@ fn a_docker_io_mirror_serves_docker_io_names() {
     );
     b.ok(&["build", "-q", "-t", "m", &ctx]);
     assert_eq!(
-        stdout(&b.run(&["run", "--rm", "m", "cat", "/m"])),
+        stdout(&b.strata(&["run", "--rm", "m", "cat", "/m"])),
         "through-mirror\n"
     );
 }
@@ -525,7 +502,8 @@ fn indexes_resolve_to_this_platform_and_5xx_are_retried() {
     );
     let image = format!("{}/t/img:v1", fake.addr);
     a.ok(&["pull", &image]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&a.run(&["inspect", &image]))).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&a.strata(&["inspect", &image]))).unwrap();
     assert_eq!(v[0]["Architecture"], "amd64");
     let ctx = a.context("x", &format!("FROM {image}\n"));
     let dest = a.dir.join("fs");
@@ -555,7 +533,7 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
         return;
     };
     let fake = scripted(Arc::new(|_, _| None), true);
-    let out = a.run(&["pull", &format!("{}/t/img:v1", fake.addr)]);
+    let out = a.strata(&["pull", &format!("{}/t/img:v1", fake.addr)]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
     let images = a.ok(&["images", "--format", "json"]);
@@ -601,7 +579,7 @@ fn bearer_tokens_from_the_challenge() {
     *port.lock().unwrap() = fake.addr.clone();
     let image = format!("{}/t/img:v1", fake.addr);
     // Without credentials the token server refuses: a clear error.
-    let out = a.run(&["pull", &image]);
+    let out = a.strata(&["pull", &image]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("strata login"), "{}", stderr(&out));
     a.ok(&["login", "-u", "u", "-p", "p", &fake.addr]);
@@ -624,12 +602,7 @@ fn build_cache_shared_through_a_registry_and_a_directory() {
     };
     // The same base image in every root (as a registry pull would give).
     for r in [&a, &b, &c] {
-        let out = r
-            .cmd(&["import", &base_tar().unwrap().to_string_lossy(), "busybox"])
-            .env("SOURCE_DATE_EPOCH", "1600000000")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        r.import_busybox(base_tar().unwrap(), Some("1600000000"));
     }
     let Some(reg) = Registry::start(&a.dir.join("registry")) else {
         return;
@@ -660,7 +633,7 @@ fn build_cache_shared_through_a_registry_and_a_directory() {
         &ctx_b,
     ]);
     assert!(out.contains("0 steps run"), "{out}");
-    assert_eq!(stdout(&b.run(&["run", "--rm", "app"])), "deps\napp\n");
+    assert_eq!(stdout(&b.strata(&["run", "--rm", "app"])), "deps\napp\n");
     // Only the layers the result needs came: the deps stage's RUN layer did not.
     let snaps = std::fs::read_dir(b.root.join("snapshots")).unwrap().count();
     assert_eq!(snaps, 3, "base, COPY and RUN layers only");
@@ -786,12 +759,12 @@ fn basic_auth_over_tls_with_a_generated_certificate() {
     .unwrap();
     let image = format!("{}/secure/busybox:1", reg.addr);
     // No credentials: refused, and the message says how to log in.
-    let out = a.run(&["push", "busybox", &image]);
+    let out = a.strata(&["push", "busybox", &image]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("strata login"), "{}", stderr(&out));
     // Wrong password, then the right one (from stdin).
     a.ok(&["login", "-u", "alice", "-p", "wrong", &reg.addr]);
-    assert!(!a.run(&["push", "busybox", &image]).status.success());
+    assert!(!a.strata(&["push", "busybox", &image]).status.success());
     let mut c = a
         .cmd(&["login", "-u", "alice", "--password-stdin", &reg.addr])
         .stdin(Stdio::piped())
@@ -868,7 +841,7 @@ fn a_registry_that_stops_mid_push_then_a_push_that_succeeds() {
         }
     }));
     let image = format!("{}/x/app:1", fake.addr);
-    let out = a.run(&["push", "busybox", &image]);
+    let out = a.strata(&["push", "busybox", &image]);
     assert!(!out.status.success(), "pushed to a stopped registry");
     let err = stderr(&out);
     assert!(err.contains("pushing") && err.contains("blob"), "{err}");
@@ -902,11 +875,11 @@ fn run_pulls_an_image_the_store_lacks_as_docker_run_does() {
     let Some(b) = Root::new("reg-run-b", false) else {
         return;
     };
-    let out = b.run(&["run", "--pull", "never", &image]);
+    let out = b.strata(&["run", "--pull", "never", &image]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no such image"), "{}", stderr(&out));
     // The default (missing): pulled, then run.
-    let out = b.run(&["run", &image]);
+    let out = b.strata(&["run", &image]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "v1\n");
     assert!(
@@ -915,7 +888,7 @@ fn run_pulls_an_image_the_store_lacks_as_docker_run_does() {
         stderr(&out)
     );
     // Now it is local: no pull.
-    let out = b.run(&["run", &image]);
+    let out = b.strata(&["run", &image]);
     assert_eq!(stdout(&out), "v1\n");
     assert!(!stderr(&out).contains("pulling"), "{}", stderr(&out));
     // --pull=always sees a newer push.
@@ -924,17 +897,17 @@ fn run_pulls_an_image_the_store_lacks_as_docker_run_does() {
         "FROM busybox\nRUN echo v2 > /v\nCMD [\"cat\", \"/v\"]\n",
     );
     a.ok(&["build", "-q", "-t", &image, "--push", &ctx2]);
-    let out = b.run(&["run", &image]);
+    let out = b.strata(&["run", &image]);
     assert_eq!(stdout(&out), "v1\n", "missing does not pull what is local");
-    let out = b.run(&["run", "--pull", "always", &image]);
+    let out = b.strata(&["run", "--pull", "always", &image]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "v2\n");
     // --platform: an image for this machine's platform is found; another is pulled for it
     // (and the registry has none).
     let host = strata_oci::Platform::host().to_string();
-    let out = b.run(&["run", "--platform", &host, &image]);
+    let out = b.strata(&["run", "--platform", &host, &image]);
     assert_eq!(stdout(&out), "v2\n", "{}", stderr(&out));
-    let out = b.run(&["run", "--platform", "linux/s390x", &image]);
+    let out = b.strata(&["run", "--platform", "linux/s390x", &image]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("linux/s390x"), "{}", stderr(&out));
 }

@@ -3,14 +3,15 @@
 
 use crate::support::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 /// One test's directory (its busybox tarball, the tools' files) and strata state root.
 struct Fx {
-    dir: PathBuf,
-    root: PathBuf,
+    fx: Fixture,
     busybox: PathBuf,
 }
+
+deref_to_fixture!(Fx);
 
 impl Fx {
     /// A fresh fixture, or `None` (a skip, outside CI only) when a tool in `tools` is missing
@@ -24,10 +25,8 @@ impl Fx {
             }
         }
         let busybox = busybox_tar(&format!("strata-tools-{name}"))?;
-        let dir = busybox.parent()?.to_path_buf();
         Some(Fx {
-            root: dir.join("root"),
-            dir,
+            fx: Fixture::at(busybox.parent()?.to_path_buf()),
             busybox,
         })
     }
@@ -35,18 +34,9 @@ impl Fx {
     /// The same directory with another, empty, state root.
     fn other_root(&self, name: &str) -> Fx {
         Fx {
-            dir: self.dir.clone(),
-            root: self.dir.join(name),
+            fx: self.fx.other_root(name),
             busybox: self.busybox.clone(),
         }
-    }
-
-    fn strata(&self, args: &[&str]) -> Output {
-        strata_in(&self.root, args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        expect_ok(&self.strata(args), args)
     }
 
     /// `strata load -i input`: the names (or the ID, for an untagged image) it reports.
@@ -65,19 +55,6 @@ impl Fx {
     fn inspect(&self, image: &str) -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", image])).unwrap();
         v[0].clone()
-    }
-
-    /// Writes `dockerfile` to a fresh context `ctx-NAME` and returns its path.
-    fn context(&self, name: &str, dockerfile: &str) -> String {
-        let ctx = self.dir.join(format!("ctx-{name}"));
-        let _ = std::fs::remove_dir_all(&ctx);
-        std::fs::create_dir_all(&ctx).unwrap();
-        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-        ctx.to_string_lossy().into_owned()
-    }
-
-    fn p(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
     }
 }
 
@@ -136,8 +113,8 @@ struct Buildah {
 impl Buildah {
     fn new(fx: &Fx) -> Buildah {
         Buildah {
-            root: fx.p("buildah/root"),
-            runroot: fx.p("buildah/run"),
+            root: fx.path("buildah/root"),
+            runroot: fx.path("buildah/run"),
         }
     }
 
@@ -188,7 +165,7 @@ fn buildah_round_trip(format: &str) {
     } else {
         "oci-archive"
     };
-    let archive = fx.p(&format!("base-{format}.tar"));
+    let archive = fx.path(&format!("base-{format}.tar"));
     let name = format!("buildah/base:{format}");
     b.ok(&[
         "commit",
@@ -206,7 +183,7 @@ fn buildah_round_trip(format: &str) {
     assert_eq!(fx.ok(&["run", &name]), "from-base\n");
 
     let ctx = fx.context("derived", &derived(&name, "buildah", "/home/app"));
-    let (oci, docker) = (fx.p("out-oci.tar"), fx.p("out-docker.tar"));
+    let (oci, docker) = (fx.path("out-oci.tar"), fx.path("out-docker.tar"));
     let id = fx.ok(&[
         "build",
         "-q",
@@ -291,9 +268,9 @@ fn a_umoci_image_is_a_base_and_umoci_unpacks_the_exports() {
     let Some(fx) = Fx::new("umoci", &["umoci"]) else {
         return;
     };
-    let layout = fx.p("umoci-layout");
+    let layout = fx.path("umoci-layout");
     let image = format!("{layout}:base");
-    let bundle = fx.p("umoci-bundle");
+    let bundle = fx.path("umoci-bundle");
     tool("umoci", &["init", "--layout", &layout]);
     tool("umoci", &["new", "--image", &image]);
     tool("umoci", &["unpack", "--image", &image, &bundle]);
@@ -342,7 +319,7 @@ fn a_umoci_image_is_a_base_and_umoci_unpacks_the_exports() {
         .unwrap(),
     );
     let config_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
-    let layout_tar = fx.p("umoci-layout.tar");
+    let layout_tar = fx.path("umoci-layout.tar");
     tool("tar", &["-C", &layout, "-cf", &layout_tar, "."]);
 
     // As a directory in one state root, as a tar in another: both the same image, usable.
@@ -366,7 +343,11 @@ fn a_umoci_image_is_a_base_and_umoci_unpacks_the_exports() {
     }
 
     // umoci reads strata's exports: a layout directory, and the layout in the tar export.
-    let (out_dir, out_tar, out_untar) = (fx.p("out-layout"), fx.p("out.tar"), fx.p("out-untar"));
+    let (out_dir, out_tar, out_untar) = (
+        fx.path("out-layout"),
+        fx.path("out.tar"),
+        fx.path("out-untar"),
+    );
     let ctx = fx.context("derived", &derived("umoci/base:v1", "umoci", "/home/app"));
     fx.ok(&[
         "build",
@@ -437,7 +418,7 @@ fn skopeo_conversions_are_bases_and_skopeo_reads_the_exports() {
         "base",
         "FROM busybox\nRUN echo base > /home/app/base-file\nENV BASE=skopeo\nLABEL made.by=skopeo-test\nWORKDIR /home/app\nUSER app\nCMD [\"sh\", \"-c\", \"echo from-base\"]\n",
     );
-    let base_oci = src.p("base-oci.tar");
+    let base_oci = src.path("base-oci.tar");
     src.ok(&[
         "build",
         "-q",
@@ -447,7 +428,7 @@ fn skopeo_conversions_are_bases_and_skopeo_reads_the_exports() {
         &format!("type=oci,dest={base_oci}"),
         &base_ctx,
     ]);
-    let (conv_docker, conv_oci) = (src.p("conv-docker.tar"), src.p("conv-oci"));
+    let (conv_docker, conv_oci) = (src.path("conv-docker.tar"), src.path("conv-oci"));
     tool(
         "skopeo",
         &[
@@ -489,7 +470,11 @@ fn skopeo_conversions_are_bases_and_skopeo_reads_the_exports() {
 
     // skopeo reads what strata exports.
     let (f, id) = &built[1];
-    let (oci, docker, zstd) = (f.p("out-oci.tar"), f.p("out-docker.tar"), f.p("out-zstd"));
+    let (oci, docker, zstd) = (
+        f.path("out-oci.tar"),
+        f.path("out-docker.tar"),
+        f.path("out-zstd"),
+    );
     let ctx = f.context(
         "derived-oci",
         &derived("skopeo/base:oci", "skopeo", "/home/app"),
@@ -548,8 +533,11 @@ fn skopeo_conversions_are_bases_and_skopeo_reads_the_exports() {
 
     // skopeo's copies of the exports: a docker archive and an OCI layout load into a fresh
     // root and run; a dir: has every blob under its digest.
-    let (copy_docker, copy_oci, copy_dir) =
-        (f.p("copy-docker.tar"), f.p("copy-oci"), f.p("copy-dir"));
+    let (copy_docker, copy_oci, copy_dir) = (
+        f.path("copy-docker.tar"),
+        f.path("copy-oci"),
+        f.path("copy-dir"),
+    );
     tool(
         "skopeo",
         &[
