@@ -1,6 +1,7 @@
 //! `strata build`, end to end, as root, on a busybox base image made offline.
 
 use crate::support::*;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -960,7 +961,10 @@ fn add_a_git_repository() {
         .local_addr()
         .unwrap()
         .port();
-    let mut daemon = Command::new("git")
+    // In a process group of its own: `git daemon` runs `git-daemon` as its child, and the
+    // guard ends both, even when an assertion fails.
+    let daemon = Command::new("git")
+        .process_group(0)
         .args([
             "daemon",
             "--export-all",
@@ -974,6 +978,7 @@ fn add_a_git_repository() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let daemon = GroupGuard(daemon);
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
@@ -1021,8 +1026,7 @@ fn add_a_git_repository() {
             stderr(&out)
         );
     });
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
@@ -1276,4 +1280,16 @@ fn copy_from_a_stage_links_the_stage_files() {
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), 2, "{inos:?}");
+}
+
+/// A child in a process group of its own, ended with its whole group when dropped.
+struct GroupGuard(std::process::Child);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.0.wait();
+    }
 }

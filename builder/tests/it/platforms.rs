@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// The busybox bases, made offline: this machine's (amd64) and Debian's arm64 busybox-static.
@@ -57,53 +57,20 @@ fn emulation(root: &Path) -> bool {
 }
 
 /// A fresh directory with a state root holding `busybox` for amd64 and arm64 (one
-/// multi-platform image) and a context.
-struct Fx {
-    dir: PathBuf,
-    root: PathBuf,
-}
-
-impl Fx {
-    fn new(name: &str) -> Option<Fx> {
-        let b = bases()?;
-        let dir = b.amd64.parent()?.join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("ctx")).unwrap();
-        let fx = Fx {
-            root: dir.join("root"),
-            dir,
-        };
-        let (a, r) = (b.amd64.to_string_lossy(), b.arm64.to_string_lossy());
-        fx.ok(&[
-            "import",
-            "--platform",
-            "linux/amd64,linux/arm64",
-            &a,
-            &r,
-            "busybox",
-        ]);
-        Some(fx)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        strata_in(&self.root, args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        expect_ok(&self.run(args), args)
-    }
-
-    fn ctx(&self) -> String {
-        self.dir.join("ctx").to_string_lossy().into_owned()
-    }
-
-    fn dockerfile(&self, text: &str) {
-        std::fs::write(self.dir.join("ctx/Dockerfile"), text).unwrap();
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.join(p)
-    }
+/// multi-platform image).
+fn fixture(name: &str) -> Option<Fixture> {
+    let b = bases()?;
+    let fx = Fixture::new(&b.amd64, name);
+    let (a, r) = (b.amd64.to_string_lossy(), b.arm64.to_string_lossy());
+    fx.ok(&[
+        "import",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        &a,
+        &r,
+        "busybox",
+    ]);
+    Some(fx)
 }
 
 /// The ELF machine of a file (`e_machine`, little-endian).
@@ -140,14 +107,14 @@ RUN uname -m > /arch
 
 #[test]
 fn a_two_platform_build_emulates_the_target_stage_and_runs_the_build_platform_stage_natively() {
-    let Some(fx) = Fx::new("two-platforms") else {
+    let Some(fx) = fixture("two-platforms") else {
         return;
     };
     if !emulation(&fx.root) {
         return;
     }
-    fx.dockerfile(CROSS);
-    let out_dir = fx.path("out");
+    let ctx = fx.context("cross", CROSS);
+    let out_dir = fx.dir.join("out");
     let dest = format!("type=local,dest={}", out_dir.display());
     let args = [
         "build",
@@ -157,9 +124,9 @@ fn a_two_platform_build_emulates_the_target_stage_and_runs_the_build_platform_st
         "plain",
         "-o",
         &dest,
-        &fx.ctx(),
+        &ctx,
     ];
-    let out = fx.run(&args);
+    let out = fx.strata(&args);
     expect_ok(&out, &args);
     let progress = stderr(&out);
     // Each platform's root filesystem in its own directory, as buildx writes them.
@@ -217,34 +184,33 @@ fn a_two_platform_build_emulates_the_target_stage_and_runs_the_build_platform_st
         "{v:#?}"
     );
     // A rebuild is all cache hits, for every platform.
-    let again = fx.run(&args);
+    let again = fx.strata(&args);
     expect_ok(&again, &args);
     assert!(stderr(&again).contains("0 steps run"), "{}", stderr(&again));
 }
 
 #[test]
 fn a_multi_platform_image_is_an_index_in_the_store_archives_and_a_registry() {
-    let Some(fx) = Fx::new("index-everywhere") else {
+    let Some(fx) = fixture("index-everywhere") else {
         return;
     };
     if !emulation(&fx.root) {
         return;
     }
-    let Some(reg) = crate::registry::Registry::start(&fx.path("registry")) else {
+    let Some(reg) = crate::registry::Registry::start(&fx.dir.join("registry")) else {
         return;
     };
-    fx.dockerfile(CROSS);
+    let ctx = fx.context("cross", CROSS);
     let name = format!("{}/multi/app:1", reg.addr);
-    let meta = fx.path("meta.json");
-    let oci = fx.path("app.oci.tar");
-    let docker = fx.path("app.docker.tar");
+    let meta = fx.dir.join("meta.json");
+    let oci = fx.dir.join("app.oci.tar");
+    let docker = fx.dir.join("app.docker.tar");
     let outs = [
         "type=image,push=true".to_string(),
         format!("type=oci,dest={}", oci.display()),
         format!("type=docker,dest={}", docker.display()),
     ];
     let meta_s = meta.to_string_lossy().into_owned();
-    let ctx = fx.ctx();
     let mut args = vec![
         "build",
         "--platform",
@@ -293,7 +259,7 @@ fn a_multi_platform_image_is_an_index_in_the_store_archives_and_a_registry() {
     );
     // A fresh root pulls each platform and runs it (arm64 through QEMU).
     for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
-        let fresh = fx.path(&format!("fresh-{arch}"));
+        let fresh = fx.dir.join(format!("fresh-{arch}"));
         expect_ok(
             &strata_in(&fresh, &["pull", "--platform", platform, &name]),
             &["pull"],
@@ -319,7 +285,7 @@ fn a_multi_platform_image_is_an_index_in_the_store_archives_and_a_registry() {
         let c: serde_json::Value = serde_json::from_slice(&cfg.stdout).unwrap();
         assert_eq!(c["architecture"], arch);
     }
-    let layout = fx.path("layout");
+    let layout = fx.dir.join("layout");
     std::fs::create_dir_all(&layout).unwrap();
     let untar = Command::new("tar")
         .arg("-xf")
@@ -348,17 +314,22 @@ fn a_multi_platform_image_is_an_index_in_the_store_archives_and_a_registry() {
 
 #[test]
 fn a_foreign_platform_without_its_emulator_fails_before_any_step_runs() {
-    let Some(fx) = Fx::new("no-emulator") else {
+    let Some(fx) = fixture("no-emulator") else {
         return;
     };
     // A machine with no handler registered (the kernel's list, simulated empty).
-    let empty = fx.path("binfmt");
+    let empty = fx.dir.join("binfmt");
     std::fs::create_dir_all(&empty).unwrap();
-    fx.dockerfile("FROM busybox AS app\nRUN touch /ran\n");
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["build", "--platform", "linux/arm64", "--progress", "plain"])
-        .arg(fx.ctx())
-        .env("STRATA_ROOT", &fx.root)
+    let ctx = fx.context("app", "FROM busybox AS app\nRUN touch /ran\n");
+    let out = fx
+        .cmd(&[
+            "build",
+            "--platform",
+            "linux/arm64",
+            "--progress",
+            "plain",
+            &ctx,
+        ])
         .env("STRATA_BINFMT_DIR", &empty)
         .output()
         .unwrap();
