@@ -339,8 +339,11 @@ pub struct BuildArgs {
 #[derive(Args, Debug)]
 pub struct PullArgs {
     /// Platform of the image to pull (default: this machine's)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "all_platforms")]
     pub platform: Option<String>,
+    /// Every platform of a multi-platform image
+    #[arg(short = 'a', long)]
+    pub all_platforms: bool,
     pub reference: String,
 }
 
@@ -380,6 +383,9 @@ pub struct SaveArgs {
     /// Layer compression (gzip, zstd or uncompressed)
     #[arg(long, value_name = "C")]
     pub compression: Option<String>,
+    /// Of a multi-platform image, save this platform's image (default: this machine's)
+    #[arg(long)]
+    pub platform: Option<String>,
     #[arg(required = true)]
     pub images: Vec<String>,
 }

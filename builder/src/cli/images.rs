@@ -346,6 +346,15 @@ pub fn inspect(g: &Global, a: &InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     let mut code = 0;
     for name in &a.images {
+        let full = normalize_tag(name).ok();
+        let idx = match &full {
+            Some(f) => store.index(f)?,
+            None => None,
+        };
+        if let Some(idx) = idx.map_or_else(|| store.index(name), |i| Ok(Some(i)))? {
+            out.push(inspect_index(&store, &idx)?);
+            continue;
+        }
         match find(&store, name) {
             Ok(img) => {
                 let c = &img.config;
@@ -391,6 +400,41 @@ pub fn inspect(g: &Global, a: &InspectArgs) -> Result<i32> {
     serde_json::to_writer_pretty(&mut o, &out)?;
     writeln!(o)?;
     Ok(code)
+}
+
+/// `inspect` of a multi-platform image: the index (its digest, media type, tags) and each
+/// platform's manifest, with the image's ID, architecture and size when it is here.
+fn inspect_index(
+    store: &ImageStore,
+    idx: &strata_cache::images::StoredIndex,
+) -> Result<serde_json::Value> {
+    let mut manifests = Vec::new();
+    for m in &idx.record.members {
+        let mut j = serde_json::json!({
+            "Platform": m.platform,
+            "Digest": m.manifest_digest.to_string(),
+            "Available": m.image_id.is_some(),
+        });
+        if let Some(id) = &m.image_id {
+            let img = store.image(id.as_str())?;
+            j["Id"] = id.to_string().into();
+            j["Architecture"] = img.config.architecture.clone().into();
+            j["Os"] = img.config.os.clone().into();
+            if let Some(v) = &img.config.variant {
+                j["Variant"] = v.clone().into();
+            }
+            j["Created"] = img.config.created.clone().into();
+            j["Size"] = img.record.size.into();
+        }
+        manifests.push(j);
+    }
+    Ok(serde_json::json!({
+        "Id": idx.record.digest.to_string(),
+        "RepoTags": idx.record.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
+        "MediaType": idx.record.media_type,
+        "Manifests": manifests,
+        "Index": serde_json::from_slice::<serde_json::Value>(&idx.bytes).unwrap_or_default(),
+    }))
 }
 
 /// The root lock, exclusively: waits (saying so) while builds or containers use the root.

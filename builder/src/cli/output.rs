@@ -369,9 +369,17 @@ fn export_index(
 pub fn save(g: &Global, a: &super::args::SaveArgs) -> Result<i32> {
     let mut store = open_store(g)?;
     let _lock = strata_cache::lock::RootLock::shared(&g.root)?;
+    let platform = a
+        .platform
+        .as_deref()
+        .map(|p| {
+            strata_solver::graph::Platform::parse(p)
+                .map_err(|e| anyhow::anyhow!("--platform {p:?}: {e}"))
+        })
+        .transpose()?;
     let mut imgs = Vec::new();
     for name in &a.images {
-        let img = find(&store, name)?;
+        let img = super::images::find_for(&store, name, platform.as_ref())?;
         super::registry::ensure_image(g, &mut store, &img)?;
         // Saved under the name given, as docker save does (all tags when given an ID).
         let names = match normalize_tag(name) {

@@ -46,6 +46,23 @@ pub fn pull(g: &Global, a: &PullArgs) -> Result<i32> {
         None => Platform::host(),
     };
     let p = pull_image(g, &mut store, &a.reference, &platform, false)?;
+    if a.all_platforms {
+        // The index the first pull recorded names the others.
+        let name = super::images::normalize_tag(&a.reference)?;
+        if let Some(idx) = store.index(&name)? {
+            for m in &idx.record.members {
+                let Ok(other) = Platform::parse(&m.platform) else {
+                    continue;
+                };
+                if m.image_id.is_none() {
+                    let q = pull_image(g, &mut store, &a.reference, &other, false)?;
+                    println!("{other}: {}", q.image_id);
+                }
+            }
+            println!("Digest: {}", idx.record.digest);
+            return Ok(0);
+        }
+    }
     println!("Digest: {}", p.manifest_digest);
     println!("{}", p.image_id);
     Ok(0)
@@ -99,6 +116,43 @@ pub fn push_index_image(
 pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
     let mut store = open_store(g)?;
     let _lock = strata_cache::lock::RootLock::shared(&g.root)?;
+    // A multi-platform image: every platform, then the index.
+    let full = super::images::normalize_tag(&a.image).ok();
+    let idx = match &full {
+        Some(f) => store.index(f)?,
+        None => None,
+    };
+    if let Some(idx) = idx {
+        let missing: Vec<&str> = idx
+            .record
+            .members
+            .iter()
+            .filter(|m| m.image_id.is_none())
+            .map(|m| m.platform.as_str())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{} is a multi-platform image without {} here: pull them first (strata pull --all-platforms {})",
+                a.image,
+                missing.join(", "),
+                a.image
+            );
+        }
+        let members: Vec<_> = idx
+            .record
+            .members
+            .iter()
+            .filter_map(|m| m.image_id.clone())
+            .collect();
+        for m in &members {
+            let img = store.image(m.as_str())?;
+            ensure_image(g, &mut store, &img)?;
+        }
+        let target = a.reference.clone().or(full).unwrap_or_default();
+        let d = push_index_image(g, &mut store, &members, &target, &Default::default())?;
+        println!("{d}");
+        return Ok(0);
+    }
     let img = find(&store, &a.image)?;
     let target = match &a.reference {
         Some(r) => r.clone(),

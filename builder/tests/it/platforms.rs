@@ -273,6 +273,36 @@ fn a_multi_platform_image_is_an_index_in_the_store_archives_and_a_registry() {
         );
         assert_eq!(ran, format!("{arch}\n"));
     }
+    // inspect shows the index and each platform's manifest; save takes one platform; push
+    // of the stored index sends every platform; pull --all-platforms brings them all.
+    let inspected: serde_json::Value = serde_json::from_str(&fx.ok(&["inspect", &name])).unwrap();
+    let platforms: Vec<&str> = inspected[0]["Manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    let saved = fx.dir.join("arm64.tar");
+    let saved_s = saved.to_string_lossy().into_owned();
+    fx.ok(&["save", "--platform", "linux/arm64", "-o", &saved_s, &name]);
+    let cfg = Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("docker-archive:{saved_s}"))
+        .output()
+        .unwrap();
+    let c: serde_json::Value = serde_json::from_slice(&cfg.stdout).unwrap();
+    assert_eq!(c["architecture"], "arm64", "{}", stderr(&cfg));
+    let again = format!("{}/multi/again:2", reg.addr);
+    fx.ok(&["push", &name, &again]);
+    let all = fx.dir.join("fresh-all");
+    expect_ok(
+        &strata_in(&all, &["pull", "--all-platforms", &again]),
+        &["pull"],
+    );
+    let images = expect_ok(&strata_in(&all, &["images"]), &["images"]);
+    assert!(images.contains("linux/amd64,linux/arm64"), "{images}");
+    assert!(!images.contains('('), "every platform is here: {images}");
     // The archives: skopeo and umoci read every platform of the OCI one; the docker one
     // loads the image this machine runs.
     for arch in ["amd64", "arm64"] {
