@@ -41,6 +41,15 @@ pub struct Loaded {
     pub tags: Vec<String>,
 }
 
+/// A multi-platform image of the archive: its index (as written, when the archive has the
+/// document) and the plans of its members.
+struct IndexPlan {
+    document: Option<(Vec<u8>, String)>,
+    tags: Vec<String>,
+    /// (manifest digest, plan, platform) of each member.
+    members: Vec<(Digest, usize, Platform)>,
+}
+
 /// What to import: a config and its layer files, in order.
 struct Plan {
     config: Vec<u8>,
@@ -238,7 +247,7 @@ fn add_plan(plans: &mut Vec<Plan>, p: Plan) -> usize {
     }
 }
 
-fn plan_oci(root: &Root) -> Result<Vec<Plan>> {
+fn plan_oci(root: &Root) -> Result<(Vec<Plan>, Vec<IndexPlan>)> {
     let bytes = read_json_file(root, "index.json")?;
     let index =
         match Document::parse(&bytes, Some(mt::OCI_INDEX)).context("the archive's index.json")? {
@@ -260,15 +269,40 @@ fn plan_oci(root: &Root) -> Result<Vec<Plan>> {
         && images
             .iter()
             .all(|d| d.image_name() == images[0].image_name());
-    let index = if per_platform {
-        let pick = index
-            .select(&host)
-            .context("the archive's index.json")?
-            .clone();
-        strata_oci::Index::new(vec![pick])
-    } else {
-        index
-    };
+    let mut index_plans: Vec<IndexPlan> = Vec::new();
+    if per_platform {
+        // Every platform, as one multi-platform image under the layout's name (an index is
+        // made of them: the layout has none of its own).
+        let tags: Vec<String> = images[0]
+            .image_name()
+            .and_then(|n| normalize(n).ok())
+            .into_iter()
+            .collect();
+        let mut members = Vec::new();
+        for d in &images {
+            let bytes = json_blob(root, BlobPaths::Layout, d)?;
+            let p = plan_manifest(
+                root,
+                BlobPaths::Layout,
+                bytes,
+                &d.media_type,
+                vec![],
+                &mut seen,
+            )?;
+            let i = add_plan(&mut plans, p);
+            members.push((
+                d.digest.clone(),
+                i,
+                d.platform.clone().unwrap_or_else(Platform::host),
+            ));
+        }
+        index_plans.push(IndexPlan {
+            document: None,
+            tags,
+            members,
+        });
+        return Ok((plans, index_plans));
+    }
     // Every image the layout names; an index inside it stands for the image for this machine.
     let mut stack: Vec<(Descriptor, Vec<String>, usize)> = index
         .manifests
@@ -309,6 +343,36 @@ fn plan_oci(root: &Root) -> Result<Vec<Plan>> {
         match Document::parse(&bytes, Some(&desc.media_type))
             .with_context(|| format!("blob {}", desc.digest))?
         {
+            Document::Index(i) if depth == 0 && !tags.is_empty() && flat(&i) => {
+                // A named multi-platform image (BuildKit's and strata's exporters write
+                // them so): every platform, kept as the index it is. As docker's load, one
+                // without an image for this machine is refused.
+                i.select(&host)
+                    .with_context(|| format!("index {}", desc.digest))?;
+                let mut members = Vec::new();
+                for d in i.manifests.iter().filter(|d| !d.is_attestation()) {
+                    let bytes = json_blob(root, BlobPaths::Layout, d)?;
+                    let p = plan_manifest(
+                        root,
+                        BlobPaths::Layout,
+                        bytes,
+                        &d.media_type,
+                        vec![],
+                        &mut seen,
+                    )?;
+                    let n = add_plan(&mut plans, p);
+                    members.push((
+                        d.digest.clone(),
+                        n,
+                        d.platform.clone().unwrap_or_else(Platform::host),
+                    ));
+                }
+                index_plans.push(IndexPlan {
+                    document: Some((bytes, desc.media_type.clone())),
+                    tags,
+                    members,
+                });
+            }
             Document::Index(i) => {
                 // A multi-platform image: the manifest for this machine.
                 let pick = i
@@ -330,7 +394,17 @@ fn plan_oci(root: &Root) -> Result<Vec<Plan>> {
             }
         }
     }
-    Ok(plans)
+    Ok((plans, index_plans))
+}
+
+/// Whether every entry of an index is an image manifest (not a nested index) with a
+/// platform, so its members can be kept as they are.
+fn flat(i: &strata_oci::Index) -> bool {
+    let images: Vec<&Descriptor> = i.manifests.iter().filter(|d| !d.is_attestation()).collect();
+    !images.is_empty()
+        && images
+            .iter()
+            .all(|d| d.platform.is_some() && matches!(mt::kind(&d.media_type), mt::Kind::Manifest))
 }
 
 fn plan_docker(root: &Root) -> Result<Vec<Plan>> {
@@ -469,6 +543,7 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
     // Every file of the archive is resolved inside its directory and must be a regular file.
     let root = Root::open(&dir).map_err(|e| anyhow!("{e}"))?;
     let has = |name: &str| root.resolve(name, false).is_ok();
+    let mut index_plans = Vec::new();
     let plans = if has("manifest.json") && has("version") && !has("index.json") {
         plan_skopeo_dir(&root)?
     } else if has("manifest.json") {
@@ -481,7 +556,9 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
         }
         plans
     } else if has("index.json") {
-        plan_oci(&root)?
+        let (plans, indexes) = plan_oci(&root)?;
+        index_plans = indexes;
+        plans
     } else {
         bail!("not an image archive: it has neither manifest.json (docker) nor index.json (OCI)");
     };
@@ -502,7 +579,12 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
     let mut imported: Vec<Digest> = Vec::new();
     let result = (|| -> Result<Vec<Loaded>> {
         let mut out = Vec::new();
-        for (p, c) in plans.iter().zip(&configs) {
+        let mut ids: Vec<Digest> = Vec::new();
+        let members: std::collections::BTreeSet<usize> = index_plans
+            .iter()
+            .flat_map(|x| x.members.iter().map(|m| m.1))
+            .collect();
+        for (n, (p, c)) in plans.iter().zip(&configs).enumerate() {
             for (i, (l, want)) in p.layers.iter().zip(&c.rootfs.diff_ids).enumerate() {
                 if store.meta.layer(want)?.is_some() && store.snapshot_dir(want).is_dir() {
                     continue; // already here
@@ -529,9 +611,40 @@ pub fn load(store: &mut ImageStore, src: &str, scratch: &Path) -> Result<Vec<Loa
             let now = crate::timefmt::now();
             let manifest = p.manifest.as_ref().map(|(b, m)| (&b[..], m.as_str()));
             let id = store.put_distributed_image(&p.config, manifest, &p.tags, now)?;
+            ids.push(id.clone());
+            // An index's member is reported with its index, unless it has names of its own.
+            if !p.tags.is_empty() || !members.contains(&n) {
+                out.push(Loaded {
+                    id,
+                    tags: p.tags.clone(),
+                });
+            }
+        }
+        for x in &index_plans {
+            let now = crate::timefmt::now();
+            let id = match &x.document {
+                Some((bytes, media_type)) => {
+                    let here: Vec<(Digest, Digest)> = x
+                        .members
+                        .iter()
+                        .map(|(d, i, _)| (d.clone(), ids[*i].clone()))
+                        .collect();
+                    store
+                        .put_distributed_index(bytes, media_type, &here, &x.tags, now)?
+                        .digest
+                }
+                None => {
+                    let members: Vec<(Platform, Digest)> = x
+                        .members
+                        .iter()
+                        .map(|(_, i, p)| (p.clone(), ids[*i].clone()))
+                        .collect();
+                    store.put_index(&members, &x.tags, now)?
+                }
+            };
             out.push(Loaded {
                 id,
-                tags: p.tags.clone(),
+                tags: x.tags.clone(),
             });
         }
         Ok(out)

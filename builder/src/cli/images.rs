@@ -357,38 +357,7 @@ pub fn inspect(g: &Global, a: &InspectArgs) -> Result<i32> {
         }
         match find(&store, name) {
             Ok(img) => {
-                let c = &img.config;
-                // As docker: each repository's name with the digest of the manifest the
-                // image was pulled or loaded with.
-                let mut repo_digests: Vec<String> = Vec::new();
-                if let Ok(Some((d, _))) = store.meta.distributed_manifest(&img.record.id) {
-                    for t in &img.record.tags {
-                        if let Ok(r) = strata_oci::Reference::parse(t) {
-                            let rd = format!("{}@{d}", familiar(&r.repository()));
-                            if !repo_digests.contains(&rd) {
-                                repo_digests.push(rd);
-                            }
-                        }
-                    }
-                }
-                out.push(serde_json::json!({
-                    "Id": img.record.id.to_string(),
-                    "RepoTags": img.record.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
-                    "RepoDigests": repo_digests,
-                    "Created": c.created,
-                    "Author": c.author.clone().unwrap_or_default(),
-                    "Architecture": c.architecture,
-                    "Variant": c.variant,
-                    "Os": c.os,
-                    "Config": c.config,
-                    "RootFS": {
-                        "Type": c.rootfs.kind,
-                        "Layers": c.rootfs.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-                    },
-                    "History": c.history,
-                    "Size": img.record.size,
-                    "Metadata": { "ManifestDigest": img.record.manifest_digest.as_ref().map(|d| d.to_string()) },
-                }));
+                out.push(image_json(&store, &img));
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -402,8 +371,45 @@ pub fn inspect(g: &Global, a: &InspectArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// `inspect` of a multi-platform image: the index (its digest, media type, tags) and each
-/// platform's manifest, with the image's ID, architecture and size when it is here.
+/// What `inspect` shows of one image (docker's shape).
+fn image_json(store: &ImageStore, img: &strata_cache::images::Image) -> serde_json::Value {
+    let c = &img.config;
+    // As docker: each repository's name with the digest of the manifest the
+    // image was pulled or loaded with.
+    let mut repo_digests: Vec<String> = Vec::new();
+    if let Ok(Some((d, _))) = store.meta.distributed_manifest(&img.record.id) {
+        for t in &img.record.tags {
+            if let Ok(r) = strata_oci::Reference::parse(t) {
+                let rd = format!("{}@{d}", familiar(&r.repository()));
+                if !repo_digests.contains(&rd) {
+                    repo_digests.push(rd);
+                }
+            }
+        }
+    }
+    serde_json::json!({
+        "Id": img.record.id.to_string(),
+        "RepoTags": img.record.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
+        "RepoDigests": repo_digests,
+        "Created": c.created,
+        "Author": c.author.clone().unwrap_or_default(),
+        "Architecture": c.architecture,
+        "Variant": c.variant,
+        "Os": c.os,
+        "Config": c.config,
+        "RootFS": {
+            "Type": c.rootfs.kind,
+            "Layers": c.rootfs.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        },
+        "History": c.history,
+        "Size": img.record.size,
+        "Metadata": { "ManifestDigest": img.record.manifest_digest.as_ref().map(|d| d.to_string()) },
+    })
+}
+
+/// `inspect` of a multi-platform image: this machine's image as for any image, plus the
+/// index (`Descriptor`) and each platform's manifest, with the image's ID, architecture and
+/// size when it is here.
 fn inspect_index(
     store: &ImageStore,
     idx: &strata_cache::images::StoredIndex,
@@ -428,13 +434,26 @@ fn inspect_index(
         }
         manifests.push(j);
     }
-    Ok(serde_json::json!({
-        "Id": idx.record.digest.to_string(),
-        "RepoTags": idx.record.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
-        "MediaType": idx.record.media_type,
-        "Manifests": manifests,
-        "Index": serde_json::from_slice::<serde_json::Value>(&idx.bytes).unwrap_or_default(),
-    }))
+    // As docker's containerd store shows one: this machine's image (when it is here), with
+    // the index and its manifests beside.
+    let mut v = match store.index_member_for(&idx.record, &Platform::host())? {
+        strata_cache::images::ForPlatform::Image(img) => image_json(store, &img),
+        _ => serde_json::json!({ "Id": idx.record.digest.to_string() }),
+    };
+    v["RepoTags"] = idx
+        .record
+        .tags
+        .iter()
+        .map(|t| familiar(t))
+        .collect::<Vec<_>>()
+        .into();
+    v["Descriptor"] = serde_json::json!({
+        "mediaType": idx.record.media_type,
+        "digest": idx.record.digest.to_string(),
+        "size": idx.bytes.len(),
+    });
+    v["Manifests"] = manifests.into();
+    Ok(v)
 }
 
 /// The root lock, exclusively: waits (saying so) while builds or containers use the root.

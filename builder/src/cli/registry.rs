@@ -109,7 +109,7 @@ pub fn push_index_image(
 ) -> Result<strata_cache::Digest> {
     let r = parse_ref(target)?;
     let c = client(g)?;
-    registry::push_index(&c, store, members, &r, fmt, &mut |l| say(l))
+    registry::push_index(&c, store, members, None, &r, fmt, &mut |l| say(l))
         .with_context(|| format!("pushing {}", familiar(&r.to_string())))
 }
 
@@ -122,22 +122,12 @@ pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
         Some(f) => store.index(f)?,
         None => None,
     };
-    if let Some(idx) = idx {
-        let missing: Vec<&str> = idx
-            .record
-            .members
-            .iter()
-            .filter(|m| m.image_id.is_none())
-            .map(|m| m.platform.as_str())
-            .collect();
-        if !missing.is_empty() {
-            bail!(
-                "{} is a multi-platform image without {} here: pull them first (strata pull --all-platforms {})",
-                a.image,
-                missing.join(", "),
-                a.image
-            );
-        }
+    // A multi-platform image with every platform here goes whole; a partly pulled one, or
+    // an index of one image, goes as docker's classic store pushes it: this machine's image.
+    let whole = |i: &strata_cache::images::StoredIndex| {
+        i.record.members.len() > 1 && i.record.members.iter().all(|m| m.image_id.is_some())
+    };
+    if let Some(idx) = idx.filter(whole) {
         let members: Vec<_> = idx
             .record
             .members
@@ -149,7 +139,18 @@ pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
             ensure_image(g, &mut store, &img)?;
         }
         let target = a.reference.clone().or(full).unwrap_or_default();
-        let d = push_index_image(g, &mut store, &members, &target, &Default::default())?;
+        let r = parse_ref(&target)?;
+        let c = client(g)?;
+        let d = registry::push_index(
+            &c,
+            &mut store,
+            &members,
+            Some((&idx.bytes, &idx.record.media_type)),
+            &r,
+            &Default::default(),
+            &mut |l| say(l),
+        )
+        .with_context(|| format!("pushing {}", familiar(&r.to_string())))?;
         println!("{d}");
         return Ok(0);
     }

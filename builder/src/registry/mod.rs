@@ -408,18 +408,23 @@ pub fn push(
 
 /// Pushes a multi-platform image: each member (blobs, then its manifest by digest), then
 /// the index of them under `r`'s tag (an OCI index, or a Docker manifest list with Docker
-/// media types). Returns the index digest.
+/// media types). With the index it was pulled or loaded with (`distributed`), members go
+/// with their own manifests and, when the index names every one of them, that index goes as
+/// it is, so the digests stay. Returns the index digest.
+#[allow(clippy::too_many_arguments)]
 pub fn push_index(
     client: &Client,
     store: &mut ImageStore,
     members: &[Digest],
+    distributed: Option<(&[u8], &str)>,
     r: &Reference,
     fmt: &crate::export::Format,
     say: &mut dyn FnMut(&str),
 ) -> Result<Digest> {
     let mut entries = Vec::new();
     for id in members {
-        let m = push_manifest(client, store, id.as_str(), r, fmt, false, true, say)?;
+        let keep = distributed.is_some();
+        let m = push_manifest(client, store, id.as_str(), r, fmt, keep, true, say)?;
         let mut d = Descriptor::new(
             &m.media_type,
             m.manifest_digest.clone(),
@@ -428,13 +433,28 @@ pub fn push_index(
         d.platform = Some(m.platform.clone());
         entries.push(d);
     }
+    let kept =
+        distributed.filter(
+            |(bytes, media_type)| match Document::parse(bytes, Some(media_type)) {
+                Ok(Document::Index(i)) => entries
+                    .iter()
+                    .all(|e| i.manifests.iter().any(|d| d.digest == e.digest)),
+                _ => false,
+            },
+        );
     let mut idx = strata_oci::Index::new(entries);
     idx.media_type = if fmt.oci_media_types {
         mt::OCI_INDEX.into()
     } else {
         mt::DOCKER_MANIFEST_LIST.into()
     };
-    let (bytes, digest) = idx.encode();
+    let (bytes, digest) = match kept {
+        Some((b, media_type)) => {
+            idx.media_type = media_type.to_string();
+            (b.to_vec(), Digest::of(b))
+        }
+        None => idx.encode(),
+    };
     let ep = client
         .endpoints(&r.domain, false)
         .pop()

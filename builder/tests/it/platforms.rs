@@ -303,6 +303,25 @@ fn a_multi_platform_image_is_an_index_in_the_store_archives_and_a_registry() {
     let images = expect_ok(&strata_in(&all, &["images"]), &["images"]);
     assert!(images.contains("linux/amd64,linux/arm64"), "{images}");
     assert!(!images.contains('('), "every platform is here: {images}");
+    // Pushed on from there, the index keeps its digest (its members their manifests).
+    let third = format!("{}/multi/third:3", reg.addr);
+    let pushed = expect_ok(&strata_in(&all, &["push", &again, &third]), &["push"]);
+    let raw_of = |r: &str| {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{r}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        o.stdout
+    };
+    assert_eq!(raw_of(&third), raw_of(&again), "{pushed}");
+    // An OCI archive of several platforms loads as one multi-platform image.
+    let loaded = fx.dir.join("loaded");
+    let oci_s = oci.to_string_lossy().into_owned();
+    expect_ok(&strata_in(&loaded, &["load", "-i", &oci_s]), &["load"]);
+    let images = expect_ok(&strata_in(&loaded, &["images"]), &["images"]);
+    assert!(images.contains("linux/amd64,linux/arm64"), "{images}");
     // The archives: skopeo and umoci read every platform of the OCI one; the docker one
     // loads the image this machine runs.
     for arch in ["amd64", "arm64"] {
