@@ -61,16 +61,28 @@ fn emulation(root: &Path) -> bool {
 fn fixture(name: &str) -> Option<Fixture> {
     let b = bases()?;
     let fx = Fixture::new(&b.amd64, name);
+    import_bases(&fx, b);
+    Some(fx)
+}
+
+/// Imports the bases as one `busybox` for amd64 and arm64, at a fixed time (so that every
+/// root gets the same image IDs).
+fn import_bases(fx: &Fixture, b: &Bases) {
     let (a, r) = (b.amd64.to_string_lossy(), b.arm64.to_string_lossy());
-    fx.ok(&[
+    let args = [
         "import",
         "--platform",
         "linux/amd64,linux/arm64",
         &a,
         &r,
         "busybox",
-    ]);
-    Some(fx)
+    ];
+    let out = fx
+        .cmd(&args)
+        .env("SOURCE_DATE_EPOCH", "0")
+        .output()
+        .unwrap();
+    expect_ok(&out, &args);
 }
 
 /// The ELF machine of a file (`e_machine`, little-endian).
@@ -401,4 +413,27 @@ fn sha256_hex(b: &[u8]) -> String {
     child.stdin.take().unwrap().write_all(b).unwrap();
     let out = child.wait_with_output().unwrap();
     stdout(&out).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn a_build_cache_of_several_platforms_serves_every_platform_on_a_fresh_root() {
+    let Some(fx) = fixture("platform-cache") else {
+        return;
+    };
+    if !emulation(&fx.root) {
+        return;
+    }
+    let ctx = fx.context("cross", CROSS);
+    let cache = fx.dir.join("cache");
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    let from = format!("type=local,src={}", cache.display());
+    let both = "linux/amd64,linux/arm64";
+    fx.ok(&["build", "-q", "--platform", both, "--cache-to", &to, &ctx]);
+    // A fresh root with the same base: every step of both platforms comes from the cache.
+    let other = fx.other_root("fresh");
+    import_bases(&other, bases().expect("made above"));
+    let out = other.strata(&["build", "--platform", both, "--cache-from", &from, &ctx]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("0 steps run"), "{err}");
 }
