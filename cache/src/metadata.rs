@@ -135,7 +135,28 @@ pub const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         index_digest TEXT NOT NULL REFERENCES indexes(digest)
      );",
+    // 10: what each step's cache key was made of, at its last build in a scope (Dockerfile,
+    // context, target), so a miss can say what changed. One row per step slot: the records
+    // stay as many as the steps, however many builds run.
+    "CREATE TABLE step_records (
+        scope TEXT NOT NULL,
+        slot TEXT NOT NULL,
+        instruction TEXT NOT NULL,
+        key TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        built_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, slot)
+     );",
 ];
+
+/// A step's last record in a scope: its key and what the key was made of (JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub slot: String,
+    pub instruction: String,
+    pub key: Digest,
+    pub inputs: String,
+}
 
 /// One platform's entry of a multi-platform image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1112,6 +1133,70 @@ impl Metadata {
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         ids.into_iter().map(digest).collect()
+    }
+
+    /// Records the steps of a build in `scope` (replacing each slot's last record).
+    pub fn put_step_records(
+        &mut self,
+        scope: &str,
+        records: &[StepRecord],
+        now: i64,
+    ) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for r in records {
+            tx.execute(
+                "INSERT INTO step_records (scope, slot, instruction, key, inputs, built_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(scope, slot) DO UPDATE SET instruction = excluded.instruction,
+                    key = excluded.key, inputs = excluded.inputs, built_at = excluded.built_at",
+                params![scope, r.slot, r.instruction, r.key.as_str(), r.inputs, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The last record of a step in `scope`: by its slot, else by its instruction's text.
+    pub fn step_record(
+        &self,
+        scope: &str,
+        slot: &str,
+        instruction: &str,
+    ) -> Result<Option<StepRecord>, MetadataError> {
+        let row = |sql: &str,
+                   v: &str|
+         -> Result<Option<(String, String, String, String)>, MetadataError> {
+            Ok(self
+                .conn
+                .prepare_cached(sql)?
+                .query_row(params![scope, v], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?)
+        };
+        let found = match row(
+            "SELECT slot, instruction, key, inputs FROM step_records WHERE scope = ?1 AND slot = ?2",
+            slot,
+        )? {
+            Some(r) => Some(r),
+            None => row(
+                "SELECT slot, instruction, key, inputs FROM step_records
+                 WHERE scope = ?1 AND instruction = ?2 ORDER BY built_at DESC LIMIT 1",
+                instruction,
+            )?,
+        };
+        found
+            .map(|(slot, instruction, key, inputs)| {
+                Ok(StepRecord {
+                    slot,
+                    instruction,
+                    key: digest(key)?,
+                    inputs,
+                })
+            })
+            .transpose()
     }
 
     /// Every image, newest first.

@@ -183,6 +183,10 @@ pub struct ExecOp {
     /// of the digest (as BuildKit leaves them out of the cache key).
     #[serde(skip)]
     pub proxy_env: Vec<String>,
+    /// Which names of `env` are build arguments (ARG), not ENV: for explaining cache misses;
+    /// left out of the digest (`env` has the values).
+    #[serde(skip)]
+    pub arg_names: Vec<String>,
 }
 
 /// Owner for file actions: names are resolved in the destination's /etc/passwd and /etc/group.

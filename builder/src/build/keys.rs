@@ -12,6 +12,7 @@
 //! whether a step is cached. The context is hashed once per build, in parallel, and files whose
 //! (device, inode, size, mtime, ctime) are unchanged since the last build are not read again.
 
+use super::explain::{ContextInputs, MAX_LISTED_FILES, StepInputs};
 use super::progress::Progress;
 use super::resolver;
 use anyhow::{Context as _, Result};
@@ -146,16 +147,75 @@ pub fn select_entries<'a>(
     Ok(out)
 }
 
-/// The digest of the (path, checksum) list a COPY source or a bind mount selects.
-fn selection_digest(entries: &[EntrySum], src: &str, exclude: &[String]) -> Result<String> {
+/// The digest of the (path, checksum) list a COPY source or a bind mount selects, and that
+/// list for the step's record (unless it is too long to keep).
+fn selection_digest(
+    entries: &[EntrySum],
+    src: &str,
+    exclude: &[String],
+) -> Result<(String, ContextInputs)> {
+    let selected = select_entries(entries, src, exclude)?;
     let mut text = String::new();
-    for e in select_entries(entries, src, exclude)? {
+    for e in &selected {
         text.push_str(&e.path);
         text.push('\0');
         text.push_str(e.digest.as_str());
         text.push('\n');
     }
-    Ok(Digest::of(text.as_bytes()).as_str().to_string())
+    let digest = Digest::of(text.as_bytes()).as_str().to_string();
+    let files = (selected.len() <= MAX_LISTED_FILES).then(|| {
+        selected
+            .iter()
+            .map(|e| (e.path.clone(), e.digest.as_str().to_string()))
+            .collect()
+    });
+    let record = ContextInputs {
+        digest: digest.clone(),
+        count: selected.len(),
+        files,
+    };
+    Ok((digest, record))
+}
+
+/// A RUN step's variables for its record: build arguments apart from ENV.
+fn split_env(e: &strata_solver::graph::ExecOp, si: &mut StepInputs) {
+    for kv in &e.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let to = if e.arg_names.iter().any(|a| a == k) {
+            &mut si.args
+        } else {
+            &mut si.env
+        };
+        to.insert(k.to_string(), v.to_string());
+    }
+}
+
+/// The instruction of a step's name (`[build 3/6] RUN make` → `RUN make`).
+fn instruction_of(name: &str) -> &str {
+    match name.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((_, rest)) => rest,
+        None => name,
+    }
+}
+
+/// Several selections of one step as one record (their files together).
+fn merge_context(parts: Vec<ContextInputs>) -> Option<ContextInputs> {
+    let mut it = parts.into_iter();
+    let first = it.next()?;
+    Some(it.fold(first, |mut acc, p| {
+        acc.digest = Digest::of(format!("{}{}", acc.digest, p.digest).as_bytes())
+            .as_str()
+            .to_string();
+        acc.count += p.count;
+        acc.files = match (acc.files, p.files) {
+            (Some(mut a), Some(b)) if acc.count <= MAX_LISTED_FILES => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        };
+        acc
+    }))
 }
 
 /// Keys of the `needed` ops (in topological order).
@@ -171,6 +231,8 @@ pub struct KeyEnv<'a> {
     pub http: &'a BTreeMap<OpId, Digest>,
     /// Commits Git sources resolved to.
     pub git: &'a BTreeMap<OpId, String>,
+    /// What each key was made of, for explaining misses (filled in).
+    pub inputs: &'a mut BTreeMap<OpId, StepInputs>,
 }
 
 pub fn compute(
@@ -201,8 +263,25 @@ pub fn compute(
         ignore: locals.first().map(|(_, i)| i.as_slice()).unwrap_or(&[]),
     };
     let mut keys: BTreeMap<OpId, Digest> = BTreeMap::new();
+    // Each step's base image (reference, ID), through its first inputs.
+    let mut bases: BTreeMap<OpId, (String, String)> = BTreeMap::new();
     for id in needed {
         let op = graph.op(*id);
+        let mut si = StepInputs {
+            step: op.name.clone(),
+            instruction: instruction_of(&op.name).to_string(),
+            line: op.location.as_ref().map(|l| l.start_line),
+            stage: op.stage.clone(),
+            parents: op
+                .inputs
+                .iter()
+                .filter_map(|i| keys.get(i).map(|k| k.as_str().to_string()))
+                .collect(),
+            base: op.inputs.first().and_then(|i| bases.get(i).cloned()),
+            no_cache: op.ignore_cache,
+            ..StepInputs::default()
+        };
+        let mut context = Vec::new();
         let mut h = serde_json::json!({
             "v": 1,
             "definition": graph.digest(*id).as_str(),
@@ -220,15 +299,22 @@ pub fn compute(
                     (None, Some(d)) => d.as_str().into(),
                     (None, None) => serde_json::Value::Null,
                 };
+                if let Some(c) = h["content"].as_str() {
+                    si.fetched = Some(("url".into(), c.to_string()));
+                }
             }
             OpKind::Source(SourceOp::Git { .. }) => {
                 h["content"] = env.git.get(id).cloned().into();
+                si.fetched = env.git.get(id).map(|c| ("git".into(), c.clone()));
             }
-            OpKind::Source(SourceOp::Image { .. }) => {
+            OpKind::Source(SourceOp::Image { reference, .. }) => {
                 let img = resolver::find_image(store, op)?;
                 h["image"] = img.record.id.as_str().into();
+                bases.insert(*id, (reference.clone(), img.record.id.as_str().to_string()));
             }
             OpKind::Exec(e) => {
+                si.platform = e.platform.as_ref().map(|p| p.to_string());
+                split_env(e, &mut si);
                 // A bind mount from the context reads those files: their checksums count.
                 let mut content = Vec::new();
                 for m in &e.mounts {
@@ -245,7 +331,9 @@ pub fn compute(
                         continue;
                     }
                     let sum = env.contexts.sum(&reads, env.meta, progress)?;
-                    content.push(selection_digest(&sum.entries, &m.source, &[])?);
+                    let (d, c) = selection_digest(&sum.entries, &m.source, &[])?;
+                    content.push(d);
+                    context.push(c);
                 }
                 h["content"] = content.into();
             }
@@ -271,12 +359,22 @@ pub fn compute(
                         continue;
                     }
                     let sum = env.contexts.sum(&reads, env.meta, progress)?;
-                    content.push(selection_digest(&sum.entries, src, exclude)?);
+                    let (d, c) = selection_digest(&sum.entries, src, exclude)?;
+                    content.push(d);
+                    context.push(c);
                 }
                 h["content"] = content.into();
             }
             _ => {}
         }
+        // A step's base is its first input's (a stage built on another stage keeps it).
+        if let Some(b) = op.inputs.first().and_then(|i| bases.get(i).cloned())
+            && !bases.contains_key(id)
+        {
+            bases.insert(*id, b);
+        }
+        si.context = merge_context(context);
+        env.inputs.insert(*id, si);
         keys.insert(*id, Digest::of(h.to_string().as_bytes()));
     }
     Ok(keys)

@@ -17,9 +17,11 @@
 
 pub mod assemble;
 mod cache_export;
+pub mod explain;
 mod hits;
 pub mod keys;
 pub mod progress;
+mod records;
 pub mod remote_cache;
 pub mod resolver;
 pub mod runner;
@@ -91,6 +93,8 @@ pub struct BuildResult {
     /// Steps that ran, and steps answered by the cache.
     pub executed: usize,
     pub cached: usize,
+    /// Why each step that ran missed the cache, in build order.
+    pub misses: Vec<explain::Miss>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +140,7 @@ pub fn build(
     let mut meta =
         strata_cache::metadata::Metadata::open(&req.root).map_err(anyhow::Error::from)?;
     let mut contexts = keys::Contexts::new(&req.context);
+    let mut inputs = BTreeMap::new();
     let keys = keys::compute(
         &graph,
         &needed,
@@ -147,6 +152,7 @@ pub fn build(
             epoch,
             http: &fetched.http_keys,
             git: &fetched.git_commits,
+            inputs: &mut inputs,
         },
     )?;
     // 3. What is done already: sources, cache hits, then imported caches.
@@ -155,8 +161,22 @@ pub fn build(
         hits::import_caches(req, &store, &graph, &ops, &keys, &meta, &mut done, warnings)?;
     }
     let cached = hits::show(&graph, &ops, &done, &progress);
+    // Why each step that will run missed, against its last record here.
+    let scope = record_scope(req);
+    let misses = records::misses(
+        &graph,
+        &ops,
+        &done,
+        &inputs,
+        &meta,
+        &scope,
+        req.opts.no_cache,
+    );
     // 4. Run what is left.
-    let (chains, executed) = solve::run(req, &graph, &ops, &keys, &progress, epoch, fetched, done)?;
+    let (chains, executed) = solve::run(
+        req, &graph, &ops, &keys, &progress, epoch, fetched, done, &misses,
+    )?;
+    records::record(&graph, &needed, &keys, &inputs, &mut meta, &scope);
     // 5. The images (and, for several platforms, the index of them).
     let mut store = store;
     let single = targets.len() == 1 && req.platforms.len() <= 1;
@@ -208,7 +228,19 @@ pub fn build(
         platforms,
         executed,
         cached,
+        misses: misses.into_values().collect(),
     })
+}
+
+/// The scope a build's step records belong to: the same Dockerfile, context and target.
+fn record_scope(req: &BuildRequest) -> String {
+    let text = format!(
+        "{}\0{}\0{}",
+        req.dockerfile_name,
+        req.context.display(),
+        req.opts.target.as_deref().unwrap_or_default()
+    );
+    Digest::of(text.as_bytes()).as_str().to_string()
 }
 
 /// One target of a build: a platform's lowering and its op in the shared graph.

@@ -31,6 +31,8 @@ struct Vertex {
     /// Seconds the step took, once done.
     took: Option<f64>,
     failed: bool,
+    /// Why the step missed the cache.
+    miss: Option<String>,
 }
 
 struct State {
@@ -122,6 +124,7 @@ impl Progress {
                     cached: false,
                     took: None,
                     failed: false,
+                    miss: None,
                 },
             );
         }
@@ -156,6 +159,9 @@ impl Progress {
         if let Some(e) = error {
             o["error"] = e.into();
         }
+        if let Some(m) = &v.miss {
+            o["cacheMiss"] = m.clone().into();
+        }
         serde_json::json!({ "vertexes": [o] })
     }
 
@@ -169,6 +175,31 @@ impl Progress {
             match mode {
                 Mode::Plain => {
                     let _ = writeln!(st.out, "#{n} {name}");
+                }
+                Mode::RawJson => {
+                    let j = Self::vertex_json(&st.vertices[id], id, None, false, None);
+                    Self::json(st, j);
+                }
+                Mode::Tty => Self::draw(st, true),
+                Mode::Quiet => {}
+            }
+        });
+    }
+
+    /// Why a step that starts missed the cache: plain output prints it under the step
+    /// (`#5 cache miss: context file src/main.c changed`), rawjson carries it in the vertex
+    /// (`cacheMiss`), the tty view shows it beside the step.
+    pub fn miss(&self, id: &str, reason: &str) {
+        let mode = self.mode;
+        self.with(|st| {
+            let Some(v) = st.vertices.get_mut(id) else {
+                return;
+            };
+            v.miss = Some(reason.to_string());
+            let n = v.number;
+            match mode {
+                Mode::Plain => {
+                    let _ = writeln!(st.out, "#{n} cache miss: {reason}");
                 }
                 Mode::RawJson => {
                     let j = Self::vertex_json(&st.vertices[id], id, None, false, None);
@@ -375,7 +406,13 @@ impl Progress {
             } else if v.cached {
                 (format!(" => CACHED {} ", v.name), "0.0s".to_string())
             } else {
-                (format!(" => {} ", v.name), format!("{secs:.1}s"))
+                match &v.miss {
+                    Some(m) => (
+                        format!(" => {} (cache miss: {m}) ", v.name),
+                        format!("{secs:.1}s"),
+                    ),
+                    None => (format!(" => {} ", v.name), format!("{secs:.1}s")),
+                }
             };
             lines.push(fit(&head, &status, width));
             if !v.done {

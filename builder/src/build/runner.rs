@@ -53,6 +53,8 @@ pub struct Runner {
         std::sync::Mutex<BTreeMap<OpId, (PathBuf, crate::registry::fetch::Fetched, String)>>,
     /// Commits the Git sources resolved to.
     pub git_commits: BTreeMap<OpId, String>,
+    /// Why each step that runs missed the cache (shown when it starts).
+    pub misses: BTreeMap<OpId, String>,
 }
 
 fn layers(r: &FsResult, what: &str) -> Result<Vec<Option<Digest>>, String> {
@@ -635,6 +637,9 @@ impl Runner {
             .map(|i| self.graph.digest(*i).as_str().to_string())
             .collect();
         self.progress.start(&vertex, &op.name, &inputs_v);
+        if let Some(why) = self.misses.get(&id) {
+            self.progress.miss(&vertex, why);
+        }
         // Another build on this root may be running the same step: the first to lock its key
         // runs it, the others wait and take its result from the cache.
         let _key_lock = match self.keys.get(&id) {

@@ -26,6 +26,7 @@ pub fn run(
     epoch: Option<i64>,
     fetched: Fetched,
     done: BTreeMap<OpId, FsResult>,
+    misses: &BTreeMap<OpId, super::explain::Miss>,
 ) -> Result<(Vec<Chain>, usize), BuildError> {
     // The fetched files' directories live until the steps that add them are done.
     let Fetched {
@@ -50,6 +51,10 @@ pub fn run(
         allow_insecure: req.allow_insecure,
         prefetched: std::sync::Mutex::new(prefetched),
         git_commits,
+        misses: misses
+            .iter()
+            .map(|(id, m)| (*id, m.reason.clone()))
+            .collect(),
     });
     let scheduler = match req.max_parallelism {
         Some(n) => Scheduler::with_limit(n),

@@ -362,8 +362,11 @@ fn report(
     };
     if mode != Mode::Quiet {
         progress.finish();
+        let why = crate::build::explain::summary(&r.misses)
+            .map(|s| format!("; {s}"))
+            .unwrap_or_default();
         eprintln!(
-            "{} steps run, {} cached; tagged {}",
+            "{} steps run, {} cached; tagged {}{why}",
             r.executed,
             r.cached,
             if tags.is_empty() {
@@ -400,6 +403,8 @@ fn report(
         if let Some(d) = pushed.or(r.manifest_digest.as_ref()) {
             m["containerimage.digest"] = d.as_str().into();
         }
+        // Why each step that ran missed the cache (strata's own key).
+        m["strata.cache.misses"] = serde_json::to_value(&r.misses)?;
         if !tags.is_empty() {
             m["image.name"] = tags.join(",").into();
         }

@@ -4,6 +4,7 @@ mod build;
 mod cli;
 mod compat;
 mod escape;
+mod explain;
 mod export;
 mod hostile_archives;
 mod images;

@@ -369,6 +369,12 @@ impl Lowerer<'_> {
             security: run.security,
             mounts,
             platform: Some(state.platform.clone()),
+            arg_names: state
+                .args
+                .names()
+                .filter(|n| state.config_env.get(n).is_none())
+                .map(str::to_string)
+                .collect(),
             proxy_env,
         };
         let op = Op {
