@@ -147,7 +147,44 @@ pub const MIGRATIONS: &[&str] = &[
         built_at INTEGER NOT NULL,
         PRIMARY KEY (scope, slot)
      );",
+    // 11: a record of every build (as `docker buildx history` keeps them), the last N kept.
+    "CREATE TABLE builds (
+        id TEXT PRIMARY KEY,
+        started INTEGER NOT NULL,
+        finished INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        context TEXT NOT NULL,
+        dockerfile TEXT NOT NULL,
+        target TEXT NOT NULL,
+        platforms TEXT NOT NULL,
+        executed INTEGER NOT NULL,
+        cached INTEGER NOT NULL,
+        image TEXT,
+        detail TEXT NOT NULL
+     );
+     CREATE INDEX builds_by_time ON builds(started);",
 ];
+
+/// One build as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRecord {
+    pub id: String,
+    /// Unix milliseconds.
+    pub started: i64,
+    pub finished: i64,
+    /// `completed`, `failed`.
+    pub status: String,
+    pub context: String,
+    pub dockerfile: String,
+    pub target: String,
+    pub platforms: String,
+    pub executed: u64,
+    pub cached: u64,
+    pub image: Option<String>,
+    /// The steps (JSON): each with its time, cache result and reason, and on failure its
+    /// output's last lines; the critical path.
+    pub detail: String,
+}
 
 /// A step's last record in a scope: its key and what the key was made of (JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1197,6 +1234,94 @@ impl Metadata {
                 })
             })
             .transpose()
+    }
+
+    /// Records a build, then keeps only the `keep` newest.
+    pub fn put_build(&mut self, b: &BuildRecord, keep: usize) -> Result<(), MetadataError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO builds (id, started, finished, status, context, dockerfile,
+                target, platforms, executed, cached, image, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                b.id,
+                b.started,
+                b.finished,
+                b.status,
+                b.context,
+                b.dockerfile,
+                b.target,
+                b.platforms,
+                b.executed as i64,
+                b.cached as i64,
+                b.image,
+                b.detail
+            ],
+        )?;
+        tx.execute(
+            "DELETE FROM builds WHERE id NOT IN
+                (SELECT id FROM builds ORDER BY started DESC, id LIMIT ?1)",
+            [keep as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn build_rows(&self, sql: &str, arg: &str) -> Result<Vec<BuildRecord>, MetadataError> {
+        let mut st = self.conn.prepare(sql)?;
+        let rows = st.query_map([arg], |r| {
+            Ok(BuildRecord {
+                id: r.get(0)?,
+                started: r.get(1)?,
+                finished: r.get(2)?,
+                status: r.get(3)?,
+                context: r.get(4)?,
+                dockerfile: r.get(5)?,
+                target: r.get(6)?,
+                platforms: r.get(7)?,
+                executed: r.get::<_, i64>(8)? as u64,
+                cached: r.get::<_, i64>(9)? as u64,
+                image: r.get(10)?,
+                detail: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every recorded build, newest first.
+    pub fn builds(&self) -> Result<Vec<BuildRecord>, MetadataError> {
+        self.build_rows(
+            "SELECT id, started, finished, status, context, dockerfile, target, platforms,
+                executed, cached, image, detail FROM builds WHERE ?1 = ?1 ORDER BY started DESC, id",
+            "",
+        )
+    }
+
+    /// The builds whose ID starts with `prefix`.
+    pub fn builds_by_prefix(&self, prefix: &str) -> Result<Vec<BuildRecord>, MetadataError> {
+        let like = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        self.build_rows(
+            "SELECT id, started, finished, status, context, dockerfile, target, platforms,
+                executed, cached, image, detail FROM builds WHERE id LIKE ?1 ESCAPE '\\'
+                ORDER BY started DESC, id",
+            &like,
+        )
+    }
+
+    /// Forgets a build record; returns whether there was one.
+    pub fn delete_build(&mut self, id: &str) -> Result<bool, MetadataError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM builds WHERE id = ?1", [id])?
+            > 0)
     }
 
     /// Every image, newest first.

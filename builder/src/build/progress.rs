@@ -35,6 +35,24 @@ struct Vertex {
     miss: Option<String>,
 }
 
+/// What the display knew of one step, at the end of a build.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepSummary {
+    /// The vertex (the op's definition digest, or a name for the build's own steps).
+    pub id: String,
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub cached: bool,
+    pub failed: bool,
+    /// Seconds it took, when it ran to the end.
+    pub seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub miss: Option<String>,
+    /// Its output's last lines, when it failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tail: Vec<String>,
+}
+
 struct State {
     out: Box<dyn Write + Send>,
     next: usize,
@@ -184,6 +202,29 @@ impl Progress {
                 Mode::Quiet => {}
             }
         });
+    }
+
+    /// Every step shown so far, in the order they were first shown: for the build's record.
+    pub fn steps(&self) -> Vec<StepSummary> {
+        let mut out = Vec::new();
+        self.with(|st| {
+            let mut v: Vec<(&String, &Vertex)> = st.vertices.iter().collect();
+            v.sort_by_key(|(_, x)| x.number);
+            out = v
+                .into_iter()
+                .map(|(id, x)| StepSummary {
+                    id: id.clone(),
+                    name: x.name.clone(),
+                    inputs: x.inputs.clone(),
+                    cached: x.cached,
+                    failed: x.failed,
+                    seconds: x.took,
+                    miss: x.miss.clone(),
+                    tail: if x.failed { x.tail.clone() } else { vec![] },
+                })
+                .collect();
+        });
+        out
     }
 
     /// Why a step that starts missed the cache: plain output prints it under the step

@@ -75,12 +75,44 @@ pub enum CommandArgs {
     Prune(PruneArgs),
     /// List, register (--install) or remove (--uninstall) QEMU emulators for other platforms
     Binfmt(BinfmtArgs),
+    /// Past builds, as `docker buildx history` keeps them: list, inspect, remove
+    Builds(BuildsArgs),
     #[command(name = "__shim", hide = true)]
     Shim(ShimArgs),
     #[command(name = "__init", hide = true)]
     Init(InitArgs),
     #[command(name = "__fileop", hide = true)]
     FileOp(InitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BuildsArgs {
+    #[command(subcommand)]
+    pub command: BuildsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BuildsCommand {
+    /// The recorded builds, newest first
+    Ls {
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+    /// One build: every step with its time, cache result and reason, its output on failure,
+    /// and the critical path
+    Inspect {
+        /// A build ID (or a unique prefix of one)
+        id: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+    /// Forget builds
+    Rm {
+        ids: Vec<String>,
+        /// Every recorded build
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_executor as executor;
+use strata_solver::Platform;
 use strata_solver::graph::NetworkMode;
 
 /// A context read from standard input, removed when the build ends.
@@ -119,16 +120,44 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
     } else {
         Box::new(std::io::stderr())
     };
+    let started = super::builds::started();
     let result = crate::build::build(&req, progress.clone(), &mut warnings);
     progress.finish();
     drop(stdin);
+    let steps = progress.steps();
+    let facts = |r: Option<&crate::build::BuildResult>| super::builds::BuildFacts {
+        context: req.context.display().to_string(),
+        dockerfile: df.name.clone(),
+        target: req.opts.target.clone().unwrap_or_default(),
+        platforms: if req.platforms.is_empty() {
+            req.opts
+                .platform
+                .clone()
+                .unwrap_or_else(Platform::host)
+                .to_string()
+        } else {
+            req.platforms
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+        started,
+        image: r.map(|r| r.image_id.to_string()),
+        executed: r.map_or(steps.iter().filter(|s| !s.cached).count(), |r| r.executed),
+        cached: r.map_or(steps.iter().filter(|s| s.cached).count(), |r| r.cached),
+        failed: r.is_none(),
+        steps: &steps,
+    };
     let r = match result {
         Ok(r) => r,
         Err(BuildError::Step { report }) => {
+            super::builds::record(g, &facts(None));
             eprintln!("{report}");
             return Ok(1);
         }
         Err(BuildError::Dockerfile(text)) => {
+            super::builds::record(g, &facts(None));
             eprintln!("{text}");
             return Ok(1);
         }
@@ -136,6 +165,7 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
         Err(BuildError::Other(e)) => return Err(e),
     };
     let pushed = export_outputs(g, &r, &outputs, &tags, &progress)?;
+    super::builds::record(g, &facts(Some(&r)));
     report(a, &r, pushed.as_ref(), &tags, mode, to_stdout, &progress)?;
     Ok(0)
 }

@@ -26,8 +26,31 @@ pub enum Snapshotter {
 pub struct ConfigFile {
     #[serde(default)]
     pub snapshotter: Snapshotter,
+    /// `[history]`: how many build records `strata builds` keeps.
+    #[serde(default)]
+    pub history: HistoryConfig,
     #[serde(flatten)]
     pub other: toml::Table,
+}
+
+/// `[history] keep = N`: the build records kept (the newest N; 100 by default).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_keep() -> usize {
+    100
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            keep: default_keep(),
+        }
+    }
 }
 
 impl ConfigFile {

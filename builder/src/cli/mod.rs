@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod build;
+pub mod builds;
 pub mod config;
 pub mod images;
 pub mod output;
@@ -107,6 +108,7 @@ pub fn run(cli: args::Cli) -> Result<ExitCode> {
         CommandArgs::Logout(a) => registry::logout(&a),
         CommandArgs::Prune(a) => images::prune(&global, &a),
         CommandArgs::Binfmt(a) => binfmt(&a),
+        CommandArgs::Builds(a) => builds::run(&global, &a),
         CommandArgs::Shim(a) => {
             let rt = match a.runtime_path {
                 Some(p) => strata_executor::init::Runtime::External(p),

@@ -204,3 +204,65 @@ fn secrets_never_reach_the_records() {
         .collect::<Vec<_>>();
     assert!(found.is_empty(), "{found:?}");
 }
+
+#[test]
+fn builds_are_recorded_listed_inspected_bounded_and_removed() {
+    let Some((fx, ctx)) = fixture("build-records") else {
+        return;
+    };
+    std::fs::create_dir_all(&fx.root).unwrap();
+    std::fs::write(fx.root.join("config.toml"), "[history]\nkeep = 2\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), DOCKERFILE).unwrap();
+    build(&fx, &ctx, &[]);
+    std::fs::write(ctx.join("src/main.c"), "changed\n").unwrap();
+    build(&fx, &ctx, &[]);
+    let bad = fx.dir.join("bad.Dockerfile");
+    std::fs::write(&bad, "FROM busybox\nRUN echo about to fail && false\n").unwrap();
+    let out = fx.strata(&[
+        "build",
+        "-f",
+        &bad.to_string_lossy(),
+        &ctx.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    // The newest two are kept: the failed build, then the rebuild after the change.
+    let ls = fx.ok(&["builds", "ls", "--format", "json"]);
+    let builds: Vec<serde_json::Value> = ls
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(builds.len(), 2, "{ls}");
+    assert_eq!(builds[0]["status"], "failed");
+    assert_eq!(builds[1]["status"], "completed");
+    assert_eq!(builds[1]["steps_run"], 8);
+    let id = builds[1]["id"].as_str().unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&fx.ok(&["builds", "inspect", &id[..8], "--format", "json"])).unwrap();
+    let steps = j["steps"].as_array().unwrap();
+    let copy = steps
+        .iter()
+        .find(|s| s["name"] == "[4/11] COPY src/ ./")
+        .unwrap();
+    assert_eq!(copy["miss"], "context file src/main.c changed");
+    assert!(!j["critical_path"].as_array().unwrap().is_empty());
+    let failed = builds[0]["id"].as_str().unwrap();
+    let table = fx.ok(&["builds", "inspect", failed]);
+    assert!(
+        table.contains("ERROR  [2/2] RUN echo about to fail && false"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| about to fail"),
+        "the failed step's output: {table}"
+    );
+    fx.ok(&["builds", "rm", failed]);
+    assert_eq!(
+        fx.ok(&["builds", "ls", "--format", "json"]).lines().count(),
+        1
+    );
+    fx.ok(&["builds", "rm", "--all"]);
+    assert_eq!(
+        fx.ok(&["builds", "ls", "--format", "json"]).lines().count(),
+        0
+    );
+}
