@@ -84,6 +84,8 @@ pub struct PruneOptions {
     pub keep_storage: Option<u64>,
     /// Only entries not used for this many seconds.
     pub until_secs: Option<i64>,
+    /// Why, for the eviction records (`prune`, the gc policy).
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,7 +167,7 @@ pub fn prune(
         }
         remove.push(key.clone());
     }
-    store.meta.delete_cached(&remove)?;
+    store.meta.evict(&remove, now, Some(&opts.why))?;
     report.entries = remove.len();
     // Layers nothing refers to any more.
     let still: BTreeSet<Digest> = store

@@ -163,6 +163,12 @@ pub const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
      );
      CREATE INDEX builds_by_time ON builds(started);",
+    // 12: build cache entries that were pruned, when and why (so a miss can say `evicted`).
+    "CREATE TABLE evictions (
+        key TEXT PRIMARY KEY,
+        at INTEGER NOT NULL,
+        why TEXT NOT NULL
+     );",
 ];
 
 /// One build as recorded.
@@ -521,6 +527,7 @@ impl Metadata {
              ON CONFLICT(key) DO UPDATE SET layers = excluded.layers, created = excluded.created, last_used = excluded.last_used",
             params![key.as_str(), s, now],
         )?;
+        tx.execute("DELETE FROM evictions WHERE key = ?1", [key.as_str()])?;
         tx.commit()?;
         Ok(())
     }
@@ -716,17 +723,49 @@ impl Metadata {
 
     /// Removes build cache entries.
     pub fn delete_cached(&mut self, keys: &[Digest]) -> Result<(), MetadataError> {
+        self.evict(keys, 0, None)
+    }
+
+    /// Removes cache entries, recording (unless `why` is `None`) when and why, so that a
+    /// later miss of those keys can say so. The most recent 100,000 evictions are kept.
+    pub fn evict(
+        &mut self,
+        keys: &[Digest],
+        now: i64,
+        why: Option<&str>,
+    ) -> Result<(), MetadataError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut st = tx.prepare_cached("DELETE FROM build_cache WHERE key = ?1")?;
+            let mut ev = tx.prepare_cached(
+                "INSERT INTO evictions (key, at, why) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET at = excluded.at, why = excluded.why",
+            )?;
             for k in keys {
                 st.execute([k.as_str()])?;
+                if let Some(w) = why {
+                    ev.execute(params![k.as_str(), now, w])?;
+                }
             }
         }
+        tx.execute(
+            "DELETE FROM evictions WHERE key NOT IN
+                (SELECT key FROM evictions ORDER BY at DESC LIMIT 100000)",
+            [],
+        )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// When and why the cache entry `key` was pruned, if it was (and was not made again).
+    pub fn eviction(&self, key: &Digest) -> Result<Option<(i64, String)>, MetadataError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT at, why FROM evictions WHERE key = ?1")?
+            .query_row([key.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
     }
 
     /// Every layer record.

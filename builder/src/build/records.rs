@@ -49,10 +49,12 @@ pub fn misses(
         let Some(now) = inputs.get(&id) else {
             continue;
         };
-        let before = meta
+        let record = meta
             .step_record(scope, &slot(&now.step), &now.instruction)
             .ok()
-            .flatten()
+            .flatten();
+        let before = record
+            .as_ref()
             .and_then(|r| serde_json::from_str::<StepInputs>(&r.inputs).ok());
         let op = graph.op(id);
         let missed_parent = op
@@ -61,6 +63,17 @@ pub fn misses(
             .find(|i| out.contains_key(i))
             .map(|i| graph.op(*i).name.clone());
         let mut m = explain::explain(before.as_ref(), now, missed_parent.as_deref());
+        if m.kind == "evicted"
+            && let Some((at, why)) = record.and_then(|r| meta.eviction(&r.key).ok().flatten())
+        {
+            m.reason = format!(
+                "its result was pruned {} ({why})",
+                crate::timefmt::ago(at, crate::timefmt::now()).to_lowercase()
+            );
+            m.data
+                .insert("evicted_at".into(), crate::timefmt::rfc3339(at).into());
+            m.data.insert("why".into(), why.into());
+        }
         if m.kind == "no-cache" && !no_cache_everywhere {
             // Not the whole build: its stage was named by --no-cache-filter.
             m.reason = format!("--no-cache-filter {}", now.stage);

@@ -167,6 +167,17 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
     let pushed = export_outputs(g, &r, &outputs, &tags, &progress)?;
     super::builds::record(g, &facts(Some(&r)));
     report(a, &r, pushed.as_ref(), &tags, mode, to_stdout, &progress)?;
+    // The store keeps itself within its policy ([gc]); a failure here fails no build.
+    match super::images::collect_garbage(g) {
+        Ok(Some(gc)) if gc.entries > 0 && mode != Mode::Quiet => eprintln!(
+            "gc: removed {} build cache entries and {} layers ({}) to stay within [gc] keep-storage",
+            gc.entries,
+            gc.layers,
+            crate::timefmt::human_size(gc.bytes)
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("garbage collection: {e:#}"),
+    }
     Ok(0)
 }
 

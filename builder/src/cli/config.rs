@@ -29,6 +29,9 @@ pub struct ConfigFile {
     /// `[history]`: how many build records `strata builds` keeps.
     #[serde(default)]
     pub history: HistoryConfig,
+    /// `[gc]`: the store's garbage collection after builds.
+    #[serde(default)]
+    pub gc: GcConfig,
     #[serde(flatten)]
     pub other: toml::Table,
 }
@@ -49,6 +52,45 @@ impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
             keep: default_keep(),
+        }
+    }
+}
+
+/// `[gc]`: after a build, when the layers only the build cache keeps take more than
+/// `keep-storage`, cache entries go: first those unused for `keep-duration`, then the least
+/// recently used, until they fit (as BuildKit's default policy, which keeps 10% of the disk
+/// and drops what was unused for 60 days first).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GcConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A size (`20GB`) or a share of the state root's filesystem (`10%`).
+    #[serde(default = "default_keep_storage")]
+    pub keep_storage: String,
+    /// A duration (`1440h`).
+    #[serde(default = "default_keep_duration")]
+    pub keep_duration: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_keep_storage() -> String {
+    "10%".into()
+}
+
+fn default_keep_duration() -> String {
+    "1440h".into()
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            enabled: true,
+            keep_storage: default_keep_storage(),
+            keep_duration: default_keep_duration(),
         }
     }
 }

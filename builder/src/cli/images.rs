@@ -558,6 +558,62 @@ pub fn du(g: &Global) -> Result<i32> {
     Ok(0)
 }
 
+/// `keep-storage` in bytes: a size, or a share of the filesystem `root` is on.
+fn keep_bytes(spec: &str, root: &std::path::Path) -> Result<u64> {
+    match spec.trim().strip_suffix('%') {
+        Some(p) => {
+            let share: f64 = p.trim().parse().map_err(|_| {
+                anyhow::anyhow!("[gc] keep-storage {spec:?}: write e.g. 10% or 20GB")
+            })?;
+            let fs = rustix::fs::statvfs(root)
+                .with_context(|| format!("the size of the filesystem of {}", root.display()))?;
+            let total = fs.f_blocks.saturating_mul(fs.f_frsize);
+            Ok((total as f64 * share / 100.0) as u64)
+        }
+        None => parse_size(spec),
+    }
+}
+
+/// The store's garbage collection after a build (`[gc]`): when the layers only the build
+/// cache keeps are over `keep-storage`, entries unused for `keep-duration` go, then the least
+/// recently used, until they fit. Skipped while another process uses the root (a build, a
+/// container): nothing in use is removed. Returns what was removed.
+pub fn collect_garbage(g: &Global) -> Result<Option<strata_cache::gc::PruneReport>> {
+    let gc = &g.config.gc;
+    if !gc.enabled {
+        return Ok(None);
+    }
+    let keep = keep_bytes(&gc.keep_storage, &g.root)?;
+    let until = parse_duration(&gc.keep_duration)?;
+    let Some(_lock) = strata_cache::lock::RootLock::try_exclusive(&g.root)? else {
+        return Ok(None);
+    };
+    let mut store = open_store(g)?;
+    let why = format!(
+        "gc policy: keep-storage {} ({}), keep-duration {}",
+        gc.keep_storage,
+        human_size(keep),
+        gc.keep_duration
+    );
+    let mut total = strata_cache::gc::PruneReport::default();
+    for until_secs in [Some(until), None] {
+        let r = strata_cache::gc::prune(
+            &mut store,
+            &strata_cache::gc::PruneOptions {
+                all: false,
+                keep_storage: Some(keep),
+                until_secs,
+                why: why.clone(),
+            },
+            now(),
+        )?;
+        total.entries += r.entries;
+        total.layers += r.layers;
+        total.bytes += r.bytes;
+    }
+    Ok(Some(total))
+}
+
 pub fn prune(g: &Global, a: &super::args::PruneArgs) -> Result<i32> {
     let mut until = None;
     let mut only_cache_mounts = false;
@@ -589,6 +645,7 @@ pub fn prune(g: &Global, a: &super::args::PruneArgs) -> Result<i32> {
         all: a.all,
         keep_storage: a.keep_storage.as_deref().map(parse_size).transpose()?,
         until_secs: until,
+        why: "strata prune".into(),
     };
     let mut store = open_store_as_found(g)?;
     let _lock = exclusive_lock(g)?;

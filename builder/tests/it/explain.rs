@@ -266,3 +266,46 @@ fn builds_are_recorded_listed_inspected_bounded_and_removed() {
         0
     );
 }
+
+#[test]
+fn a_store_over_its_gc_policy_shrinks_after_a_build_and_misses_say_evicted() {
+    let Some((fx, ctx)) = fixture("gc-policy") else {
+        return;
+    };
+    std::fs::create_dir_all(&fx.root).unwrap();
+    std::fs::write(
+        fx.root.join("config.toml"),
+        "[gc]\nkeep-storage = \"64KB\"\nkeep-duration = \"1h\"\n",
+    )
+    .unwrap();
+    let big = fx.dir.join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::write(
+        big.join("Dockerfile"),
+        "FROM busybox\nRUN head -c 300000 /dev/urandom > /blob\n",
+    )
+    .unwrap();
+    let big_s = big.to_string_lossy().into_owned();
+    fx.ok(&["build", "-q", "-t", "big", &big_s]);
+    // Its image gone, the layer is the build cache's alone: 300 KB, over the policy.
+    fx.ok(&["rmi", "big"]);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo small > /small\n",
+    )
+    .unwrap();
+    let out = fx.strata(&["build", "--progress", "plain", &ctx.to_string_lossy()]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("gc: removed 1 build cache entries"), "{err}");
+    // The pruned step, built again, says so and why.
+    let (_, m) = build(&fx, &big, &[]);
+    assert_eq!(m[0]["kind"], "evicted", "{m:#?}");
+    assert!(
+        m[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("gc policy: keep-storage 64KB"),
+        "{m:#?}"
+    );
+}
