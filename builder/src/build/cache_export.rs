@@ -20,6 +20,7 @@ pub fn export(
     keys: &BTreeMap<OpId, Digest>,
     used: &[Digest],
     (loc, mode, with_mounts): (&remote_cache::Location, remote_cache::Mode, bool),
+    inputs: &BTreeMap<OpId, super::explain::StepInputs>,
 ) -> Result<usize, BuildError> {
     let mounts = if with_mounts {
         cache_mounts(req, graph, needed)
@@ -38,7 +39,19 @@ pub fn export(
             v
         }
     };
-    Ok(remote_cache::export(store, &keys_out, loc, &mounts).context("exporting the cache")?)
+    // The exported steps' key inputs go with them.
+    let target = req.opts.target.clone().unwrap_or_default();
+    let steps = needed
+        .iter()
+        .filter(|id| keys.get(id).is_some_and(|k| keys_out.contains(k)))
+        .filter_map(|id| {
+            let si = inputs.get(id)?;
+            let v = serde_json::to_value(si).ok()?;
+            Some((format!("{target}|{}", super::records::slot(&si.step)), v))
+        })
+        .collect();
+    Ok(remote_cache::export(store, &keys_out, loc, &mounts, steps)
+        .context("exporting the cache")?)
 }
 
 /// The cache mounts the build's steps used: id → directory.

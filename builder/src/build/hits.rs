@@ -68,7 +68,7 @@ pub fn import_caches(
     meta: &Metadata,
     done: &mut BTreeMap<OpId, FsResult>,
     warnings: &mut dyn std::io::Write,
-) -> Result<(), BuildError> {
+) -> Result<Vec<super::records::ImportedSteps>, BuildError> {
     let mut imported = Vec::new();
     for loc in &req.cache_from {
         match remote_cache::import(loc) {
@@ -125,7 +125,13 @@ pub fn import_caches(
     }
     match failed {
         Some(e) => Err(e.into()),
-        None => Ok(()),
+        None => Ok(imported
+            .into_iter()
+            .map(|i| super::records::ImportedSteps {
+                from: i.loc.describe(),
+                steps: i.config.steps,
+            })
+            .collect()),
     }
 }
 

@@ -157,9 +157,11 @@ pub fn build(
     )?;
     // 3. What is done already: sources, cache hits, then imported caches.
     let mut done = hits::done_already(req, &store, &graph, &needed, &keys)?;
-    if !req.cache_from.is_empty() {
-        hits::import_caches(req, &store, &graph, &ops, &keys, &meta, &mut done, warnings)?;
-    }
+    let imported = if req.cache_from.is_empty() {
+        vec![]
+    } else {
+        hits::import_caches(req, &store, &graph, &ops, &keys, &meta, &mut done, warnings)?
+    };
     let cached = hits::show(&graph, &ops, &done, &progress);
     // Why each step that will run missed, against its last record here.
     let scope = record_scope(req);
@@ -171,6 +173,8 @@ pub fn build(
         &meta,
         &scope,
         req.opts.no_cache,
+        &imported,
+        req.opts.target.as_deref().unwrap_or_default(),
     );
     // 4. Run what is left.
     let (chains, executed) = solve::run(
@@ -219,6 +223,7 @@ pub fn build(
             &keys,
             &used,
             (loc, *mode, *with_mounts),
+            &inputs,
         )?;
         let _ = writeln!(warnings, "exported {n} cache entries");
     }

@@ -13,7 +13,7 @@ use strata_solver::graph::{BuildGraph, OpId, OpKind};
 /// A step's place, the same from build to build while the Dockerfile keeps its shape: the
 /// bracket of its name without the step count (`[linux/arm64 build 3/6]` → `linux/arm64
 /// build 3`).
-fn slot(name: &str) -> String {
+pub fn slot(name: &str) -> String {
     let bracket = name
         .strip_prefix('[')
         .and_then(|r| r.split_once(']'))
@@ -35,6 +35,8 @@ pub fn misses(
     meta: &Metadata,
     scope: &str,
     no_cache_everywhere: bool,
+    imported: &[ImportedSteps],
+    target: &str,
 ) -> BTreeMap<OpId, Miss> {
     let mut runs: Vec<OpId> = targets
         .iter()
@@ -53,9 +55,23 @@ pub fn misses(
             .step_record(scope, &slot(&now.step), &now.instruction)
             .ok()
             .flatten();
-        let before = record
+        let mut before = record
             .as_ref()
             .and_then(|r| serde_json::from_str::<StepInputs>(&r.inputs).ok());
+        // No build of the step here: what an imported cache had for it, if one did.
+        let mut from = None;
+        if before.is_none() {
+            let want = format!("{target}|{}", slot(&now.step));
+            for i in imported {
+                if let Some(v) = i.steps.get(&want)
+                    && let Ok(si) = serde_json::from_value::<StepInputs>(v.clone())
+                {
+                    before = Some(si);
+                    from = Some(i.from.clone());
+                    break;
+                }
+            }
+        }
         let op = graph.op(id);
         let missed_parent = op
             .inputs
@@ -74,6 +90,12 @@ pub fn misses(
                 .insert("evicted_at".into(), crate::timefmt::rfc3339(at).into());
             m.data.insert("why".into(), why.into());
         }
+        if let Some(f) = &from
+            && !m.is_upstream()
+        {
+            m.reason = format!("{} (cache from {f})", m.reason);
+            m.data.insert("cache_from".into(), f.clone().into());
+        }
         if m.kind == "no-cache" && !no_cache_everywhere {
             // Not the whole build: its stage was named by --no-cache-filter.
             m.reason = format!("--no-cache-filter {}", now.stage);
@@ -82,6 +104,12 @@ pub fn misses(
         out.insert(id, m);
     }
     out
+}
+
+/// The key inputs an imported cache carries, by `TARGET|SLOT`, and where it came from.
+pub struct ImportedSteps {
+    pub from: String,
+    pub steps: BTreeMap<String, serde_json::Value>,
 }
 
 /// Records every step of a successful build (sources aside) as its slot's last record.

@@ -48,6 +48,20 @@ pub struct CacheConfig {
     /// (`--cache-to …,cache-mounts=true`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cache_mounts: BTreeMap<String, Descriptor>,
+    /// A strata extension: each exported step's key inputs, by `TARGET|SLOT`, so a build that
+    /// imports this cache and still misses can say what changed relative to it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, serde_json::Value>,
+}
+
+impl Location {
+    /// Where, as a user names it (`registry REF`, `directory DIR`).
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Local(d) => format!("directory {}", d.display()),
+            Location::Registry(_, r) => format!("registry {r}"),
+        }
+    }
 }
 
 /// Whether a `--cache-to` spec asks for the cache mounts too (`cache-mounts=true`).
@@ -97,7 +111,7 @@ pub fn parse(spec: &str, client: &dyn Fn() -> Result<Arc<Client>>) -> Result<(Lo
 /// An imported cache: its entries, and where to fetch layers from.
 pub struct Imported {
     pub config: CacheConfig,
-    loc: Location,
+    pub loc: Location,
 }
 
 /// The largest JSON document (index, manifest) read from a cache directory.
@@ -344,9 +358,11 @@ pub fn export(
     keys: &[Digest],
     loc: &Location,
     cache_mounts: &[(String, PathBuf)],
+    steps: BTreeMap<String, serde_json::Value>,
 ) -> Result<usize> {
     let mut config = CacheConfig {
         version: 1,
+        steps,
         ..Default::default()
     };
     for (id, dir) in cache_mounts {

@@ -309,3 +309,44 @@ fn a_store_over_its_gc_policy_shrinks_after_a_build_and_misses_say_evicted() {
         "{m:#?}"
     );
 }
+
+#[test]
+fn a_fresh_root_importing_a_registry_cache_says_what_changed_relative_to_it() {
+    let Some((fx, ctx)) = fixture("explain-remote") else {
+        return;
+    };
+    let Some(reg) = crate::registry::Registry::start(&fx.dir.join("registry")) else {
+        return;
+    };
+    // Both roots import the same base at the same time: the same image ID.
+    let base = base_tar().unwrap();
+    let ci = fx.other_root("ci-runner");
+    for root in [&fx, &ci] {
+        root.import_busybox(base, Some("1700000000"));
+    }
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nARG GIT_SHA\nRUN echo $GIT_SHA > /sha\nRUN cat /sha\n",
+    )
+    .unwrap();
+    let cache = format!("{}/cache/app:main", reg.addr);
+    let to = format!("type=registry,ref={cache},mode=max");
+    build(
+        &fx,
+        &ctx,
+        &["--build-arg", "GIT_SHA=abc", "--cache-to", &to],
+    );
+    let from = format!("type=registry,ref={cache}");
+    let (progress, m) = build(
+        &ci,
+        &ctx,
+        &["--build-arg", "GIT_SHA=def", "--cache-from", &from],
+    );
+    assert_eq!(m[0]["kind"], "arg", "{m:#?}");
+    assert_eq!(
+        m[0]["reason"],
+        format!("ARG GIT_SHA changed: abc → def (cache from registry {cache})")
+    );
+    assert_eq!(m[1]["kind"], "upstream");
+    assert!(progress.contains("cache from registry"), "{progress}");
+}
