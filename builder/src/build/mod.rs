@@ -165,17 +165,14 @@ pub fn build(
     let cached = hits::show(&graph, &ops, &done, &progress);
     // Why each step that will run missed, against its last record here.
     let scope = record_scope(req);
-    let misses = records::misses(
-        &graph,
-        &ops,
-        &done,
-        &inputs,
-        &meta,
-        &scope,
-        req.opts.no_cache,
-        &imported,
-        req.opts.target.as_deref().unwrap_or_default(),
-    );
+    let against = records::Against {
+        meta: &meta,
+        scope: &scope,
+        no_cache_everywhere: req.opts.no_cache,
+        imported: &imported,
+        target: req.opts.target.as_deref().unwrap_or_default(),
+    };
+    let misses = records::misses(&graph, &ops, &done, &inputs, &against);
     // 4. Run what is left.
     let (chains, executed) = solve::run(
         req, &graph, &ops, &keys, &progress, epoch, fetched, done, &misses,

@@ -25,6 +25,19 @@ pub fn slot(name: &str) -> String {
     }
 }
 
+/// What a build's steps are compared with.
+pub struct Against<'a> {
+    pub meta: &'a Metadata,
+    /// The build's scope ([`super::record_scope`]).
+    pub scope: &'a str,
+    /// `--no-cache` (else a forced miss is `--no-cache-filter`'s).
+    pub no_cache_everywhere: bool,
+    /// The key inputs imported caches carry.
+    pub imported: &'a [ImportedSteps],
+    /// `--target` (empty: the last stage).
+    pub target: &'a str,
+}
+
 /// Why each step that will run (reached from the targets, not done already, not a source)
 /// misses the cache, in build order.
 pub fn misses(
@@ -32,12 +45,15 @@ pub fn misses(
     targets: &[OpId],
     done: &BTreeMap<OpId, FsResult>,
     inputs: &BTreeMap<OpId, StepInputs>,
-    meta: &Metadata,
-    scope: &str,
-    no_cache_everywhere: bool,
-    imported: &[ImportedSteps],
-    target: &str,
+    against: &Against<'_>,
 ) -> BTreeMap<OpId, Miss> {
+    let Against {
+        meta,
+        scope,
+        no_cache_everywhere,
+        imported,
+        target,
+    } = *against;
     let mut runs: Vec<OpId> = targets
         .iter()
         .flat_map(|t| graph.reachable(*t, |id| done.contains_key(&id)))
