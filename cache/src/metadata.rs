@@ -734,6 +734,9 @@ impl Metadata {
         now: i64,
         why: Option<&str>,
     ) -> Result<(), MetadataError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -757,6 +760,16 @@ impl Metadata {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The bytes of every layer recorded (an upper bound of what the build cache alone keeps).
+    pub fn total_layer_bytes(&self) -> Result<u64, MetadataError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COALESCE(SUM(size), 0) FROM layers", [], |r| {
+                r.get(0)
+            })?;
+        Ok(n.max(0) as u64)
     }
 
     /// When and why the cache entry `key` was pruned, if it was (and was not made again).
@@ -1226,7 +1239,8 @@ impl Metadata {
                 "INSERT INTO step_records (scope, slot, instruction, key, inputs, built_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(scope, slot) DO UPDATE SET instruction = excluded.instruction,
-                    key = excluded.key, inputs = excluded.inputs, built_at = excluded.built_at",
+                    key = excluded.key, inputs = excluded.inputs, built_at = excluded.built_at
+                 WHERE step_records.key != excluded.key OR step_records.inputs != excluded.inputs",
                 params![scope, r.slot, r.instruction, r.key.as_str(), r.inputs, now],
             )?;
         }

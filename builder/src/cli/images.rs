@@ -585,6 +585,10 @@ pub fn collect_garbage(g: &Global) -> Result<Option<strata_cache::gc::PruneRepor
     }
     let keep = keep_bytes(&gc.keep_storage, &g.root)?;
     let until = parse_duration(&gc.keep_duration)?;
+    // Every layer together within the bound: what only the cache keeps is too.
+    if open_store(g)?.meta.total_layer_bytes()? <= keep {
+        return Ok(None);
+    }
     let Some(_lock) = strata_cache::lock::RootLock::try_exclusive(&g.root)? else {
         return Ok(None);
     };
