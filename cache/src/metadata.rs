@@ -1248,6 +1248,19 @@ impl Metadata {
         Ok(())
     }
 
+    /// The key each slot of `scope` was last recorded with.
+    pub fn step_keys(
+        &self,
+        scope: &str,
+    ) -> Result<std::collections::HashMap<String, Digest>, MetadataError> {
+        let rows: Vec<(String, String)> = self
+            .conn
+            .prepare_cached("SELECT slot, key FROM step_records WHERE scope = ?1")?
+            .query_map([scope], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter().map(|(s, k)| Ok((s, digest(k)?))).collect()
+    }
+
     /// The last record of a step in `scope`: by its slot, else by its instruction's text.
     pub fn step_record(
         &self,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// The most context entries a step's record lists file by file; a larger selection keeps its
 /// digest only (a miss then says how many files it selects, not which changed).
-pub const MAX_LISTED_FILES: usize = 20_000;
+pub const MAX_LISTED_FILES: usize = 100_000;
 
 /// What a step's cache key was made of.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +52,13 @@ pub struct ContextInputs {
     /// The digest of the whole selection.
     pub digest: String,
     pub count: usize,
-    /// path → checksum, when the selection has at most [`MAX_LISTED_FILES`] entries.
+    /// path → checksum, when the selection has at most [`MAX_LISTED_FILES`] entries (filled
+    /// in only for the records compared or written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<BTreeMap<String, String>>,
+    /// The selection, as positions in the context's checksummed entries.
+    #[serde(skip)]
+    pub selected: Vec<usize>,
 }
 
 /// Why a step ran.

@@ -134,17 +134,42 @@ pub fn select_entries<'a>(
     src: &str,
     exclude: &[String],
 ) -> Result<Vec<&'a EntrySum>> {
+    Ok(select_indices(entries, src, exclude)?
+        .into_iter()
+        .map(|i| &entries[i])
+        .collect())
+}
+
+/// [`select_entries`], as positions in `entries`.
+fn select_indices(entries: &[EntrySum], src: &str, exclude: &[String]) -> Result<Vec<usize>> {
     let sel = SourceSelection::new(src, exclude).with_context(|| format!("COPY {src}"))?;
     let mut out = Vec::new();
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
         if sel
             .selects(&e.path)
             .with_context(|| format!("COPY {src}: bad pattern"))?
         {
-            out.push(e);
+            out.push(i);
         }
     }
     Ok(out)
+}
+
+/// Fills a step record's context file list from the context's entries (done only for the
+/// records that are compared or written: a list costs time in proportion to its files).
+pub fn fill_files(si: &mut StepInputs, contexts: &Contexts) {
+    let (Some(c), Some(sum)) = (si.context.as_mut(), contexts.sum.as_ref()) else {
+        return;
+    };
+    if c.files.is_none() && c.selected.len() <= MAX_LISTED_FILES {
+        c.files = Some(
+            c.selected
+                .iter()
+                .filter_map(|i| sum.entries.get(*i))
+                .map(|e| (e.path.clone(), e.digest.as_str().to_string()))
+                .collect(),
+        );
+    }
 }
 
 /// The digest of the (path, checksum) list a COPY source or a bind mount selects, and that
@@ -154,25 +179,20 @@ fn selection_digest(
     src: &str,
     exclude: &[String],
 ) -> Result<(String, ContextInputs)> {
-    let selected = select_entries(entries, src, exclude)?;
+    let selected = select_indices(entries, src, exclude)?;
     let mut text = String::new();
-    for e in &selected {
+    for e in selected.iter().map(|i| &entries[*i]) {
         text.push_str(&e.path);
         text.push('\0');
         text.push_str(e.digest.as_str());
         text.push('\n');
     }
     let digest = Digest::of(text.as_bytes()).as_str().to_string();
-    let files = (selected.len() <= MAX_LISTED_FILES).then(|| {
-        selected
-            .iter()
-            .map(|e| (e.path.clone(), e.digest.as_str().to_string()))
-            .collect()
-    });
     let record = ContextInputs {
         digest: digest.clone(),
         count: selected.len(),
-        files,
+        files: None,
+        selected,
     };
     Ok((digest, record))
 }
@@ -207,13 +227,7 @@ fn merge_context(parts: Vec<ContextInputs>) -> Option<ContextInputs> {
             .as_str()
             .to_string();
         acc.count += p.count;
-        acc.files = match (acc.files, p.files) {
-            (Some(mut a), Some(b)) if acc.count <= MAX_LISTED_FILES => {
-                a.extend(b);
-                Some(a)
-            }
-            _ => None,
-        };
+        acc.selected.extend(p.selected);
         acc
     }))
 }

@@ -171,13 +171,21 @@ pub fn build(
         no_cache_everywhere: req.opts.no_cache,
         imported: &imported,
         target: req.opts.target.as_deref().unwrap_or_default(),
+        contexts: &contexts,
     };
     let misses = records::misses(&graph, &ops, &done, &inputs, &against);
     // 4. Run what is left.
     let (chains, executed) = solve::run(
         req, &graph, &ops, &keys, &progress, epoch, fetched, done, &misses,
     )?;
-    records::record(&graph, &needed, &keys, &inputs, &mut meta, &scope);
+    records::record(
+        &graph,
+        &needed,
+        &keys,
+        &inputs,
+        &mut meta,
+        (&scope, &contexts),
+    );
     // 5. The images (and, for several platforms, the index of them).
     let mut store = store;
     let single = targets.len() == 1 && req.platforms.len() <= 1;

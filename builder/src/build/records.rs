@@ -36,6 +36,8 @@ pub struct Against<'a> {
     pub imported: &'a [ImportedSteps],
     /// `--target` (empty: the last stage).
     pub target: &'a str,
+    /// The context's checksummed entries (for the file lists of records).
+    pub contexts: &'a super::keys::Contexts,
 }
 
 /// Why each step that will run (reached from the targets, not done already, not a source)
@@ -53,6 +55,7 @@ pub fn misses(
         no_cache_everywhere,
         imported,
         target,
+        contexts,
     } = *against;
     let mut runs: Vec<OpId> = targets
         .iter()
@@ -64,9 +67,11 @@ pub fn misses(
     runs.dedup();
     let mut out: BTreeMap<OpId, Miss> = BTreeMap::new();
     for id in runs {
-        let Some(now) = inputs.get(&id) else {
+        let Some(mut now) = inputs.get(&id).cloned() else {
             continue;
         };
+        super::keys::fill_files(&mut now, contexts);
+        let now = &now;
         let record = meta
             .step_record(scope, &slot(&now.step), &now.instruction)
             .ok()
@@ -135,18 +140,26 @@ pub fn record(
     keys: &BTreeMap<OpId, Digest>,
     inputs: &BTreeMap<OpId, StepInputs>,
     meta: &mut Metadata,
-    scope: &str,
+    (scope, contexts): (&str, &super::keys::Contexts),
 ) {
+    // A slot whose key is unchanged has its record already (the key covers the inputs).
+    let known = meta.step_keys(scope).unwrap_or_default();
     let records: Vec<StepRecord> = needed
         .iter()
         .filter(|id| !matches!(graph.op(**id).kind, OpKind::Source(_)))
         .filter_map(|id| {
             let (key, si) = (keys.get(id)?, inputs.get(id)?);
+            let slot = slot(&si.step);
+            if known.get(&slot) == Some(key) {
+                return None;
+            }
+            let mut si = si.clone();
+            super::keys::fill_files(&mut si, contexts);
             Some(StepRecord {
-                slot: slot(&si.step),
+                slot,
                 instruction: si.instruction.clone(),
                 key: key.clone(),
-                inputs: serde_json::to_string(si).ok()?,
+                inputs: serde_json::to_string(&si).ok()?,
             })
         })
         .collect();
