@@ -378,6 +378,7 @@ mod tests {
                     .map(|(p, d)| (p.to_string(), d.to_string()))
                     .collect(),
             ),
+            selected: vec![],
         };
         let mut a = step("COPY . .");
         a.context = Some(files(&[("src/main.c", "1"), ("src/x.h", "2")]));
