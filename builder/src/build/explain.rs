@@ -38,6 +38,10 @@ pub struct StepInputs {
     /// Context files the step reads: path → checksum (at most [`MAX_LISTED_FILES`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<ContextInputs>,
+    /// RUN mounts whose source is another stage or an image (`from=`): target → the key of
+    /// what they show (a secret mount never: it contributes its id only, in the definition).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mounts: BTreeMap<String, String>,
     /// ADD of a URL: its checksum; of Git: the commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetched: Option<(String, String)>,
@@ -69,7 +73,7 @@ pub struct Miss {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
     /// `context`, `arg`, `env`, `base`, `instruction`, `platform`, `upstream`, `no-cache`,
-    /// `new`, `url` or `git`.
+    /// `new`, `evicted`, `mount-source`, `url` or `git`.
     pub kind: &'static str,
     /// The sentence shown to the user.
     pub reason: String,
@@ -159,6 +163,25 @@ pub fn explain(before: Option<&StepInputs>, now: &StepInputs, missed_parent: Opt
         )
         .with("reference", r.clone().into())
         .with("old", old.clone().into())
+        .with("new", new.clone().into());
+    }
+    if let Some((target, new)) = now
+        .mounts
+        .iter()
+        .find(|(t, k)| b.mounts.get(*t).is_some_and(|old| old != *k))
+    {
+        let old = b.mounts.get(target).cloned().unwrap_or_default();
+        return Miss::new(
+            now,
+            "mount-source",
+            format!(
+                "the source of mount {target} changed ({} → {})",
+                short(&old),
+                short(new)
+            ),
+        )
+        .with("mount", target.clone().into())
+        .with("old", old.into())
         .with("new", new.clone().into());
     }
     if let Some(m) = changed_var(now, "arg", "ARG", &b.args, &now.args) {

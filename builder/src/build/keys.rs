@@ -329,6 +329,21 @@ pub fn compute(
             OpKind::Exec(e) => {
                 si.platform = e.platform.as_ref().map(|p| p.to_string());
                 split_env(e, &mut si);
+                // Mounts of another stage or an image: the key of what they show.
+                for m in &e.mounts {
+                    let shows = m.input.and_then(|i| op.inputs.get(i));
+                    let Some(src) = shows.filter(|s| {
+                        !matches!(graph.op(**s).kind, OpKind::Source(SourceOp::Local { .. }))
+                    }) else {
+                        continue;
+                    };
+                    if matches!(m.kind, strata_solver::graph::MountKind::Secret { .. }) {
+                        continue;
+                    }
+                    if let Some(k) = keys.get(src) {
+                        si.mounts.insert(m.target.clone(), k.as_str().to_string());
+                    }
+                }
                 // A bind mount from the context reads those files: their checksums count.
                 let mut content = Vec::new();
                 for m in &e.mounts {

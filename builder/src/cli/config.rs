@@ -71,6 +71,36 @@ pub struct GcConfig {
     /// A duration (`1440h`).
     #[serde(default = "default_keep_duration")]
     pub keep_duration: String,
+    /// `[[gc.rule]]`: policies for kinds of state besides the build cache (BuildKit's
+    /// `gcpolicy` filters); by default BuildKit's first rule: RUN cache mounts kept within
+    /// 512MB, those unused for 48h going first.
+    #[serde(default = "default_rules")]
+    pub rule: Vec<GcRule>,
+}
+
+/// One `[[gc.rule]]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GcRule {
+    /// What it applies to: `exec.cachemount` (RUN `--mount=type=cache` directories).
+    #[serde(rename = "type")]
+    pub kind: GcKind,
+    pub keep_storage: String,
+    pub keep_duration: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum GcKind {
+    #[serde(rename = "exec.cachemount")]
+    CacheMount,
+}
+
+fn default_rules() -> Vec<GcRule> {
+    vec![GcRule {
+        kind: GcKind::CacheMount,
+        keep_storage: "512MB".into(),
+        keep_duration: "48h".into(),
+    }]
 }
 
 fn yes() -> bool {
@@ -91,6 +121,7 @@ impl Default for GcConfig {
             enabled: true,
             keep_storage: default_keep_storage(),
             keep_duration: default_keep_duration(),
+            rule: default_rules(),
         }
     }
 }

@@ -574,6 +574,77 @@ fn keep_bytes(spec: &str, root: &std::path::Path) -> Result<u64> {
     }
 }
 
+/// `[[gc.rule]] type = "exec.cachemount"`: RUN cache mounts over `keep-storage` go, those
+/// unused for `keep-duration` first, then the least recently used (a mount's lock file is
+/// made anew at each use). Looked at once an hour at most: sizing a cache mount walks it.
+fn collect_cache_mounts(g: &Global, rule: &super::config::GcRule) -> Result<()> {
+    let dir = g.root.join("cachemounts");
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let stamp = dir.join(".gc");
+    let recent = std::fs::metadata(&stamp)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() < 3600));
+    if recent && std::env::var_os("STRATA_GC_NOW").is_none() {
+        return Ok(());
+    }
+    std::fs::write(&stamp, b"").with_context(|| format!("writing {}", stamp.display()))?;
+    let keep = keep_bytes(&rule.keep_storage, &g.root)?;
+    let idle = parse_duration(&rule.keep_duration)?;
+    let now = std::time::SystemTime::now();
+    let mut mounts: Vec<(i64, u64, std::path::PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(&dir)?.flatten() {
+        let p = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let used = std::fs::metadata(dir.join(format!("{name}.lock")))
+            .or_else(|_| e.metadata())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        mounts.push((used, tree_size(&p), p));
+    }
+    let mut total: u64 = mounts.iter().map(|m| m.1).sum();
+    // Idle longest first.
+    mounts.sort_by(|a, b| b.0.cmp(&a.0));
+    for pass_idle in [true, false] {
+        for (used, size, p) in &mounts {
+            if total <= keep {
+                return Ok(());
+            }
+            if (pass_idle && *used < idle) || !p.exists() {
+                continue;
+            }
+            std::fs::remove_dir_all(p).with_context(|| format!("removing {}", p.display()))?;
+            total = total.saturating_sub(*size);
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of the files under `p` (not following symlinks).
+fn tree_size(p: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
 /// The store's garbage collection after a build (`[gc]`): when the layers only the build
 /// cache keeps are over `keep-storage`, entries unused for `keep-duration` go, then the least
 /// recently used, until they fit. Skipped while another process uses the root (a build, a
@@ -585,13 +656,18 @@ pub fn collect_garbage(g: &Global) -> Result<Option<strata_cache::gc::PruneRepor
     }
     let keep = keep_bytes(&gc.keep_storage, &g.root)?;
     let until = parse_duration(&gc.keep_duration)?;
+    let Some(_lock) = strata_cache::lock::RootLock::try_exclusive(&g.root)? else {
+        return Ok(None);
+    };
+    for rule in &gc.rule {
+        match rule.kind {
+            super::config::GcKind::CacheMount => collect_cache_mounts(g, rule)?,
+        }
+    }
     // Every layer together within the bound: what only the cache keeps is too.
     if open_store(g)?.meta.total_layer_bytes()? <= keep {
         return Ok(None);
     }
-    let Some(_lock) = strata_cache::lock::RootLock::try_exclusive(&g.root)? else {
-        return Ok(None);
-    };
     let mut store = open_store(g)?;
     let why = format!(
         "gc policy: keep-storage {} ({}), keep-duration {}",

@@ -350,3 +350,87 @@ fn a_fresh_root_importing_a_registry_cache_says_what_changed_relative_to_it() {
     assert_eq!(m[1]["kind"], "upstream");
     assert!(progress.contains("cache from registry"), "{progress}");
 }
+
+#[test]
+fn a_mounted_image_that_changed_is_named_as_the_mount_source() {
+    let Some((fx, ctx)) = fixture("explain-mount") else {
+        return;
+    };
+    let base = base_tar().unwrap();
+    let tool = |epoch: &str| {
+        let args = ["import", &base.to_string_lossy(), "tool"];
+        let out = fx
+            .cmd(&args)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .output()
+            .unwrap();
+        expect_ok(&out, &args);
+    };
+    tool("1000");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=bind,from=tool,target=/t ls /t/bin/sh\n",
+    )
+    .unwrap();
+    build(&fx, &ctx, &[]);
+    tool("2000");
+    let (_, m) = build(&fx, &ctx, &[]);
+    assert_eq!(m[0]["kind"], "mount-source", "{m:#?}");
+    assert_eq!(m[0]["mount"], "/t");
+    assert!(
+        m[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the source of mount /t changed"),
+        "{m:#?}"
+    );
+}
+
+#[test]
+fn cache_mounts_over_their_gc_rule_are_removed_after_a_build() {
+    let Some((fx, ctx)) = fixture("gc-cache-mounts") else {
+        return;
+    };
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=cache,id=big,target=/c head -c 200000 /dev/urandom > /c/blob\n",
+    )
+    .unwrap();
+    let ctx_s = ctx.to_string_lossy().into_owned();
+    let mounts = fx.root.join("cachemounts");
+    let dirs = || {
+        std::fs::read_dir(&mounts)
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0)
+    };
+    // The first build makes the mount; the default rule (512MB) keeps it.
+    fx.ok(&["build", "-q", &ctx_s]);
+    let after_first = dirs();
+    std::fs::write(
+        fx.root.join("config.toml"),
+        "[[gc.rule]]\ntype = \"exec.cachemount\"\nkeep-storage = \"10KB\"\nkeep-duration = \"48h\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo other > /o\n",
+    )
+    .unwrap();
+    // The next build looks at them now (not waiting for the hour): 200 KB over a 10 KB rule.
+    let out = fx
+        .cmd(&["build", "-q", &ctx_s])
+        .env("STRATA_GC_NOW", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!((after_first, dirs()), (1, 0));
+    // An invalid rule is a clear error.
+    std::fs::write(
+        fx.root.join("config.toml"),
+        "[[gc.rule]]\ntype = \"source.local\"\nkeep-storage = \"1MB\"\nkeep-duration = \"1h\"\n",
+    )
+    .unwrap();
+    let out = fx.strata(&["build", "-q", &ctx_s]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("source.local"), "{}", stderr(&out));
+}
