@@ -210,6 +210,31 @@ fn split_env(e: &strata_solver::graph::ExecOp, si: &mut StepInputs) {
     }
 }
 
+/// A RUN step's mounts of another stage or an image, for its record: the key of what each
+/// shows (a secret's never).
+fn mount_sources(
+    graph: &BuildGraph,
+    op: &strata_solver::graph::Op,
+    e: &strata_solver::graph::ExecOp,
+    keys: &BTreeMap<OpId, Digest>,
+    si: &mut StepInputs,
+) {
+    for m in &e.mounts {
+        if matches!(m.kind, strata_solver::graph::MountKind::Secret { .. }) {
+            continue;
+        }
+        let shows = m.input.and_then(|i| op.inputs.get(i));
+        let Some(src) =
+            shows.filter(|s| !matches!(graph.op(**s).kind, OpKind::Source(SourceOp::Local { .. })))
+        else {
+            continue;
+        };
+        if let Some(k) = keys.get(src) {
+            si.mounts.insert(m.target.clone(), k.as_str().to_string());
+        }
+    }
+}
+
 /// The instruction of a step's name (`[build 3/6] RUN make` → `RUN make`).
 fn instruction_of(name: &str) -> &str {
     match name.strip_prefix('[').and_then(|r| r.split_once("] ")) {
@@ -329,21 +354,7 @@ pub fn compute(
             OpKind::Exec(e) => {
                 si.platform = e.platform.as_ref().map(|p| p.to_string());
                 split_env(e, &mut si);
-                // Mounts of another stage or an image: the key of what they show.
-                for m in &e.mounts {
-                    let shows = m.input.and_then(|i| op.inputs.get(i));
-                    let Some(src) = shows.filter(|s| {
-                        !matches!(graph.op(**s).kind, OpKind::Source(SourceOp::Local { .. }))
-                    }) else {
-                        continue;
-                    };
-                    if matches!(m.kind, strata_solver::graph::MountKind::Secret { .. }) {
-                        continue;
-                    }
-                    if let Some(k) = keys.get(src) {
-                        si.mounts.insert(m.target.clone(), k.as_str().to_string());
-                    }
-                }
+                mount_sources(graph, op, e, &keys, &mut si);
                 // A bind mount from the context reads those files: their checksums count.
                 let mut content = Vec::new();
                 for m in &e.mounts {

@@ -610,7 +610,7 @@ fn collect_cache_mounts(g: &Global, rule: &super::config::GcRule) -> Result<()> 
     }
     let mut total: u64 = mounts.iter().map(|m| m.1).sum();
     // Idle longest first.
-    mounts.sort_by(|a, b| b.0.cmp(&a.0));
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.0));
     for pass_idle in [true, false] {
         for (used, size, p) in &mounts {
             if total <= keep {
