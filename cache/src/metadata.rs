@@ -1231,6 +1231,9 @@ impl Metadata {
         records: &[StepRecord],
         now: i64,
     ) -> Result<(), MetadataError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

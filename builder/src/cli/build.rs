@@ -152,23 +152,24 @@ pub fn build(g: &Global, a: &BuildArgs) -> Result<i32> {
     let r = match result {
         Ok(r) => r,
         Err(BuildError::Step { report }) => {
-            super::builds::record(g, &facts(None));
+            super::builds::record(g, None, &facts(None));
             eprintln!("{report}");
             return Ok(1);
         }
         Err(BuildError::Dockerfile(text)) => {
-            super::builds::record(g, &facts(None));
+            super::builds::record(g, None, &facts(None));
             eprintln!("{text}");
             return Ok(1);
         }
         Err(BuildError::Exec(e)) => return Err(e.into()),
         Err(BuildError::Other(e)) => return Err(e),
     };
-    let pushed = export_outputs(g, &r, &outputs, &tags, &progress)?;
-    super::builds::record(g, &facts(Some(&r)));
+    let mut store = open_store(g)?;
+    let pushed = export_outputs(g, &mut store, &r, &outputs, &tags, &progress)?;
+    super::builds::record(g, Some(&mut store), &facts(Some(&r)));
     report(a, &r, pushed.as_ref(), &tags, mode, to_stdout, &progress)?;
     // The store keeps itself within its policy ([gc]); a failure here fails no build.
-    match super::images::collect_garbage(g) {
+    match super::images::collect_garbage(g, &mut store) {
         Ok(Some(gc)) if gc.entries > 0 && mode != Mode::Quiet => eprintln!(
             "gc: removed {} build cache entries and {} layers ({}) to stay within [gc] keep-storage",
             gc.entries,
@@ -346,13 +347,13 @@ fn request(
 /// Writes each output (the image is in the store already; named, exported, pushed).
 fn export_outputs(
     g: &Global,
+    store: &mut strata_cache::images::ImageStore,
     r: &crate::build::BuildResult,
     outputs: &[super::output::OutputSpec],
     tags: &[String],
     progress: &Progress,
 ) -> Result<Option<strata_cache::Digest>> {
     let id = r.image_id.as_str().to_string();
-    let mut store = open_store(g)?;
     let (mut pushed, mut written) = (None, None);
     for o in outputs {
         let v = match &o.output {
@@ -366,7 +367,7 @@ fn export_outputs(
                 progress.log(&v, format!("naming to {t} done\n").as_bytes());
             }
         }
-        let res = super::output::export(g, &mut store, &id, tags, o);
+        let res = super::output::export(g, store, &id, tags, o);
         progress.done(&v, res.as_ref().err().map(|e| format!("{e:#}")).as_deref());
         // What a registry got wins over what an archive holds (the docker one, in Docker
         // media types, is another index).

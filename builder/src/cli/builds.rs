@@ -71,8 +71,13 @@ pub fn critical_path(steps: &[StepSummary]) -> Vec<String> {
     path
 }
 
-/// Records a finished build (a failed one too); a record that cannot be written is a warning.
-pub fn record(g: &Global, f: &BuildFacts<'_>) {
+/// Records a finished build (a failed one too) in `store`, or (`None`) in a store opened
+/// for it; a record that cannot be written is a warning.
+pub fn record(
+    g: &Global,
+    store: Option<&mut strata_cache::images::ImageStore>,
+    f: &BuildFacts<'_>,
+) {
     let finished = now_ms();
     let detail = serde_json::json!({
         "steps": f.steps,
@@ -92,11 +97,12 @@ pub fn record(g: &Global, f: &BuildFacts<'_>) {
         image: f.image.clone(),
         detail: detail.to_string(),
     };
-    let res = open_store(g).and_then(|mut s| {
-        s.meta
-            .put_build(&rec, g.config.history.keep)
-            .map_err(anyhow::Error::from)
-    });
+    let keep = g.config.history.keep;
+    let res = match store {
+        Some(s) => s.meta.put_build(&rec, keep).map_err(anyhow::Error::from),
+        None => open_store(g)
+            .and_then(|mut s| s.meta.put_build(&rec, keep).map_err(anyhow::Error::from)),
+    };
     if let Err(e) = res {
         tracing::warn!("recording the build: {e:#}");
     }

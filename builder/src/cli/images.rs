@@ -649,7 +649,10 @@ fn tree_size(p: &std::path::Path) -> u64 {
 /// cache keeps are over `keep-storage`, entries unused for `keep-duration` go, then the least
 /// recently used, until they fit. Skipped while another process uses the root (a build, a
 /// container): nothing in use is removed. Returns what was removed.
-pub fn collect_garbage(g: &Global) -> Result<Option<strata_cache::gc::PruneReport>> {
+pub fn collect_garbage(
+    g: &Global,
+    store: &mut ImageStore,
+) -> Result<Option<strata_cache::gc::PruneReport>> {
     let gc = &g.config.gc;
     if !gc.enabled {
         return Ok(None);
@@ -665,10 +668,9 @@ pub fn collect_garbage(g: &Global) -> Result<Option<strata_cache::gc::PruneRepor
         }
     }
     // Every layer together within the bound: what only the cache keeps is too.
-    if open_store(g)?.meta.total_layer_bytes()? <= keep {
+    if store.meta.total_layer_bytes()? <= keep {
         return Ok(None);
     }
-    let mut store = open_store(g)?;
     let why = format!(
         "gc policy: keep-storage {} ({}), keep-duration {}",
         gc.keep_storage,
@@ -678,7 +680,7 @@ pub fn collect_garbage(g: &Global) -> Result<Option<strata_cache::gc::PruneRepor
     let mut total = strata_cache::gc::PruneReport::default();
     for until_secs in [Some(until), None] {
         let r = strata_cache::gc::prune(
-            &mut store,
+            store,
             &strata_cache::gc::PruneOptions {
                 all: false,
                 keep_storage: Some(keep),
