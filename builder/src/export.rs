@@ -155,6 +155,11 @@ fn index_entry(m: &Manifested, name: Option<&String>, platform: bool) -> Descrip
     if platform {
         d.platform = Some(m.platform.clone());
     }
+    named(d, name)
+}
+
+/// `d` with the annotations that name it `name` in a layout's `index.json`, when given.
+fn named(mut d: Descriptor, name: Option<&String>) -> Descriptor {
     if let Some(n) = name {
         d.annotations
             .insert(mt::ANNOTATION_IMAGE_NAME.into(), n.clone());
@@ -162,6 +167,34 @@ fn index_entry(m: &Manifested, name: Option<&String>, platform: bool) -> Descrip
             .insert(mt::ANNOTATION_REF_NAME.into(), ref_name(n).to_string());
     }
     d
+}
+
+/// A `docker load` archive's `manifest.json` entry for an image written as `m`.
+fn archive_entry(m: &Manifested, names: &[String]) -> ArchiveEntry {
+    ArchiveEntry {
+        config: format!("blobs/sha256/{}", m.config.digest.hex()),
+        repo_tags: names.iter().map(|n| familiar(n)).collect(),
+        layers: m
+            .layers
+            .iter()
+            .map(|l| format!("blobs/sha256/{}", l.digest.hex()))
+            .collect(),
+        layer_sources: Default::default(),
+    }
+}
+
+/// The index of `entries` for `fmt`: an OCI index, or a Docker manifest list with Docker
+/// media types. Returns its bytes, digest and media type.
+pub fn index_document(entries: Vec<Descriptor>, fmt: &Format) -> (Vec<u8>, Digest, &'static str) {
+    let media_type = if fmt.oci_media_types {
+        mt::OCI_INDEX
+    } else {
+        mt::DOCKER_MANIFEST_LIST
+    };
+    let mut idx = Index::new(entries);
+    idx.media_type = media_type.into();
+    let (bytes, digest) = idx.encode();
+    (bytes, digest, media_type)
 }
 
 /// Where an archive's files go: a tar stream or a directory.
@@ -408,16 +441,7 @@ pub fn write_docker(
         let m = manifest(store, img, fmt)?;
         write_blobs(&mut s, store, &m, &img.config_bytes)?;
         let names = if names.is_empty() { &m.tags } else { names };
-        entries.push(ArchiveEntry {
-            config: format!("blobs/sha256/{}", m.config.digest.hex()),
-            repo_tags: names.iter().map(|n| familiar(n)).collect(),
-            layers: m
-                .layers
-                .iter()
-                .map(|l| format!("blobs/sha256/{}", l.digest.hex()))
-                .collect(),
-            layer_sources: Default::default(),
-        });
+        entries.push(archive_entry(&m, names));
         if names.is_empty() {
             index.push(index_entry(&m, None, false));
         }
@@ -450,14 +474,7 @@ pub fn index_of(store: &mut ImageStore, members: &[Image], fmt: &Format) -> Resu
         entries.push(index_entry(&m, None, true));
         manifests.push(m);
     }
-    let media_type = if fmt.oci_media_types {
-        mt::OCI_INDEX
-    } else {
-        mt::DOCKER_MANIFEST_LIST
-    };
-    let mut idx = Index::new(entries);
-    idx.media_type = media_type.into();
-    let (index, digest) = idx.encode();
+    let (index, digest, media_type) = index_document(entries, fmt);
     Ok(Indexed {
         members: manifests,
         index,
@@ -493,33 +510,20 @@ pub fn write_index(
         if i != native {
             continue;
         }
-        entries.push(ArchiveEntry {
-            config: format!("blobs/sha256/{}", m.config.digest.hex()),
-            repo_tags: names.iter().map(|n| familiar(n)).collect(),
-            layers: m
-                .layers
-                .iter()
-                .map(|l| format!("blobs/sha256/{}", l.digest.hex()))
-                .collect(),
-            layer_sources: Default::default(),
-        });
+        entries.push(archive_entry(m, names));
     }
     s.blob(store, &indexed.digest, Some(&indexed.index))?;
-    let top = Manifested {
-        manifest: indexed.index.clone(),
-        manifest_digest: indexed.digest.clone(),
-        media_type: indexed.media_type.clone(),
-        config: Descriptor::new(OCI_CONFIG, indexed.digest.clone(), 0),
-        layers: vec![],
-        tags: names.to_vec(),
-        platform: host,
-    };
+    let top = Descriptor::new(
+        &indexed.media_type,
+        indexed.digest.clone(),
+        indexed.index.len() as u64,
+    );
     let mut index = Vec::new();
     if names.is_empty() {
-        index.push(index_entry(&top, None, false));
+        index.push(top.clone());
     }
     for n in names {
-        index.push(index_entry(&top, Some(n), false));
+        index.push(named(top.clone(), Some(n)));
     }
     s.bytes("oci-layout", OCI_LAYOUT)?;
     s.bytes("index.json", &Index::new(index).encode().0)?;
@@ -531,13 +535,29 @@ pub fn write_index(
 }
 
 /// The directory buildx names a platform's files in (`linux_amd64`, `linux_arm_v7`).
+/// Its parts come from image configs: anything but letters, digits, `-` and `+` becomes
+/// `_`, so a name is always one component below the destination (never `..` or a path).
 pub fn platform_dir(p: &Platform) -> String {
-    let mut s = format!("{}_{}", p.os, p.architecture);
+    let mut parts = vec![p.os.as_str(), p.architecture.as_str()];
     if let Some(v) = &p.variant {
-        s.push('_');
-        s.push_str(v);
+        parts.push(v);
     }
-    s
+    let s: String = parts
+        .join("_")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.chars().all(|c| c == '_') {
+        "unknown".into()
+    } else {
+        s
+    }
 }
 
 /// Each member's root filesystem under `dest/<platform>/` (type=local of several platforms).
@@ -579,8 +599,17 @@ pub fn write_rootfs_tar_platforms(
     scratch: &Path,
     out: &mut dyn Write,
 ) -> Result<()> {
+    tar_of(scratch, out, |d| write_local_platforms(store, members, d))
+}
+
+/// What `fill` writes under `scratch`, as one tar on `out`; `scratch` is removed after.
+fn tar_of(
+    scratch: &Path,
+    out: &mut dyn Write,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let _ = std::fs::remove_dir_all(scratch);
-    let r = write_local_platforms(store, members, scratch).and_then(|_| {
+    let r = fill(scratch).and_then(|_| {
         strata_cache::difftar::write_diff_tar(scratch, out, &Default::default())
             .map(|_| ())
             .map_err(anyhow::Error::from)
@@ -596,12 +625,22 @@ pub fn write_rootfs_tar(
     scratch: &Path,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let _ = std::fs::remove_dir_all(scratch);
-    let r = write_local(store, img, scratch).and_then(|_| {
-        strata_cache::difftar::write_diff_tar(scratch, out, &Default::default())
-            .map(|_| ())
-            .map_err(anyhow::Error::from)
-    });
-    let _ = std::fs::remove_dir_all(scratch);
-    r
+    tar_of(scratch, out, |d| write_local(store, img, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_platform_directory_is_one_safe_component() {
+        let p = |os: &str, arch: &str, v: Option<&str>| Platform::new(os, arch, v);
+        assert_eq!(platform_dir(&p("linux", "arm", Some("v7"))), "linux_arm_v7");
+        assert_eq!(platform_dir(&p("linux", "amd64", None)), "linux_amd64");
+        assert_eq!(
+            platform_dir(&p("linux", "../../etc", None)),
+            "linux_______etc"
+        );
+        assert_eq!(platform_dir(&p("..", "", None)), "unknown");
+    }
 }

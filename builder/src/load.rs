@@ -278,24 +278,8 @@ fn plan_oci(root: &Root) -> Result<(Vec<Plan>, Vec<IndexPlan>)> {
             .and_then(|n| normalize(n).ok())
             .into_iter()
             .collect();
-        let mut members = Vec::new();
-        for d in &images {
-            let bytes = json_blob(root, BlobPaths::Layout, d)?;
-            let p = plan_manifest(
-                root,
-                BlobPaths::Layout,
-                bytes,
-                &d.media_type,
-                vec![],
-                &mut seen,
-            )?;
-            let i = add_plan(&mut plans, p);
-            members.push((
-                d.digest.clone(),
-                i,
-                d.platform.clone().unwrap_or_else(Platform::host),
-            ));
-        }
+        index.select(&host).context("the archive's index.json")?;
+        let members = plan_members(root, &images, &mut plans, &mut seen)?;
         index_plans.push(IndexPlan {
             document: None,
             tags,
@@ -349,24 +333,9 @@ fn plan_oci(root: &Root) -> Result<(Vec<Plan>, Vec<IndexPlan>)> {
                 // without an image for this machine is refused.
                 i.select(&host)
                     .with_context(|| format!("index {}", desc.digest))?;
-                let mut members = Vec::new();
-                for d in i.manifests.iter().filter(|d| !d.is_attestation()) {
-                    let bytes = json_blob(root, BlobPaths::Layout, d)?;
-                    let p = plan_manifest(
-                        root,
-                        BlobPaths::Layout,
-                        bytes,
-                        &d.media_type,
-                        vec![],
-                        &mut seen,
-                    )?;
-                    let n = add_plan(&mut plans, p);
-                    members.push((
-                        d.digest.clone(),
-                        n,
-                        d.platform.clone().unwrap_or_else(Platform::host),
-                    ));
-                }
+                let entries: Vec<&Descriptor> =
+                    i.manifests.iter().filter(|d| !d.is_attestation()).collect();
+                let members = plan_members(root, &entries, &mut plans, &mut seen)?;
                 index_plans.push(IndexPlan {
                     document: Some((bytes, desc.media_type.clone())),
                     tags,
@@ -395,6 +364,24 @@ fn plan_oci(root: &Root) -> Result<(Vec<Plan>, Vec<IndexPlan>)> {
         }
     }
     Ok((plans, index_plans))
+}
+
+/// The plans of a multi-platform image's members (untagged: the index carries the names),
+/// as (manifest digest, plan, platform).
+fn plan_members(
+    root: &Root,
+    entries: &[&Descriptor],
+    plans: &mut Vec<Plan>,
+    seen: &mut HashMap<Digest, LayerSrc>,
+) -> Result<Vec<(Digest, usize, Platform)>> {
+    let mut members = Vec::new();
+    for d in entries {
+        let bytes = json_blob(root, BlobPaths::Layout, d)?;
+        let p = plan_manifest(root, BlobPaths::Layout, bytes, &d.media_type, vec![], seen)?;
+        let platform = d.platform.clone().unwrap_or_else(Platform::host);
+        members.push((d.digest.clone(), add_plan(plans, p), platform));
+    }
+    Ok(members)
 }
 
 /// Whether every entry of an index is an image manifest (not a nested index) with a

@@ -33,6 +33,14 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the epoch (for records that time what they record).
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 7231's IMF-fixdate, an HTTP date) as seconds since
 /// the epoch.
 pub fn parse_http_date(s: &str) -> Option<i64> {

@@ -171,6 +171,9 @@ pub const MIGRATIONS: &[&str] = &[
      );",
 ];
 
+/// The columns of `builds` in [`BuildRecord`]'s order.
+const BUILD_COLUMNS: &str = "id, started, finished, status, context, dockerfile, target, platforms, executed, cached, image, detail";
+
 /// One build as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRecord {
@@ -1338,9 +1341,14 @@ impl Metadata {
         Ok(())
     }
 
-    fn build_rows(&self, sql: &str, arg: &str) -> Result<Vec<BuildRecord>, MetadataError> {
+    /// The build records a query (`SELECT {BUILD_COLUMNS} …`) returns.
+    fn build_rows(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<BuildRecord>, MetadataError> {
         let mut st = self.conn.prepare(sql)?;
-        let rows = st.query_map([arg], |r| {
+        let rows = st.query_map(params, |r| {
             Ok(BuildRecord {
                 id: r.get(0)?,
                 started: r.get(1)?,
@@ -1362,9 +1370,8 @@ impl Metadata {
     /// Every recorded build, newest first.
     pub fn builds(&self) -> Result<Vec<BuildRecord>, MetadataError> {
         self.build_rows(
-            "SELECT id, started, finished, status, context, dockerfile, target, platforms,
-                executed, cached, image, detail FROM builds WHERE ?1 = ?1 ORDER BY started DESC, id",
-            "",
+            &format!("SELECT {BUILD_COLUMNS} FROM builds ORDER BY started DESC, id"),
+            [],
         )
     }
 
@@ -1378,10 +1385,11 @@ impl Metadata {
                 .replace('_', "\\_")
         );
         self.build_rows(
-            "SELECT id, started, finished, status, context, dockerfile, target, platforms,
-                executed, cached, image, detail FROM builds WHERE id LIKE ?1 ESCAPE '\\'
-                ORDER BY started DESC, id",
-            &like,
+            &format!(
+                "SELECT {BUILD_COLUMNS} FROM builds WHERE id LIKE ?1 ESCAPE '\\'
+                 ORDER BY started DESC, id"
+            ),
+            [&like],
         )
     }
 
@@ -1436,6 +1444,36 @@ mod tests {
             layers: layers.iter().map(|l| Digest::of(&[*l])).collect(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn build_records_are_bounded_and_found_by_literal_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Metadata::open(dir.path()).unwrap();
+        let rec = |id: &str, started: i64| BuildRecord {
+            id: id.into(),
+            started,
+            finished: started + 1,
+            status: "completed".into(),
+            context: "/ctx".into(),
+            dockerfile: "Dockerfile".into(),
+            target: String::new(),
+            platforms: "linux/amd64".into(),
+            executed: 1,
+            cached: 0,
+            image: None,
+            detail: "{}".into(),
+        };
+        for (i, id) in ["a_1", "ab1", "a%2", "b"].iter().enumerate() {
+            m.put_build(&rec(id, i as i64), 3).unwrap();
+        }
+        let ids: Vec<String> = m.builds().unwrap().into_iter().map(|b| b.id).collect();
+        assert_eq!(ids, ["b", "a%2", "ab1"], "the newest 3");
+        // `_` and `%` in a prefix are themselves, not wildcards.
+        assert_eq!(m.builds_by_prefix("a%").unwrap().len(), 1);
+        assert!(m.builds_by_prefix("a_").unwrap().is_empty());
+        assert!(m.delete_build("b").unwrap());
+        assert!(!m.delete_build("b").unwrap());
     }
 
     #[test]

@@ -17,6 +17,19 @@ use strata_solver::graph::Platform;
 /// Where binfmt_misc lives.
 pub const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
 
+/// The platforms `strata binfmt` lists and `--install all` registers (each has an
+/// [`elf_kind`]).
+pub const PLATFORMS: &[&str] = &[
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/386",
+    "linux/amd64",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/riscv64",
+];
+
 /// What an ELF binary of one architecture starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ElfKind {
@@ -157,7 +170,17 @@ pub fn handlers(dir: &Path) -> Vec<Handler> {
             if name == "register" || name == "status" {
                 return None;
             }
-            let text = std::fs::read_to_string(e.path()).ok()?;
+            // A handler's entry is a small regular file; anything else (a FIFO in a directory
+            // given by STRATA_BINFMT_DIR) is not read.
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                return None;
+            }
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(std::fs::File::open(e.path()).ok()?, 64 << 10),
+                &mut text,
+            )
+            .ok()?;
             Handler::parse(&name, &text)
         })
         .collect();
@@ -262,8 +285,10 @@ pub enum Installed {
         name: String,
         interpreter: PathBuf,
     },
-    /// Already runs (natively, or through a handler with `F`).
-    AlreadyRuns(Support),
+    /// This machine runs it itself.
+    Native,
+    /// Already emulated, through this handler (with `F`).
+    Emulated(Handler),
 }
 
 /// Registers the Debian emulator of each platform with the `F` flag (root). A platform that
@@ -280,8 +305,12 @@ pub fn install(platforms: &[Platform]) -> Result<Vec<(Platform, Installed)>, Exe
     for p in platforms {
         let now = handlers(dir);
         match support(p, &now) {
-            s @ (Support::Native | Support::Emulated(_)) => {
-                out.push((p.clone(), Installed::AlreadyRuns(s)));
+            Support::Native => {
+                out.push((p.clone(), Installed::Native));
+                continue;
+            }
+            Support::Emulated(h) => {
+                out.push((p.clone(), Installed::Emulated(h)));
                 continue;
             }
             Support::Missing(_) => {}
@@ -373,6 +402,13 @@ mod tests {
         }
         let msg = missing_error(&arm64, "none");
         assert!(msg.contains("strata binfmt --install linux/arm64"), "{msg}");
+    }
+
+    #[test]
+    fn every_listed_platform_has_its_elf_kind() {
+        for p in PLATFORMS {
+            assert!(elf_kind(&Platform::parse(p).unwrap()).is_some(), "{p}");
+        }
     }
 
     #[test]

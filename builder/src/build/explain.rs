@@ -88,7 +88,7 @@ impl Miss {
             step: now.step.clone(),
             line: now.line,
             kind,
-            reason,
+            reason: printable(reason),
             data: serde_json::Map::new(),
         }
     }
@@ -96,6 +96,11 @@ impl Miss {
     fn with(mut self, k: &str, v: serde_json::Value) -> Miss {
         self.data.insert(k.to_string(), v);
         self
+    }
+
+    /// Says the miss in other words (made printable as every reason is).
+    pub fn set_reason(&mut self, reason: String) {
+        self.reason = printable(reason);
     }
 
     /// Whether the step follows another's miss rather than having a cause of its own.
@@ -109,7 +114,18 @@ const LISTED: usize = 3;
 
 fn short(d: &str) -> String {
     let hex = d.strip_prefix("sha256:").unwrap_or(d);
-    format!("sha256:{}…", &hex[..hex.len().min(4)])
+    format!("sha256:{}…", hex.chars().take(4).collect::<String>())
+}
+
+/// A reason as it is shown: what a record or an imported cache says (instruction text,
+/// variable values) may hold control characters, which never reach the terminal.
+fn printable(s: String) -> String {
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Why the step with inputs `now` missed, given the same step's last record (`before`) and
@@ -426,6 +442,17 @@ mod tests {
             explain(Some(&a), &c, None).reason,
             "4 context files added (src/a.c, src/b.c, src/c.c, …)"
         );
+    }
+
+    #[test]
+    fn what_records_say_is_shown_safely() {
+        // Digests and values from an imported cache are any text: never sliced mid-character,
+        // never a control character on the terminal.
+        assert_eq!(short("sha256:ééééé"), "sha256:éééé…");
+        let mut a = step("RUN make");
+        a.instruction = "RUN \u{1b}[2Jclear".into();
+        let m = explain(Some(&a), &step("RUN make"), None);
+        assert_eq!(m.reason, "instruction changed: RUN ?[2Jclear → RUN make");
     }
 
     #[test]

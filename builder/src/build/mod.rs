@@ -188,7 +188,7 @@ pub fn build(
     );
     // 5. The images (and, for several platforms, the index of them).
     let mut store = store;
-    let single = targets.len() == 1 && req.platforms.len() <= 1;
+    let single = targets.len() == 1;
     let mut images = Vec::new();
     for (t, chain) in targets.iter().zip(&chains) {
         // An image's creation time is when its last step's result was made, so a rebuild
@@ -275,7 +275,7 @@ fn lower_targets(
     let mut said = std::collections::BTreeSet::new();
     for p in platforms {
         let opts = BuildOptions {
-            platform: p.or_else(|| req.opts.platform.clone()),
+            platform: p,
             platform_prefix: req.platforms.len() > 1,
             ..req.opts.clone()
         };

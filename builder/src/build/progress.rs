@@ -206,12 +206,10 @@ impl Progress {
 
     /// Every step shown so far, in the order they were first shown: for the build's record.
     pub fn steps(&self) -> Vec<StepSummary> {
-        let mut out = Vec::new();
         self.with(|st| {
             let mut v: Vec<(&String, &Vertex)> = st.vertices.iter().collect();
             v.sort_by_key(|(_, x)| x.number);
-            out = v
-                .into_iter()
+            v.into_iter()
                 .map(|(id, x)| StepSummary {
                     id: id.clone(),
                     name: x.name.clone(),
@@ -222,9 +220,8 @@ impl Progress {
                     miss: x.miss.clone(),
                     tail: if x.failed { x.tail.clone() } else { vec![] },
                 })
-                .collect();
-        });
-        out
+                .collect()
+        })
     }
 
     /// Why a step that starts missed the cache: plain output prints it under the step

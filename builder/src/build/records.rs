@@ -85,7 +85,7 @@ pub fn misses(
             let want = format!("{target}|{}", slot(&now.step));
             for i in imported {
                 if let Some(v) = i.steps.get(&want)
-                    && let Ok(si) = serde_json::from_value::<StepInputs>(v.clone())
+                    && let Ok(si) = <StepInputs as serde::Deserialize>::deserialize(v)
                 {
                     before = Some(si);
                     from = Some(i.from.clone());
@@ -103,10 +103,10 @@ pub fn misses(
         if m.kind == "evicted"
             && let Some((at, why)) = record.and_then(|r| meta.eviction(&r.key).ok().flatten())
         {
-            m.reason = format!(
+            m.set_reason(format!(
                 "its result was pruned {} ({why})",
                 crate::timefmt::ago(at, crate::timefmt::now()).to_lowercase()
-            );
+            ));
             m.data
                 .insert("evicted_at".into(), crate::timefmt::rfc3339(at).into());
             m.data.insert("why".into(), why.into());
@@ -114,12 +114,12 @@ pub fn misses(
         if let Some(f) = &from
             && !m.is_upstream()
         {
-            m.reason = format!("{} (cache from {f})", m.reason);
+            m.set_reason(format!("{} (cache from {f})", m.reason));
             m.data.insert("cache_from".into(), f.clone().into());
         }
         if m.kind == "no-cache" && !no_cache_everywhere {
             // Not the whole build: its stage was named by --no-cache-filter.
-            m.reason = format!("--no-cache-filter {}", now.stage);
+            m.set_reason(format!("--no-cache-filter {}", now.stage));
             m.data.insert("flag".into(), "--no-cache-filter".into());
         }
         out.insert(id, m);

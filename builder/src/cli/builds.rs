@@ -27,17 +27,9 @@ pub struct BuildFacts<'a> {
     pub steps: &'a [StepSummary],
 }
 
-fn now_ms() -> i64 {
-    crate::timefmt::now() * 1000
-        + std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::from(d.subsec_millis()))
-            .unwrap_or(0)
-}
-
 /// Milliseconds since the epoch, now (a build's start).
 pub fn started() -> i64 {
-    now_ms()
+    crate::timefmt::now_millis()
 }
 
 /// The longest chain of steps by time (each step after the one it waited for longest).
@@ -78,7 +70,7 @@ pub fn record(
     store: Option<&mut strata_cache::images::ImageStore>,
     f: &BuildFacts<'_>,
 ) {
-    let finished = now_ms();
+    let finished = crate::timefmt::now_millis();
     let detail = serde_json::json!({
         "steps": f.steps,
         "critical_path": critical_path(f.steps),

@@ -57,6 +57,20 @@ pub fn find(store: &ImageStore, name: &str) -> Result<strata_cache::images::Imag
         .map_err(|_| anyhow::anyhow!("no such image: {name}"))
 }
 
+/// The multi-platform image `name` names, as [`find`] finds images: by its full name, else
+/// as given (a digest, `name:latest`).
+pub fn find_index(
+    store: &ImageStore,
+    name: &str,
+) -> Result<Option<strata_cache::images::StoredIndex>> {
+    if let Ok(full) = normalize_tag(name)
+        && let Some(idx) = store.index(&full)?
+    {
+        return Ok(Some(idx));
+    }
+    Ok(store.index(name)?)
+}
+
 /// [`find`] for a platform: a multi-platform image's member for it (the best ranked), or
 /// the image itself.
 pub fn find_for(
@@ -64,24 +78,20 @@ pub fn find_for(
     name: &str,
     platform: Option<&Platform>,
 ) -> Result<strata_cache::images::Image> {
-    if let Some(p) = platform {
-        let idx = match normalize_tag(name) {
-            Ok(full) => store.index(&full)?,
-            Err(_) => None,
+    if let Some(p) = platform
+        && let Some(idx) = find_index(store, name)?
+    {
+        return match store.index_member_for(&idx.record, p)? {
+            strata_cache::images::ForPlatform::Image(img) => Ok(*img),
+            strata_cache::images::ForPlatform::NotHere { .. } => {
+                bail!(
+                    "no such image: {name} for {p} (not in the local store: pull it with --platform {p})"
+                )
+            }
+            strata_cache::images::ForPlatform::NoMatch(have) => {
+                bail!("no such image: {name} for {p} (it has {})", have.join(", "))
+            }
         };
-        if let Some(idx) = idx.map_or_else(|| store.index(name), |i| Ok(Some(i)))? {
-            return match store.index_member_for(&idx.record, p)? {
-                strata_cache::images::ForPlatform::Image(img) => Ok(*img),
-                strata_cache::images::ForPlatform::NotHere { .. } => {
-                    bail!(
-                        "no such image: {name} for {p} (not in the local store: pull it with --platform {p})"
-                    )
-                }
-                strata_cache::images::ForPlatform::NoMatch(have) => {
-                    bail!("no such image: {name} for {p} (it has {})", have.join(", "))
-                }
-            };
-        }
     }
     find(store, name)
 }
@@ -346,12 +356,7 @@ pub fn inspect(g: &Global, a: &InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     let mut code = 0;
     for name in &a.images {
-        let full = normalize_tag(name).ok();
-        let idx = match &full {
-            Some(f) => store.index(f)?,
-            None => None,
-        };
-        if let Some(idx) = idx.map_or_else(|| store.index(name), |i| Ok(Some(i)))? {
+        if let Some(idx) = find_index(&store, name)? {
             out.push(inspect_index(&store, &idx)?);
             continue;
         }

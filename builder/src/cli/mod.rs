@@ -243,18 +243,6 @@ pub fn report_error(e: &anyhow::Error) {
     eprintln!("{msg}");
 }
 
-/// The platforms `strata binfmt --install all` registers.
-const EMULATED: &[&str] = &[
-    "linux/arm64",
-    "linux/arm/v7",
-    "linux/arm/v6",
-    "linux/386",
-    "linux/amd64",
-    "linux/ppc64le",
-    "linux/s390x",
-    "linux/riscv64",
-];
-
 /// `strata binfmt`: what this machine runs (natively or through binfmt_misc), after
 /// registering or removing emulators when asked.
 fn binfmt(a: &args::BinfmtArgs) -> Result<i32> {
@@ -270,7 +258,7 @@ fn binfmt(a: &args::BinfmtArgs) -> Result<i32> {
         for p in &a.install {
             if p == "all" {
                 want.extend(
-                    EMULATED
+                    strata_executor::binfmt::PLATFORMS
                         .iter()
                         .map(|p| Platform::parse(p).expect("known platforms")),
                 );
@@ -290,17 +278,14 @@ fn binfmt(a: &args::BinfmtArgs) -> Result<i32> {
                         interpreter.display()
                     )
                 }
-                Installed::AlreadyRuns(Support::Native) => println!("{p}: runs natively"),
-                Installed::AlreadyRuns(Support::Emulated(h)) => {
-                    println!("{p}: already emulated by {}", h.name)
-                }
-                Installed::AlreadyRuns(Support::Missing(_)) => {}
+                Installed::Native => println!("{p}: runs natively"),
+                Installed::Emulated(h) => println!("{p}: already emulated by {}", h.name),
             }
         }
     }
     let handlers = binfmt::handlers(std::path::Path::new(binfmt::BINFMT_DIR));
     let mut supported = Vec::new();
-    for p in EMULATED {
+    for p in strata_executor::binfmt::PLATFORMS {
         let platform = Platform::parse(p).expect("known platforms");
         match binfmt::support(&platform, &handlers) {
             Support::Native => supported.push(format!("{p} (native)")),

@@ -260,22 +260,32 @@ pub fn export(
             )?;
         }
         Output::Local { dest } => export::write_local(store, &img, std::path::Path::new(dest))?,
-        Output::Tar { dest } => {
-            let (d, t) = tar_dest(dest)?;
-            let Dest::Tar(mut w) = d else {
-                bail!("type=tar writes a tar");
-            };
-            let scratch = g
-                .root
-                .join("containers")
-                .join(format!("export-{}", strata_executor::random_id()));
-            export::write_rootfs_tar(store, &img, &scratch, &mut w)?;
-            w.flush()?;
-            drop(w);
-            finish_tar(t)?;
-        }
+        Output::Tar { dest } => rootfs_tar(g, dest, |scratch, w| {
+            export::write_rootfs_tar(store, &img, scratch, w)
+        })?,
     }
     Ok(None)
+}
+
+/// `type=tar`: what `write` puts in the tar (made in a scratch directory under the state
+/// root), to `dest`.
+fn rootfs_tar(
+    g: &Global,
+    dest: &str,
+    write: impl FnOnce(&std::path::Path, &mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let (d, t) = tar_dest(dest)?;
+    let Dest::Tar(mut w) = d else {
+        bail!("type=tar writes a tar");
+    };
+    let scratch = g
+        .root
+        .join("containers")
+        .join(format!("export-{}", strata_executor::random_id()));
+    write(&scratch, &mut w)?;
+    w.flush()?;
+    drop(w);
+    finish_tar(t)
 }
 
 /// Runs one output for a stored multi-platform image: archives hold the index and every
@@ -347,20 +357,9 @@ fn export_index(
         Output::Local { dest } => {
             export::write_local_platforms(store, &members, std::path::Path::new(dest))?
         }
-        Output::Tar { dest } => {
-            let (d, t) = tar_dest(dest)?;
-            let Dest::Tar(mut w) = d else {
-                bail!("type=tar writes a tar");
-            };
-            let scratch = g
-                .root
-                .join("containers")
-                .join(format!("export-{}", strata_executor::random_id()));
-            export::write_rootfs_tar_platforms(store, &members, &scratch, &mut w)?;
-            w.flush()?;
-            drop(w);
-            finish_tar(t)?;
-        }
+        Output::Tar { dest } => rootfs_tar(g, dest, |scratch, w| {
+            export::write_rootfs_tar_platforms(store, &members, scratch, w)
+        })?,
     }
     Ok(None)
 }

@@ -117,11 +117,7 @@ pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
     let mut store = open_store(g)?;
     let _lock = strata_cache::lock::RootLock::shared(&g.root)?;
     // A multi-platform image: every platform, then the index.
-    let full = super::images::normalize_tag(&a.image).ok();
-    let idx = match &full {
-        Some(f) => store.index(f)?,
-        None => None,
-    };
+    let idx = super::images::find_index(&store, &a.image)?;
     // A multi-platform image with every platform here goes whole; a partly pulled one, or
     // an index of one image, goes as docker's classic store pushes it: this machine's image.
     let whole = |i: &strata_cache::images::StoredIndex| {
@@ -138,7 +134,10 @@ pub fn push(g: &Global, a: &PushArgs) -> Result<i32> {
             let img = store.image(m.as_str())?;
             ensure_image(g, &mut store, &img)?;
         }
-        let target = a.reference.clone().or(full).unwrap_or_default();
+        let target = match &a.reference {
+            Some(r) => r.clone(),
+            None => super::images::normalize_tag(&a.image)?,
+        };
         let r = parse_ref(&target)?;
         let c = client(g)?;
         let d = registry::push_index(

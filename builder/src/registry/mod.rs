@@ -442,18 +442,12 @@ pub fn push_index(
                 _ => false,
             },
         );
-    let mut idx = strata_oci::Index::new(entries);
-    idx.media_type = if fmt.oci_media_types {
-        mt::OCI_INDEX.into()
-    } else {
-        mt::DOCKER_MANIFEST_LIST.into()
-    };
-    let (bytes, digest) = match kept {
-        Some((b, media_type)) => {
-            idx.media_type = media_type.to_string();
-            (b.to_vec(), Digest::of(b))
+    let (bytes, digest, media_type) = match kept {
+        Some((b, media_type)) => (b.to_vec(), Digest::of(b), media_type.to_string()),
+        None => {
+            let (b, d, m) = crate::export::index_document(entries, fmt);
+            (b, d, m.to_string())
         }
-        None => idx.encode(),
     };
     let ep = client
         .endpoints(&r.domain, false)
@@ -461,7 +455,7 @@ pub fn push_index(
         .context("no endpoint")?;
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
     client
-        .put_manifest(&ep, &r.path, &tag, &bytes, &idx.media_type)
+        .put_manifest(&ep, &r.path, &tag, &bytes, &media_type)
         .context("pushing the image index")?;
     say(&format!("{tag}: digest: {digest} size: {}", bytes.len()));
     Ok(digest)

@@ -53,10 +53,12 @@ impl ImageStore {
                 .manifest_digest
                 .clone()
                 .ok_or_else(|| ImageError::NoSuchImage(format!("the manifest of {id}")))?;
-            let (media_type, size) = match self.distributed_manifest(id)? {
-                Some((bytes, media_type)) => (media_type, bytes.len() as u64),
-                None => (mt::OCI_MANIFEST.to_string(), self.content.size(&manifest)?),
+            // The manifest the image has (the one it came with, or the one recorded for it).
+            let media_type = match self.meta.distributed_manifest(id)? {
+                Some((d, media_type)) if d == manifest => media_type,
+                _ => mt::OCI_MANIFEST.to_string(),
             };
+            let size = self.content.size(&manifest)?;
             let mut d = Descriptor::new(&media_type, manifest.clone(), size);
             d.platform = Some(platform.clone());
             descriptors.push(d);
